@@ -1,0 +1,174 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/host/api"
+)
+
+// apiFlag is the --api flag shared by the commands that read a running service.
+const apiDefault = "127.0.0.1:7070"
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+func apiGet(base, path string) (*http.Response, error) {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	resp, err := httpClient.Get(strings.TrimRight(base, "/") + path)
+	if err != nil {
+		return nil, fmt.Errorf("is slipstream running? %w", err)
+	}
+	return resp, nil
+}
+
+// apiError turns a non-2xx response into an error with the server's message.
+func apiError(resp *http.Response) error {
+	var e api.Error
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s: %s", resp.Status, e.Error)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+}
+
+func cmdGet(args []string, stdout, stderr io.Writer) error {
+	fs := flags("get", stderr)
+	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	rev := fs.Bool("revision", false, "print the revision on stderr")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageErr("usage: slipstream get [--api ADDR] FOLD KEY")
+	}
+	resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/keys/"+url.PathEscape(fs.Arg(1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	if *rev {
+		fmt.Fprintln(stderr, "revision", resp.Header.Get(api.RevisionHeader))
+	}
+	_, err = io.Copy(stdout, resp.Body)
+	return err
+}
+
+func cmdScan(args []string, stdout, stderr io.Writer) error {
+	fs := flags("scan", stderr)
+	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	prefix := fs.String("prefix", "", "only keys starting with this")
+	limit := fs.Int("limit", 0, "stop after this many keys (0: all)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("usage: slipstream scan [--api ADDR] [--prefix P] [--limit N] FOLD")
+	}
+	after, seen := "", 0
+	for {
+		q := url.Values{"prefix": {*prefix}, "limit": {"1000"}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/keys?"+q.Encode())
+		if err != nil {
+			return err
+		}
+		var page api.Page
+		if resp.StatusCode != http.StatusOK {
+			err = apiError(resp)
+		} else {
+			err = json.NewDecoder(resp.Body).Decode(&page)
+		}
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		for _, e := range page.Entries {
+			v := "(binary " + strconv.Itoa(len(e.ValueBase64)) + " bytes)"
+			if e.Value != nil {
+				v = *e.Value
+			}
+			fmt.Fprintf(stdout, "%s\t%d\t%s\n", e.Key, e.Revision, v)
+			if seen++; *limit > 0 && seen >= *limit {
+				return nil
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		after = page.Next
+	}
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flags("status", stderr)
+	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	path := "/v1/folds"
+	if fs.NArg() == 1 {
+		path += "/" + url.PathEscape(fs.Arg(0))
+	}
+	resp, err := apiGet(*addr, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err = stdout.Write(body)
+		return err
+	}
+	type status struct {
+		Name       string `json:"name"`
+		State      string `json:"state"`
+		Reason     string `json:"reason"`
+		Ready      bool   `json:"ready"`
+		Generation int    `json:"generation"`
+		Cursor     uint64 `json:"cursor"`
+		Lag        uint64 `json:"lag"`
+		Pending    uint64 `json:"pending"`
+		Keys       uint64 `json:"keys"`
+	}
+	var list struct {
+		Folds []status `json:"folds"`
+	}
+	if fs.NArg() == 1 {
+		var one status
+		err = json.Unmarshal(body, &one)
+		list.Folds = []status{one}
+	} else {
+		err = json.Unmarshal(body, &list)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
+	for _, s := range list.Folds {
+		fmt.Fprintf(stdout, "%-20s %-14s %-6t %-4d %12d %10d %10d %12d\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, s.Keys)
+		if s.Reason != "" {
+			fmt.Fprintf(stdout, "  reason: %s\n", s.Reason)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+// Package api serves the local HTTP API: fold status, key reads, scans,
+// readiness and metrics. It reads folds; it never changes them.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// RevisionHeader carries a key's revision on GET .../keys/{key}.
+const RevisionHeader = "Slipstream-Revision"
+
+// maxScanLimit bounds one page of a scan.
+const maxScanLimit = 10000
+
+// Handler returns the API over folds, with /metrics from g.
+func Handler(folds []*fold.Fold, g prometheus.Gatherer) http.Handler {
+	a := &api{folds: map[string]*fold.Fold{}, order: folds}
+	for _, f := range folds {
+		a.folds[f.Name()] = f
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/folds", a.list)
+	mux.HandleFunc("GET /v1/folds/{fold}", a.status)
+	mux.HandleFunc("GET /v1/folds/{fold}/keys", a.scan)
+	mux.HandleFunc("GET /v1/folds/{fold}/keys/{key...}", a.get)
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type api struct {
+	folds map[string]*fold.Fold
+	order []*fold.Fold
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, Error{Error: msg}) }
+
+func (a *api) fold(w http.ResponseWriter, r *http.Request) (*fold.Fold, bool) {
+	f, ok := a.folds[r.PathValue("fold")]
+	if !ok {
+		fail(w, http.StatusNotFound, "no fold named "+strconv.Quote(r.PathValue("fold")))
+	}
+	return f, ok
+}
+
+func statusCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), 5*time.Second)
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := statusCtx(r)
+	defer cancel()
+	out := make([]fold.Status, 0, len(a.order))
+	for _, f := range a.order {
+		out = append(out, f.Status(ctx))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"folds": out})
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := statusCtx(r)
+	defer cancel()
+	writeJSON(w, http.StatusOK, f.Status(ctx))
+}
+
+func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
+	var waiting []string
+	for _, f := range a.order {
+		if !f.Ready() {
+			waiting = append(waiting, f.Name())
+		}
+	}
+	if len(waiting) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "waiting": waiting})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// readError maps a read failure to a status code.
+func readError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, fold.ErrNotReady):
+		fail(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, sdk.ErrNotFound):
+		fail(w, http.StatusNotFound, "key not found")
+	default:
+		fail(w, http.StatusBadGateway, "store: "+err.Error())
+	}
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	e, err := f.Get(r.Context(), []byte(r.PathValue("key")))
+	if err != nil {
+		readError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set(RevisionHeader, strconv.FormatUint(e.Revision, 10))
+	w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(e.Value)
+}
+
+// Entry is one key of a scan page. Value holds UTF-8 values as text;
+// other values come base64-encoded in ValueBase64.
+type Entry struct {
+	Key         string  `json:"key"`
+	Revision    uint64  `json:"revision"`
+	Value       *string `json:"value,omitempty"`
+	ValueBase64 []byte  `json:"value_base64,omitempty"`
+}
+
+// Page is one page of a scan. Next, when set, is the after= of the next page.
+type Page struct {
+	Entries []Entry `json:"entries"`
+	Next    string  `json:"next,omitempty"`
+}
+
+func (a *api) scan(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := 1000
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxScanLimit {
+			fail(w, http.StatusBadRequest, "limit must be a number from 1 to "+strconv.Itoa(maxScanLimit))
+			return
+		}
+		limit = n
+	}
+	rng := sdk.Range{Prefix: []byte(q.Get("prefix")), Limit: limit + 1}
+	if q.Has("after") {
+		rng.After = []byte(q.Get("after"))
+	}
+	page := Page{Entries: []Entry{}}
+	err := f.Scan(r.Context(), rng, func(e sdk.Entry) error {
+		if len(page.Entries) == limit {
+			page.Next = page.Entries[limit-1].Key
+			return nil
+		}
+		out := Entry{Key: string(e.Key), Revision: e.Revision}
+		if utf8.Valid(e.Value) {
+			v := string(e.Value)
+			out.Value = &v
+		} else {
+			out.ValueBase64 = e.Value
+		}
+		page.Entries = append(page.Entries, out)
+		return nil
+	})
+	if err != nil {
+		readError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}

@@ -1,0 +1,263 @@
+// Package fold keeps one local fold of a KV bucket: it drives a store plugin
+// from a watch, commits the cursor with the data, rebuilds into a shadow
+// generation when the cursor cannot be resumed, and serves reads from the
+// published generation.
+//
+// It owns DESIGN.md rules 1-4, 6 and 8: the store's cursor is the only
+// authority; the cursor moves only after Apply succeeds; identity, scope and
+// transform changes rebuild; readers never see a half-built generation. It
+// never talks to a backend except through the sdk.Store contract.
+package fold
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// ErrNotReady is returned by reads of a fold that has no published
+// generation yet (its first bootstrap is still running).
+var ErrNotReady = errors.New("fold has no complete generation yet")
+
+// Handle is an open store plugin process.
+type Handle interface {
+	sdk.Store
+	// Shutdown closes the store and ends the process.
+	Shutdown(ctx context.Context) error
+	// Exited reports whether the process has died.
+	Exited() bool
+}
+
+// Launcher starts a store plugin process for a fold.
+type Launcher func(ctx context.Context) (Handle, error)
+
+// Change is one update on its way to the store, after decoding and before
+// transforms.
+type Change struct {
+	Op       watch.Op
+	Key      string
+	Value    []byte
+	Revision uint64
+}
+
+// Transform reshapes changes before they are folded.
+type Transform interface {
+	// Digest identifies the chain (modules and their config); a change of
+	// digest rebuilds the fold.
+	Digest() string
+	// Apply returns the changes to fold, in order. An error stalls the
+	// fold: nothing of the batch is applied and the cursor does not move.
+	Apply(ctx context.Context, in []Change) ([]Change, error)
+}
+
+// Config describes one fold.
+type Config struct {
+	Name    string
+	Bucket  string
+	Filters []string
+	// Dir holds the fold's generations.
+	Dir string
+	// StoreConfig is the store_config table as JSON.
+	StoreConfig []byte
+	Launch      Launcher
+	Transform   Transform // nil: fold the bucket as is
+
+	MaxEntries int
+	MaxBytes   int
+	Window     time.Duration
+	// CheckEvery is the live floor guard's period; default 1s.
+	CheckEvery time.Duration
+
+	Logger  *slog.Logger
+	Metrics *Metrics
+
+	// Hooks are for tests that prove a defence matters by switching it off.
+	Hooks Hooks
+}
+
+// Hooks switch defences off. Never set outside tests.
+type Hooks struct {
+	// NoRebuild resumes from whatever the server delivers instead of
+	// rebuilding when the cursor has expired.
+	NoRebuild bool
+}
+
+// State is where a fold is in its life.
+type State string
+
+// The states a fold reports, everywhere the same.
+const (
+	StateStarting      State = "starting"
+	StateBootstrapping State = "bootstrapping"
+	StateSynced        State = "synced"
+	StateRebuilding    State = "rebuilding"
+	StateStalled       State = "stalled"
+	StateStopped       State = "stopped"
+)
+
+// Status is a snapshot of a fold for the API, metrics and the CLI.
+type Status struct {
+	Name       string    `json:"name"`
+	Bucket     string    `json:"bucket"`
+	Scope      []string  `json:"scope"`
+	State      State     `json:"state"`
+	Reason     string    `json:"reason,omitempty"`
+	Ready      bool      `json:"ready"`
+	Stale      bool      `json:"stale"`
+	Generation int       `json:"generation"`
+	Cursor     uint64    `json:"cursor"`
+	StreamLast uint64    `json:"stream_last_seq"`
+	Lag        uint64    `json:"lag"`
+	Pending    uint64    `json:"pending"`
+	Keys       uint64    `json:"keys"`
+	Bytes      uint64    `json:"bytes"`
+	Store      string    `json:"store,omitempty"`
+	SyncedAt   time.Time `json:"synced_at,omitzero"`
+}
+
+// generation is one open generation of the fold.
+type generation struct {
+	n      int
+	dir    string
+	h      Handle
+	cursor uint64 // committed; guarded by Fold.mu
+	meta   map[string][]byte
+}
+
+// Fold is one fold and its supervisor.
+type Fold struct {
+	cfg Config
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	// Owned by Run's goroutine.
+	layout layout
+	shadow *generation
+
+	mu       sync.RWMutex
+	pub      *generation // published: what readers see
+	target   *generation // what the watch feeds: pub, or a shadow
+	state    State
+	reason   string
+	synced   bool
+	last     uint64 // stream last sequence, last seen
+	syncedAt time.Time
+
+	pending atomic.Uint64
+}
+
+// New prepares a fold; Run drives it.
+func New(cfg Config, js jetstream.JetStream) *Fold {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 1000
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 4 << 20
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 10 * time.Millisecond
+	}
+	if cfg.CheckEvery <= 0 {
+		cfg.CheckEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	return &Fold{cfg: cfg, js: js, log: cfg.Logger.With("fold", cfg.Name), state: StateStarting}
+}
+
+// Name is the fold's name.
+func (f *Fold) Name() string { return f.cfg.Name }
+
+// Ready reports whether the fold serves a complete generation that has
+// caught up with the stream.
+func (f *Fold) Ready() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.readyLocked()
+}
+
+func (f *Fold) readyLocked() bool {
+	return f.pub != nil && f.target == f.pub && f.synced && f.state == StateSynced
+}
+
+// Status reports the fold's state. It asks the store for its key count.
+func (f *Fold) Status(ctx context.Context) Status {
+	f.mu.RLock()
+	st := Status{
+		Name: f.cfg.Name, Bucket: f.cfg.Bucket, Scope: f.cfg.Filters,
+		State: f.state, Reason: f.reason, Ready: f.readyLocked(),
+		Pending: f.pending.Load(), StreamLast: f.last, SyncedAt: f.syncedAt,
+	}
+	pub := f.pub
+	if pub != nil {
+		st.Generation, st.Cursor = pub.n, pub.cursor
+		st.Stale = f.target != pub || !f.synced
+	}
+	f.mu.RUnlock()
+	if st.StreamLast > st.Cursor {
+		st.Lag = st.StreamLast - st.Cursor
+	}
+	if pub != nil {
+		if s, err := pub.h.Stats(ctx); err == nil {
+			st.Keys, st.Bytes = s.Keys, s.Bytes
+		}
+		if p, ok := pub.h.(interface{ Info() sdk.Info }); ok {
+			st.Store = p.Info().Name
+		}
+	}
+	return st
+}
+
+// published returns the handle readers use.
+func (f *Fold) published() (Handle, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.pub == nil {
+		return nil, ErrNotReady
+	}
+	return f.pub.h, nil
+}
+
+// Get reads one key from the published generation.
+func (f *Fold) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
+	h, err := f.published()
+	if err != nil {
+		return sdk.Entry{}, err
+	}
+	return h.Get(ctx, key)
+}
+
+// Scan reads a range of the published generation.
+func (f *Fold) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	h, err := f.published()
+	if err != nil {
+		return err
+	}
+	return h.Scan(ctx, r, fn)
+}
+
+func (f *Fold) setState(s State, reason string) {
+	f.mu.Lock()
+	changed := f.state != s || f.reason != reason
+	f.state, f.reason = s, reason
+	f.mu.Unlock()
+	if changed {
+		f.cfg.Metrics.setState(f.cfg.Name, s)
+		if reason != "" {
+			f.log.Warn("fold state", "state", string(s), "reason", reason)
+		} else {
+			f.log.Info("fold state", "state", string(s))
+		}
+	}
+}

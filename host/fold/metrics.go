@@ -1,0 +1,60 @@
+package fold
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Prometheus series every fold reports, labelled by fold.
+type Metrics struct {
+	state     *prometheus.GaugeVec
+	cursor    *prometheus.GaugeVec
+	last      *prometheus.GaugeVec
+	pending   *prometheus.GaugeVec
+	applied   *prometheus.CounterVec
+	batches   *prometheus.CounterVec
+	applyTime *prometheus.HistogramVec
+	rebuilds  *prometheus.CounterVec
+	failures  *prometheus.CounterVec
+}
+
+var allStates = []State{StateStarting, StateBootstrapping, StateSynced, StateRebuilding, StateStalled, StateStopped}
+
+// NewMetrics creates the series and registers them with reg (nil: not
+// registered, for tests and tools).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_state",
+			Help: "1 for the state the fold is in, 0 for the others."}, []string{"fold", "state"}),
+		cursor: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_cursor",
+			Help: "Stream sequence committed with the fold's data."}, []string{"fold"}),
+		last: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_stream_last_seq",
+			Help: "Last sequence of the bucket's stream, as last seen."}, []string{"fold"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_pending",
+			Help: "Messages in scope the consumer still has to deliver."}, []string{"fold"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_applied_total",
+			Help: "Mutations committed to the store."}, []string{"fold"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_batches_total",
+			Help: "Batches committed to the store."}, []string{"fold"}),
+		applyTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipstream_fold_apply_seconds",
+			Help: "Time of one Apply through the store plugin.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)},
+			[]string{"fold"}),
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_rebuilds_total",
+			Help: "Rebuilds started, by reason."}, []string{"fold", "reason"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_failures_total",
+			Help: "Fold sessions that ended in an error (plugin, NATS, transform)."}, []string{"fold"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures)
+	}
+	return m
+}
+
+func (m *Metrics) setState(fold string, s State) {
+	for _, x := range allStates {
+		v := 0.0
+		if x == s {
+			v = 1
+		}
+		m.state.WithLabelValues(fold, string(x)).Set(v)
+	}
+}

@@ -1,0 +1,540 @@
+package fold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// Metadata keys the host keeps in every generation, committed with the
+// cursor. They say what the generation is a fold of.
+const (
+	MetaFormat     = "slipstream.format"
+	MetaBucket     = "slipstream.bucket"
+	MetaStream     = "slipstream.stream"
+	MetaCreated    = "slipstream.stream_created"
+	MetaScope      = "slipstream.scope"
+	MetaTransforms = "slipstream.transforms"
+	MetaSyncedAt   = "slipstream.synced_at"
+)
+
+// errRestart ends a session so that the next one starts at once (a rebuild
+// was decided).
+var errRestart = errors.New("restart session")
+
+// applyTimeout bounds one Apply; a plugin that hangs longer is treated as
+// failed, and the batch is fetched again by the next session.
+const applyTimeout = 2 * time.Minute
+
+// Run drives the fold until ctx ends. On ctx end it commits the batch it
+// holds, closes its stores and returns nil. Errors of a session (plugin
+// death, NATS trouble, a failing transform) are retried with jittered
+// backoff while the fold reports itself stalled; Run returns an error only
+// when the fold's directory is unusable.
+func (f *Fold) Run(ctx context.Context) error {
+	l, err := scanDir(f.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("fold %s: %w", f.cfg.Name, err)
+	}
+	f.layout = l
+	defer f.closeAll()
+	b := backoff{min: 100 * time.Millisecond, max: 30 * time.Second}
+	for {
+		err := f.session(ctx)
+		if ctx.Err() != nil {
+			f.setState(StateStopped, "")
+			return nil
+		}
+		if errors.Is(err, errRestart) {
+			continue
+		}
+		if err == nil {
+			b.reset()
+			continue
+		}
+		f.cfg.Metrics.failures.WithLabelValues(f.cfg.Name).Inc()
+		f.setState(StateStalled, err.Error())
+		select {
+		case <-ctx.Done():
+			f.setState(StateStopped, "")
+			return nil
+		case <-time.After(b.next()):
+		}
+	}
+}
+
+func (f *Fold) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.mu.Lock()
+	pub, shadow := f.pub, f.shadow
+	f.pub, f.shadow, f.target = nil, nil, nil
+	f.mu.Unlock()
+	for _, g := range []*generation{shadow, pub} {
+		if g != nil {
+			if err := g.h.Shutdown(ctx); err != nil {
+				f.log.Warn("closing store", "generation", g.n, "err", err)
+			}
+		}
+	}
+}
+
+// openGen launches a plugin for generation n and opens its store.
+func (f *Fold) openGen(ctx context.Context, n int) (*generation, error) {
+	dir := filepath.Join(f.cfg.Dir, genName(n))
+	h, err := f.cfg.Launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := h.Open(ctx, dir, f.cfg.StoreConfig)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(sctx)
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	return &generation{n: n, dir: dir, h: h, cursor: st.Cursor, meta: st.Meta}, nil
+}
+
+// alive returns g if its plugin still runs, or reopens the generation.
+func (f *Fold) alive(ctx context.Context, g *generation, n int) (*generation, error) {
+	if g != nil && !g.h.Exited() {
+		return g, nil
+	}
+	if g != nil {
+		f.log.Warn("store plugin died; restarting it", "generation", n)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = g.h.Shutdown(sctx)
+		cancel()
+	}
+	return f.openGen(ctx, n)
+}
+
+// prepare makes sure the published generation is open (for readers) and
+// returns the generation the watch should feed.
+func (f *Fold) prepare(ctx context.Context) (*generation, error) {
+	if f.layout.published > 0 {
+		f.mu.RLock()
+		pub := f.pub
+		f.mu.RUnlock()
+		g, err := f.alive(ctx, pub, f.layout.published)
+		if err != nil {
+			return nil, err
+		}
+		f.mu.Lock()
+		f.pub = g
+		f.mu.Unlock()
+	}
+	if f.layout.published == 0 && f.layout.shadow == 0 {
+		f.layout.shadow = 1
+	}
+	var tgt *generation
+	if f.layout.shadow > 0 {
+		g, err := f.alive(ctx, f.shadow, f.layout.shadow)
+		if err != nil {
+			return nil, err
+		}
+		f.shadow, tgt = g, g
+	} else {
+		f.mu.RLock()
+		tgt = f.pub
+		f.mu.RUnlock()
+	}
+	f.mu.Lock()
+	f.target = tgt
+	f.mu.Unlock()
+	return tgt, nil
+}
+
+// wantMeta is the metadata a generation of this fold must carry.
+func (f *Fold) wantMeta(id watch.Identity) map[string][]byte {
+	digest := ""
+	if f.cfg.Transform != nil {
+		digest = f.cfg.Transform.Digest()
+	}
+	return map[string][]byte{
+		MetaFormat:     []byte("1"),
+		MetaBucket:     []byte(f.cfg.Bucket),
+		MetaStream:     []byte(id.Stream),
+		MetaCreated:    []byte(id.Created.Format(time.RFC3339Nano)),
+		MetaScope:      []byte(strings.Join(f.cfg.Filters, "\n")),
+		MetaTransforms: []byte(digest),
+	}
+}
+
+// mismatch says why generation g cannot be resumed as a fold of want, or "".
+func mismatch(g *generation, want map[string][]byte) string {
+	if g.cursor == 0 && len(g.meta) == 0 {
+		return "" // a fresh store
+	}
+	names := map[string]string{
+		MetaBucket: "bucket", MetaStream: "stream", MetaCreated: "stream identity (bucket recreated)",
+		MetaScope: "scope", MetaTransforms: "transform chain", MetaFormat: "format",
+	}
+	for k, what := range names {
+		if string(g.meta[k]) != string(want[k]) {
+			return fmt.Sprintf("%s changed (%q, was %q)", what, want[k], g.meta[k])
+		}
+	}
+	return ""
+}
+
+func metaEqual(have, want map[string][]byte) bool {
+	for k, v := range want {
+		if string(have[k]) != string(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// rebuild abandons tgt as a resume point: the next session re-lists into a
+// fresh shadow generation while readers keep the published one.
+func (f *Fold) rebuild(ctx context.Context, tgt *generation, why string) error {
+	f.cfg.Metrics.rebuilds.WithLabelValues(f.cfg.Name, rebuildReason(why)).Inc()
+	f.log.Warn("rebuilding fold", "generation", tgt.n, "reason", why)
+	f.mu.Lock()
+	isPub := tgt == f.pub
+	f.synced = false
+	f.mu.Unlock()
+	next := max(f.layout.published, f.layout.shadow) + 1
+	if !isPub {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := tgt.h.Shutdown(sctx)
+		cancel()
+		f.shadow = nil
+		if err != nil {
+			f.log.Warn("closing abandoned shadow", "err", err)
+		}
+		if err := os.RemoveAll(tgt.dir); err != nil {
+			return err
+		}
+	}
+	f.layout.shadow = next
+	f.setState(StateRebuilding, why)
+	return errRestart
+}
+
+func rebuildReason(why string) string {
+	switch {
+	case strings.Contains(why, "expired"):
+		return "expired"
+	case strings.Contains(why, "ahead"), strings.Contains(why, "identity"), strings.Contains(why, "stream"):
+		return "identity"
+	case strings.Contains(why, "MaxUint64"):
+		return "invalid"
+	}
+	return "config"
+}
+
+// session opens what it needs, checks that the target can be resumed, and
+// follows the stream until an error or ctx's end.
+func (f *Fold) session(ctx context.Context) error {
+	tgt, err := f.prepare(ctx)
+	if err != nil {
+		return err
+	}
+	id, pos, err := watch.Describe(ctx, f.js, f.cfg.Bucket)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.last = pos.Last
+	f.mu.Unlock()
+	want := f.wantMeta(id)
+	if why := mismatch(tgt, want); why != "" && !f.cfg.Hooks.NoRebuild {
+		return f.rebuild(ctx, tgt, why)
+	}
+	f.mu.RLock()
+	cursor := tgt.cursor
+	f.mu.RUnlock()
+	w, err := watch.Start(ctx, f.js, watch.Config{
+		Bucket: f.cfg.Bucket, Filters: f.cfg.Filters, Cursor: cursor,
+		NamePrefix:     "slipstream_" + f.cfg.Name,
+		NoExpiryChecks: f.cfg.Hooks.NoRebuild,
+	})
+	if err != nil {
+		if expired(err) {
+			return f.rebuild(ctx, tgt, err.Error())
+		}
+		return err
+	}
+	defer w.Stop()
+	f.mu.RLock()
+	isPub := tgt == f.pub
+	hasPub := f.pub != nil
+	f.mu.RUnlock()
+	switch {
+	case !isPub && hasPub:
+		f.setState(StateRebuilding, "")
+	default:
+		f.setState(StateBootstrapping, "")
+	}
+	f.log.Info("watching", "generation", tgt.n, "cursor", cursor, "pending", w.InitialPending,
+		"stream_first", pos.First, "stream_last", pos.Last)
+	err = f.follow(ctx, tgt, w, cursor, want)
+	if expired(err) && !f.cfg.Hooks.NoRebuild {
+		return f.rebuild(ctx, tgt, err.Error())
+	}
+	return err
+}
+
+func expired(err error) bool {
+	return errors.Is(err, watch.ErrCursorExpired) || errors.Is(err, watch.ErrCursorAhead) ||
+		errors.Is(err, watch.ErrCursorInvalid)
+}
+
+// batch is one unit handed from the reader to the applier.
+type batch struct {
+	muts     []sdk.Mutation
+	cursor   uint64
+	meta     map[string][]byte
+	changes  int // updates received, before transforms
+	caughtUp bool
+}
+
+// follow runs the pipeline: this goroutine reads, decodes, transforms and
+// batches; an applier goroutine commits batches in order. While the store
+// applies batch N, batch N+1 accumulates.
+func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64, want map[string][]byte) error {
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	applyCh := make(chan *batch, 1)
+	applierDone := make(chan struct{})
+	var applyErr error
+	go func() {
+		defer close(applierDone)
+		for b := range applyCh {
+			if err := f.commit(ctx, tgt, b); err != nil {
+				applyErr = err
+				stopReading()
+				for range applyCh {
+				}
+				return
+			}
+		}
+	}()
+	send := func(b *batch) bool {
+		select {
+		case applyCh <- b:
+			return true
+		case <-applierDone:
+			return false
+		}
+	}
+	readErr := f.read(rctx, ctx, tgt, w, cursor, want, send)
+	close(applyCh)
+	<-applierDone
+	if applyErr != nil {
+		return applyErr
+	}
+	return readErr
+}
+
+// read is the reader half of follow.
+func (f *Fold) read(rctx, ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64,
+	want map[string][]byte, send func(*batch) bool) error {
+	var (
+		changes   []Change
+		size      int
+		high      = cursor
+		sent      = cursor
+		deadline  time.Time
+		nextCheck = time.Now().Add(f.cfg.CheckEvery)
+		progress  = newProgress(w.InitialPending)
+	)
+	f.pending.Store(w.InitialPending)
+	var meta map[string][]byte
+	f.mu.RLock()
+	if !metaEqual(tgt.meta, want) {
+		meta = want
+	}
+	f.mu.RUnlock()
+	if meta != nil || w.InitialPending == 0 {
+		if !send(&batch{cursor: cursor, meta: meta, caughtUp: w.InitialPending == 0}) {
+			return nil
+		}
+	}
+	flush := func(caughtUp bool) (bool, error) {
+		b := &batch{cursor: high, caughtUp: caughtUp, changes: len(changes)}
+		out := changes
+		if f.cfg.Transform != nil && len(changes) > 0 {
+			var err error
+			if out, err = f.cfg.Transform.Apply(context.WithoutCancel(rctx), changes); err != nil {
+				return false, err
+			}
+		}
+		b.muts = toMutations(out)
+		changes, size, sent = nil, 0, high
+		return send(b), nil
+	}
+	for {
+		wait := time.Until(nextCheck)
+		if len(changes) > 0 {
+			wait = min(wait, time.Until(deadline))
+		}
+		u, err := w.Next(rctx, max(wait, time.Millisecond))
+		switch {
+		case err == nil:
+			if len(changes) == 0 {
+				deadline = time.Now().Add(f.cfg.Window)
+			}
+			changes = append(changes, Change{Op: u.Op, Key: u.Key, Value: u.Value, Revision: u.Revision})
+			size += len(u.Key) + len(u.Value)
+			high = u.Revision
+			f.pending.Store(u.Pending)
+			progress.observe(f, u.Pending)
+			if u.Pending == 0 || len(changes) >= f.cfg.MaxEntries || size >= f.cfg.MaxBytes {
+				if ok, err := flush(u.Pending == 0); !ok || err != nil {
+					return err
+				}
+			}
+		case errors.Is(err, watch.ErrNoUpdate):
+			if len(changes) > 0 && !time.Now().Before(deadline) {
+				if ok, err := flush(false); !ok || err != nil {
+					return err
+				}
+			}
+		case ctx.Err() != nil:
+			// Shutdown: commit what we hold, then stop.
+			if len(changes) > 0 {
+				_, err := flush(false)
+				return err
+			}
+			return nil
+		case rctx.Err() != nil:
+			return nil // the applier failed; it reports why
+		default:
+			return fmt.Errorf("watch: %w", err)
+		}
+		if !time.Now().Before(nextCheck) {
+			nextCheck = time.Now().Add(f.cfg.CheckEvery)
+			bookmark, err := w.Check(rctx)
+			if err != nil {
+				if rctx.Err() != nil {
+					continue
+				}
+				if !expired(err) || !f.cfg.Hooks.NoRebuild {
+					return err
+				}
+			}
+			if len(changes) == 0 && bookmark > sent {
+				high, sent = bookmark, bookmark
+				if !send(&batch{cursor: bookmark, caughtUp: f.pending.Load() == 0}) {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func toMutations(cs []Change) []sdk.Mutation {
+	out := make([]sdk.Mutation, len(cs))
+	for i, c := range cs {
+		m := &out[i]
+		m.Key, m.Revision = []byte(c.Key), c.Revision
+		if c.Op == watch.OpPut {
+			m.Op, m.Value = sdk.OpPut, c.Value
+		} else {
+			m.Op = sdk.OpDelete
+		}
+	}
+	return out
+}
+
+// commit applies one batch and, once it is durable, moves the cursor; a
+// caught-up batch publishes a shadow generation.
+func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
+	if b.caughtUp {
+		if b.meta == nil {
+			b.meta = map[string][]byte{}
+		}
+		b.meta[MetaSyncedAt] = []byte(time.Now().UTC().Format(time.RFC3339Nano))
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := g.h.Apply(actx, &sdk.Batch{Mutations: b.muts, Cursor: b.cursor, Meta: b.meta}); err != nil {
+		return fmt.Errorf("store apply (generation %d, cursor %d): %w", g.n, b.cursor, err)
+	}
+	m := f.cfg.Metrics
+	m.applyTime.WithLabelValues(f.cfg.Name).Observe(time.Since(start).Seconds())
+	m.batches.WithLabelValues(f.cfg.Name).Inc()
+	m.applied.WithLabelValues(f.cfg.Name).Add(float64(len(b.muts)))
+	m.cursor.WithLabelValues(f.cfg.Name).Set(float64(b.cursor))
+	f.mu.Lock()
+	g.cursor = b.cursor
+	for k, v := range b.meta {
+		if g.meta == nil {
+			g.meta = map[string][]byte{}
+		}
+		g.meta[k] = v
+	}
+	if b.cursor > f.last {
+		f.last = b.cursor
+	}
+	isPub := g == f.pub
+	f.mu.Unlock()
+	if !b.caughtUp {
+		return nil
+	}
+	if !isPub {
+		if err := f.publish(ctx, g); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	f.synced, f.syncedAt = true, time.Now()
+	f.mu.Unlock()
+	f.setState(StateSynced, "")
+	return nil
+}
+
+// publish swaps a caught-up shadow in for readers and drops the old
+// generation.
+func (f *Fold) publish(ctx context.Context, g *generation) error {
+	if err := publish(f.cfg.Dir, g.n); err != nil {
+		return fmt.Errorf("publish generation %d: %w", g.n, err)
+	}
+	f.mu.Lock()
+	old := f.pub
+	f.pub, f.target = g, g
+	f.mu.Unlock()
+	f.layout.published, f.layout.shadow, f.shadow = g.n, 0, nil
+	f.log.Info("published generation", "generation", g.n, "cursor", g.cursor)
+	if old != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := old.h.Shutdown(sctx); err != nil {
+			f.log.Warn("closing old generation", "generation", old.n, "err", err)
+		}
+		if err := os.RemoveAll(old.dir); err != nil {
+			f.log.Warn("removing old generation", "generation", old.n, "err", err)
+		}
+	}
+	return nil
+}
+
+// backoff is jittered exponential backoff.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}

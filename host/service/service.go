@@ -1,0 +1,257 @@
+// Package service runs a slipstream configuration: the NATS connection (or
+// the embedded server), every fold with its store plugin and transform
+// chain, and the local HTTP API.
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/slipstreamkv/slipstream/host/api"
+	"github.com/slipstreamkv/slipstream/host/config"
+	"github.com/slipstreamkv/slipstream/host/connect"
+	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// PluginPrefix is the file name prefix of store plugin binaries.
+const PluginPrefix = "slipstream-store-"
+
+// Options adjust a service beyond its config; tests use them.
+type Options struct {
+	// FoldHooks switch fold defences off (tests only).
+	FoldHooks fold.Hooks
+	// CheckEvery overrides the folds' live guard period.
+	CheckEvery time.Duration
+}
+
+// Service is a running configuration.
+type Service struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	opts Options
+
+	emb      *connect.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	reg      *prometheus.Registry
+	folds    []*fold.Fold
+	closers  []func()
+	listener net.Listener
+}
+
+// Start connects (or starts the embedded server), opens the buckets,
+// prepares every fold and binds the HTTP listener. Run then drives them.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (s *Service, err error) {
+	s = &Service{cfg: cfg, log: logger, opts: opts, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	url := cfg.NATS.URL
+	if url == "" {
+		storeDir := cfg.NATS.StoreDir
+		if storeDir == "" {
+			storeDir = filepath.Join(cfg.DataDir, "nats")
+		}
+		s.emb, err = connect.StartEmbedded(cfg.NATS.Listen, storeDir, logger)
+		if err != nil {
+			return nil, err
+		}
+		url = s.emb.URL()
+		logger.Info("embedded NATS server started", "url", url, "store_dir", storeDir)
+	}
+	s.nc, err = connect.Dial(url, cfg.NATS, logger)
+	if err != nil {
+		return nil, err
+	}
+	jsOpts := []jetstream.JetStreamOpt{}
+	if cfg.NATS.RequestTimeout > 0 {
+		jsOpts = append(jsOpts, jetstream.WithDefaultTimeout(time.Duration(cfg.NATS.RequestTimeout)))
+	}
+	s.js, err = jetstream.New(s.nc, jsOpts...)
+	if err != nil {
+		return nil, err
+	}
+	metrics := fold.NewMetrics(s.reg)
+	for i := range cfg.Folds {
+		fc := &cfg.Folds[i]
+		f, err := s.newFold(ctx, fc, metrics)
+		if err != nil {
+			return nil, fmt.Errorf("fold %s: %w", fc.Name, err)
+		}
+		s.folds = append(s.folds, f)
+	}
+	if cfg.HTTP.Listen != config.HTTPOff {
+		s.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("http: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Metrics) (*fold.Fold, error) {
+	var settings *config.Bucket
+	if b, ok := s.cfg.Buckets[fc.Bucket]; ok {
+		settings = &b
+	}
+	if _, err := connect.OpenBucket(ctx, s.js, fc.Bucket, settings); err != nil {
+		return nil, err
+	}
+	bin, err := ResolvePlugin(s.cfg.PluginDir, fc.Store)
+	if err != nil {
+		return nil, err
+	}
+	storeCfg := []byte("{}")
+	if len(fc.StoreConfig) > 0 {
+		if storeCfg, err = json.Marshal(fc.StoreConfig); err != nil {
+			return nil, fmt.Errorf("store_config: %w", err)
+		}
+	}
+	logger := s.log.With("fold", fc.Name)
+	fcfg := fold.Config{
+		Name: fc.Name, Bucket: fc.Bucket, Filters: fc.Scope,
+		Dir:         filepath.Join(s.cfg.DataDir, "folds", fc.Name),
+		StoreConfig: storeCfg,
+		Launch: func(ctx context.Context) (fold.Handle, error) {
+			return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger.With("plugin", filepath.Base(bin))})
+		},
+		MaxEntries: fc.Batch.MaxEntries,
+		MaxBytes:   int(fc.Batch.MaxBytes),
+		Window:     time.Duration(fc.Batch.Window),
+		CheckEvery: s.opts.CheckEvery,
+		Logger:     s.log,
+		Metrics:    metrics,
+		Hooks:      s.opts.FoldHooks,
+	}
+	if len(fc.Transforms) > 0 {
+		t, closeFn, err := newTransform(ctx, s.cfg, fc, logger, s.reg)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, closeFn)
+		fcfg.Transform = t
+	}
+	return fold.New(fcfg, s.js), nil
+}
+
+// ResolvePlugin finds the binary for a fold's store: a path when it contains
+// a '/', else slipstream-store-NAME in dir (when set), beside the running
+// executable, or on $PATH.
+func ResolvePlugin(dir, store string) (string, error) {
+	if strings.Contains(store, "/") {
+		if _, err := os.Stat(store); err != nil {
+			return "", fmt.Errorf("store plugin %s: %w", store, err)
+		}
+		return store, nil
+	}
+	name := PluginPrefix + store
+	var tried []string
+	var dirs []string
+	if dir != "" {
+		dirs = append(dirs, dir)
+	} else if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+		tried = append(tried, p)
+	}
+	if dir == "" {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+		tried = append(tried, "$PATH")
+	}
+	return "", fmt.Errorf("store plugin %q not found (looked for %s in %s)", store, name, strings.Join(tried, ", "))
+}
+
+// Folds are the service's folds, in config order.
+func (s *Service) Folds() []*fold.Fold { return s.folds }
+
+// JetStream is the service's JetStream context.
+func (s *Service) JetStream() jetstream.JetStream { return s.js }
+
+// NATSURL is the URL of the embedded server, or "" when connected elsewhere.
+func (s *Service) NATSURL() string {
+	if s.emb == nil {
+		return ""
+	}
+	return s.emb.URL()
+}
+
+// HTTPAddr is the address the API listens on, or "" when it is off.
+func (s *Service) HTTPAddr() string {
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// Run drives every fold and serves the API until ctx ends, then commits the
+// folds' open batches, stops the plugins and closes the connection.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var srv *http.Server
+	httpErr := make(chan error, 1)
+	if s.listener != nil {
+		srv = &http.Server{Handler: api.Handler(s.folds, s.reg), ReadHeaderTimeout: 10 * time.Second}
+		go func() { httpErr <- srv.Serve(s.listener) }()
+		s.log.Info("http api listening", "addr", s.HTTPAddr())
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.folds))
+	for i, f := range s.folds {
+		wg.Go(func() { errs[i] = f.Run(ctx) })
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("http: %w", err)
+		cancel()
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	wg.Wait()
+	return errors.Join(append(errs, err)...)
+}
+
+func (s *Service) close() {
+	for _, c := range s.closers {
+		c()
+	}
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.emb != nil {
+		s.emb.Shutdown()
+	}
+}

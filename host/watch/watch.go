@@ -1,0 +1,328 @@
+// Package watch reads a KV bucket's stream for one fold: a state-sync re-list
+// (no cursor) or a resume at cursor+1, filtered by the fold's scope, decoded
+// into puts and deletes with their revisions.
+//
+// It owns the expiry rules of DESIGN.md rule 5: NATS silently moves a start
+// sequence below the stream's first sequence up to the first retained
+// message, so Start checks the first sequence against the cursor before and
+// after creating the consumer, and Check re-proves, while the watch runs,
+// that retention has not overtaken what was delivered. It never decides what
+// to do about an expired cursor; it reports ErrCursorExpired.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors the fold branches on.
+var (
+	// ErrCursorExpired: retention passed the cursor (or the delivered
+	// frontier); resuming would silently skip history. Rebuild.
+	ErrCursorExpired = errors.New("cursor expired: stream retention passed it")
+	// ErrCursorAhead: the cursor is beyond the stream's last sequence, so
+	// it belongs to another stream (the bucket was recreated). Rebuild.
+	ErrCursorAhead = errors.New("cursor is ahead of the stream")
+	// ErrCursorInvalid: a cursor of MaxUint64 cannot be resumed (cursor+1
+	// would wrap to 0 and replay the world as if it were new).
+	ErrCursorInvalid = errors.New("cursor is MaxUint64; refusing to wrap")
+	// ErrNoUpdate is returned by Next when its wait elapsed.
+	ErrNoUpdate = errors.New("no update within the wait")
+)
+
+// Op is the kind of an update.
+type Op uint8
+
+const (
+	// OpPut sets a key.
+	OpPut Op = iota + 1
+	// OpDelete is a delete marker (KV-Operation: DEL, or a Remove limit marker).
+	OpDelete
+	// OpPurge is a purge marker (KV-Operation: PURGE, or a MaxAge/Purge limit marker).
+	OpPurge
+)
+
+// Update is one decoded stream message.
+type Update struct {
+	Op       Op
+	Key      string
+	Value    []byte
+	Revision uint64
+	// Pending is how many messages in scope the consumer still had to
+	// deliver after this one; 0 means caught up.
+	Pending uint64
+}
+
+// Identity names the stream a fold folds: a bucket deleted and recreated has
+// the same name and a new creation time.
+type Identity struct {
+	Stream  string
+	Created time.Time
+}
+
+// Position is the stream's retained range.
+type Position struct {
+	First, Last uint64
+}
+
+// StreamName is the JetStream stream behind a KV bucket.
+func StreamName(bucket string) string { return "KV_" + bucket }
+
+// FilterSubjects maps key filters (NATS subject syntax over keys) to the
+// stream's subjects. No filter means the whole bucket.
+func FilterSubjects(bucket string, filters []string) []string {
+	if len(filters) == 0 {
+		return []string{"$KV." + bucket + ".>"}
+	}
+	out := make([]string, len(filters))
+	for i, f := range filters {
+		out[i] = "$KV." + bucket + "." + f
+	}
+	return out
+}
+
+// Describe reads the identity and retained range of a bucket's stream.
+func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Identity, Position, error) {
+	s, err := js.Stream(ctx, StreamName(bucket))
+	if err != nil {
+		return Identity{}, Position{}, fmt.Errorf("bucket %s: %w", bucket, err)
+	}
+	info := s.CachedInfo()
+	return Identity{Stream: info.Config.Name, Created: info.Created.UTC()},
+		Position{First: info.State.FirstSeq, Last: info.State.LastSeq}, nil
+}
+
+// ResumeOK is the expiry rule: a resume at cursor+1 loses nothing only if the
+// stream still holds cursor+1, i.e. first <= cursor+1. Saturating, so a
+// cursor of MaxUint64 passes here and is refused by Start.
+func ResumeOK(cursor, first uint64) bool {
+	if cursor == math.MaxUint64 {
+		return true
+	}
+	return first <= cursor+1
+}
+
+// Config is what to watch.
+type Config struct {
+	Bucket string
+	// Filters are key filters in subject syntax; empty means every key.
+	Filters []string
+	// Cursor is the last applied revision; 0 means re-list (the last
+	// message of every key, then live updates).
+	Cursor uint64
+	// PullMaxMessages is the consumer's read-ahead; default 4096.
+	PullMaxMessages int
+	// NamePrefix names the server-side consumers, for operators.
+	NamePrefix string
+	// NoExpiryChecks skips the first-sequence checks of Start. Only tests
+	// set it, to prove that the checks are what keeps a fold correct.
+	NoExpiryChecks bool
+}
+
+// Watch is one running consumer. It is used by one goroutine.
+type Watch struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+	it     jetstream.MessagesContext
+	prefix string // "$KV.<bucket>."
+
+	// InitialPending is the number of messages in scope when the consumer
+	// was created: the size of a bootstrap.
+	InitialPending uint64
+
+	// guard is the frontier proven delivered at the previous Check: every
+	// message in scope at or below it has been delivered.
+	guard uint64
+	// delivered is the highest revision handed out by Next.
+	delivered uint64
+	// lastConsumer and lastConsumerSeq identify the last message received,
+	// to tell whether the consumer's reported position has reached us.
+	lastConsumer    string
+	lastConsumerSeq uint64
+}
+
+// Start checks the cursor against the stream and creates the consumer.
+func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, error) {
+	if cfg.Cursor == math.MaxUint64 {
+		return nil, ErrCursorInvalid
+	}
+	stream, err := js.Stream(ctx, StreamName(cfg.Bucket))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	before := stream.CachedInfo().State
+	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !cfg.NoExpiryChecks {
+		return nil, err
+	}
+	occ := jetstream.OrderedConsumerConfig{
+		FilterSubjects: FilterSubjects(cfg.Bucket, cfg.Filters),
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		NamePrefix:     cfg.NamePrefix,
+		// The ordered consumer retries resets forever; the fold's own
+		// supervisor decides when to give up.
+		MaxResetAttempts:  -1,
+		InactiveThreshold: 30 * time.Second,
+	}
+	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + "."}
+	if cfg.Cursor > 0 {
+		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		occ.OptStartSeq = cfg.Cursor + 1
+		w.guard, w.delivered = cfg.Cursor, cfg.Cursor
+	} else if before.FirstSeq > 0 {
+		// A re-list takes what the stream holds: nothing below the first
+		// retained message is owed to the fold.
+		w.guard = before.FirstSeq - 1
+	}
+	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Bucket), occ)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: create consumer: %w", cfg.Bucket, err)
+	}
+	w.cons = cons
+	read := cfg.PullMaxMessages
+	if read <= 0 {
+		read = 4096
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(read))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: consume: %w", cfg.Bucket, err)
+	}
+	w.it = it
+	// Re-check after creation: retention may have moved between the check
+	// and the consumer's creation, and the server says nothing if it did.
+	after, err := stream.Info(ctx)
+	if err != nil {
+		w.Stop()
+		return nil, fmt.Errorf("bucket %s: stream info: %w", cfg.Bucket, err)
+	}
+	if cfg.Cursor > 0 && !ResumeOK(cfg.Cursor, after.State.FirstSeq) && !cfg.NoExpiryChecks {
+		w.Stop()
+		return nil, fmt.Errorf("%w (cursor %d, first sequence %d after creating the consumer)",
+			ErrCursorExpired, cfg.Cursor, after.State.FirstSeq)
+	}
+	if ci, err := cons.Info(ctx); err == nil {
+		w.InitialPending = ci.NumPending
+	}
+	return w, nil
+}
+
+func checkCursor(cursor, first, last uint64) error {
+	switch {
+	case cursor == 0:
+		return nil
+	case cursor > last:
+		return fmt.Errorf("%w (cursor %d, stream last sequence %d)", ErrCursorAhead, cursor, last)
+	case !ResumeOK(cursor, first):
+		return fmt.Errorf("%w (cursor %d, first sequence %d)", ErrCursorExpired, cursor, first)
+	}
+	return nil
+}
+
+// Next returns the next update, waiting at most wait (ErrNoUpdate after).
+func (w *Watch) Next(parent context.Context, wait time.Duration) (Update, error) {
+	ctx, cancel := context.WithTimeout(parent, wait)
+	defer cancel()
+	for {
+		msg, err := w.it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+				return Update{}, ErrNoUpdate
+			}
+			return Update{}, err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return Update{}, fmt.Errorf("message without JetStream metadata: %w", err)
+		}
+		w.lastConsumer, w.lastConsumerSeq = md.Consumer, md.Sequence.Consumer
+		u, ok := w.decode(msg, md)
+		if !ok {
+			continue
+		}
+		w.delivered = max(w.delivered, u.Revision)
+		return u, nil
+	}
+}
+
+func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bool) {
+	subject := msg.Subject()
+	if !strings.HasPrefix(subject, w.prefix) {
+		return Update{}, false
+	}
+	u := Update{Op: OpPut, Key: subject[len(w.prefix):], Value: msg.Data(), Revision: md.Sequence.Stream, Pending: md.NumPending}
+	if h := msg.Headers(); len(h) > 0 {
+		u.Op = operation(h)
+		if u.Op != OpPut {
+			u.Value = nil
+		}
+	}
+	return u, true
+}
+
+// operation reads the KV operation from headers, including the limit markers
+// the server writes when a key is removed by TTL or purge.
+func operation(h nats.Header) Op {
+	switch h.Get("KV-Operation") {
+	case "DEL":
+		return OpDelete
+	case "PURGE":
+		return OpPurge
+	}
+	switch h.Get("Nats-Marker-Reason") {
+	case "MaxAge", "Purge":
+		return OpPurge
+	case "Remove":
+		return OpDelete
+	}
+	return OpPut
+}
+
+// Check is the live floor guard, run periodically. It proves that nothing in
+// scope above the frontier proven at the previous Check was removed from the
+// stream before the consumer could deliver it, and advances the frontier:
+// to the highest delivered revision, or, when the consumer reports nothing
+// pending and every message it sent has been received, to the stream
+// position the consumer has examined (a bookmark).
+//
+// The order matters: consumer info first, stream info second. The first
+// sequence read afterwards covers every removal up to the moment the
+// consumer reported its position.
+//
+// It returns the bookmark: a cursor the fold may commit once everything it
+// received is applied.
+func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
+	examined := uint64(0)
+	ci, err := w.cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("consumer info: %w", err)
+	}
+	caughtUp := ci.NumPending == 0 &&
+		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
+	if caughtUp {
+		examined = ci.Delivered.Stream
+	}
+	info, err := w.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
+	if !ResumeOK(w.guard, info.State.FirstSeq) {
+		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
+			ErrCursorExpired, info.State.FirstSeq, w.guard)
+	}
+	w.guard = max(w.guard, w.delivered, examined)
+	return max(w.delivered, examined), nil
+}
+
+// Stop ends the watch and deletes its server-side consumer.
+func (w *Watch) Stop() {
+	if w.it != nil {
+		w.it.Stop()
+	}
+}

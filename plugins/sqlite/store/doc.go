@@ -1,0 +1,38 @@
+// Package store is the SQLite fold backend behind slipstream-store-sqlite.
+//
+// # Table layout (a stable, read-only interface)
+//
+// A fold is one database file, fold.db, in the directory the host gives the
+// plugin. Other programs may open it read-only (WAL mode allows readers
+// beside the writer) and rely on these tables:
+//
+//	CREATE TABLE kv (
+//	    key      BLOB PRIMARY KEY,  -- the fold key, raw bytes (UTF-8 for NATS keys)
+//	    value    BLOB NOT NULL,     -- the value, raw bytes; may be empty
+//	    revision INTEGER NOT NULL   -- the stream sequence that wrote it
+//	) WITHOUT ROWID;
+//
+//	CREATE TABLE meta (
+//	    name  TEXT PRIMARY KEY,     -- host metadata, e.g. slipstream.stream
+//	    value BLOB NOT NULL
+//	) WITHOUT ROWID;
+//
+//	CREATE TABLE state (
+//	    id     INTEGER PRIMARY KEY CHECK (id = 1),
+//	    cursor INTEGER NOT NULL,    -- last stream sequence whose effect is in kv
+//	    keys   INTEGER NOT NULL,    -- number of rows in kv
+//	    bytes  INTEGER NOT NULL     -- sum of length(key)+length(value) over kv
+//	);
+//
+// Keys sort in byte order (BLOB comparison is memcmp). Every batch and its
+// cursor are committed in one transaction, so a reader sees a fold that
+// matches its cursor. The layout is versioned by PRAGMA user_version (1);
+// a change to it bumps the version and is announced in the release notes.
+//
+// # Configuration (the fold's store_config table)
+//
+//	synchronous        "normal" (default) | "full" | "off"
+//	wal_autocheckpoint pages between WAL checkpoints, default 16384
+//	cache_size         page cache in bytes, default 64 MiB
+//	busy_timeout       milliseconds a reader waits on a lock, default 5000
+package store

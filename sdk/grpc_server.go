@@ -1,0 +1,256 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/slipstreamkv/slipstream/sdk/internal/storepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// scanChunkBytes and scanChunkEntries bound one streamed Scan message.
+const (
+	scanChunkBytes   = 1 << 20
+	scanChunkEntries = 1024
+)
+
+// server adapts a Store to the gRPC service. It enforces the lifecycle (no
+// call before Open or after Close) and serializes Apply, so backends need not.
+type server struct {
+	storepb.UnimplementedStoreServer
+	store Store
+	info  Info
+
+	life    sync.RWMutex // write-held by Open and Close
+	open    bool
+	applyMu sync.Mutex
+}
+
+func newServer(s Store) *server {
+	return &server{store: s, info: describe(s)}
+}
+
+func describe(s Store) Info {
+	var info Info
+	if d, ok := s.(Describer); ok {
+		info = d.Describe()
+	}
+	if _, ok := s.(Compacter); ok && !info.Has(CapCompact) {
+		info.Capabilities = append(info.Capabilities, CapCompact)
+	}
+	return info
+}
+
+func (s *server) Info(context.Context, *storepb.InfoRequest) (*storepb.InfoResponse, error) {
+	return &storepb.InfoResponse{Name: s.info.Name, Version: s.info.Version, Capabilities: s.info.Capabilities}, nil
+}
+
+func (s *server) Open(ctx context.Context, req *storepb.OpenRequest) (*storepb.OpenResponse, error) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.open {
+		return nil, status.Error(codes.AlreadyExists, "store is already open")
+	}
+	cfg := req.GetConfig()
+	if len(cfg) == 0 {
+		cfg = []byte("{}")
+	}
+	st, err := s.store.Open(ctx, req.GetDir(), cfg)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.open = true
+	return &storepb.OpenResponse{Cursor: st.Cursor, Meta: st.Meta}, nil
+}
+
+// closeStore closes the store if it is open; used by Close and on shutdown.
+func (s *server) closeStore(ctx context.Context) error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if !s.open {
+		return nil
+	}
+	s.open = false
+	return s.store.Close(ctx)
+}
+
+func (s *server) Close(ctx context.Context, _ *storepb.CloseRequest) (*storepb.CloseResponse, error) {
+	if err := s.closeStore(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &storepb.CloseResponse{}, nil
+}
+
+// reading holds the lifecycle lock for a call that needs an open store.
+func (s *server) reading() (release func(), err error) {
+	s.life.RLock()
+	if !s.open {
+		s.life.RUnlock()
+		return nil, toStatus(ErrClosed)
+	}
+	return s.life.RUnlock, nil
+}
+
+func (s *server) apply(ctx context.Context, b *Batch) error {
+	release, err := s.reading()
+	if err != nil {
+		return err
+	}
+	defer release()
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	return toStatus(s.store.Apply(ctx, b))
+}
+
+func (s *server) Apply(ctx context.Context, req *storepb.ApplyRequest) (*storepb.ApplyResponse, error) {
+	b := &Batch{Cursor: req.GetCursor(), Meta: req.GetMeta()}
+	b.Mutations = appendMutations(nil, req.GetMutations())
+	if err := s.apply(ctx, b); err != nil {
+		return nil, err
+	}
+	return &storepb.ApplyResponse{}, nil
+}
+
+func (s *server) ApplyStream(stream storepb.Store_ApplyStreamServer) error {
+	b := &Batch{}
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			// The host went away mid-batch: nothing was applied.
+			return status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
+		}
+		b.Mutations = appendMutations(b.Mutations, req.GetMutations())
+		if req.GetLast() {
+			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
+			break
+		}
+	}
+	if err := s.apply(stream.Context(), b); err != nil {
+		return err
+	}
+	return stream.SendAndClose(&storepb.ApplyResponse{})
+}
+
+func appendMutations(dst []Mutation, src []*storepb.Mutation) []Mutation {
+	for _, m := range src {
+		op := OpPut
+		if m.GetOp() == storepb.Op_OP_DELETE {
+			op = OpDelete
+		}
+		dst = append(dst, Mutation{Op: op, Key: m.GetKey(), Value: m.GetValue(), Revision: m.GetRevision()})
+	}
+	return dst
+}
+
+func (s *server) Get(ctx context.Context, req *storepb.GetRequest) (*storepb.GetResponse, error) {
+	release, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	e, err := s.store.Get(ctx, req.GetKey())
+	if errors.Is(err, ErrNotFound) {
+		return &storepb.GetResponse{}, nil
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storepb.GetResponse{Found: true, Value: e.Value, Revision: e.Revision}, nil
+}
+
+func (s *server) Scan(req *storepb.ScanRequest, stream storepb.Store_ScanServer) error {
+	release, err := s.reading()
+	if err != nil {
+		return err
+	}
+	defer release()
+	r := Range{
+		Prefix: req.GetPrefix(), Start: req.GetStart(), End: req.GetEnd(), After: req.GetAfter(),
+		Limit: int(req.GetLimit()), KeysOnly: req.GetKeysOnly(),
+	}
+	var (
+		chunk storepb.ScanResponse
+		size  int
+	)
+	flush := func() error {
+		if len(chunk.Entries) == 0 {
+			return nil
+		}
+		err := stream.Send(&chunk)
+		chunk.Entries, size = chunk.Entries[:0], 0
+		return err
+	}
+	err = s.store.Scan(stream.Context(), r, func(e Entry) error {
+		// Entries may be reused by the store after fn returns: copy.
+		pe := &storepb.Entry{Key: clone(e.Key), Revision: e.Revision}
+		if !r.KeysOnly {
+			pe.Value = clone(e.Value)
+		}
+		chunk.Entries = append(chunk.Entries, pe)
+		size += len(pe.Key) + len(pe.Value) + 16
+		if size >= scanChunkBytes || len(chunk.Entries) >= scanChunkEntries {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return flush()
+}
+
+func clone(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append(make([]byte, 0, len(b)), b...)
+}
+
+func (s *server) Stats(ctx context.Context, _ *storepb.StatsRequest) (*storepb.StatsResponse, error) {
+	release, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	st, err := s.store.Stats(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storepb.StatsResponse{Keys: st.Keys, Bytes: st.Bytes, DiskBytes: st.DiskBytes}, nil
+}
+
+func (s *server) Compact(ctx context.Context, _ *storepb.CompactRequest) (*storepb.CompactResponse, error) {
+	release, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if c, ok := s.store.(Compacter); ok {
+		if err := c.Compact(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &storepb.CompactResponse{}, nil
+}
+
+// toStatus carries the sentinel errors across the process boundary.
+func toStatus(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrClosed):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, err.Error())
+}

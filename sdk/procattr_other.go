@@ -1,0 +1,9 @@
+//go:build !linux
+
+package sdk
+
+import "os/exec"
+
+// setProcAttr is a no-op where Pdeathsig does not exist; the plugin's own
+// parent watch still ends it when the host dies.
+func setProcAttr(*exec.Cmd) {}

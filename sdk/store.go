@@ -1,0 +1,161 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"strconv"
+)
+
+// ProtocolVersion is the app protocol version negotiated in the go-plugin
+// handshake. It changes only when the wire protocol breaks compatibility.
+const ProtocolVersion = 1
+
+// Sentinel errors a backend returns, and the host branches on. They survive
+// the process boundary.
+var (
+	// ErrNotFound is returned by Get for a key the store does not hold.
+	ErrNotFound = errors.New("key not found")
+	// ErrClosed is returned by every call on a store that is not open:
+	// before Open, and after Close.
+	ErrClosed = errors.New("store is not open")
+)
+
+// Op is the kind of a mutation.
+type Op uint8
+
+const (
+	// OpPut sets a key to a value (which may be empty).
+	OpPut Op = 1
+	// OpDelete removes a key. Deleting an absent key is not an error.
+	OpDelete Op = 2
+)
+
+// String returns "put" or "delete".
+func (o Op) String() string {
+	switch o {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Mutation is one change to the fold.
+type Mutation struct {
+	Op    Op
+	Key   []byte
+	Value []byte
+	// Revision is the stream sequence that produced the put; stored with the
+	// value and returned by Get and Scan. Zero for deletes the host
+	// synthesizes during a reconcile.
+	Revision uint64
+}
+
+// Batch is the unit of atomicity: every mutation, the cursor and the
+// metadata are committed together or not at all.
+type Batch struct {
+	Mutations []Mutation
+	// Cursor is the stream sequence this batch brings the fold up to. It may
+	// equal the previous cursor (a batch of synthesized deletes).
+	Cursor uint64
+	// Meta is upserted into the store's metadata. Keys not mentioned keep
+	// their value. Nil means no change.
+	Meta map[string][]byte
+}
+
+// State is what a store reports when opened: the cursor and metadata of the
+// last committed batch. A new store reports zero and an empty map.
+type State struct {
+	Cursor uint64
+	Meta   map[string][]byte
+}
+
+// Entry is one key of the fold.
+type Entry struct {
+	Key      []byte
+	Value    []byte
+	Revision uint64
+}
+
+// Range selects keys for Scan. Every set bound applies; entries come in
+// ascending byte order of key.
+type Range struct {
+	// Prefix keeps keys that start with it.
+	Prefix []byte
+	// Start keeps keys >= Start; End keeps keys < End.
+	Start, End []byte
+	// After keeps keys > After: the last key of the previous page.
+	After []byte
+	// Limit stops after that many entries; 0 means no limit.
+	Limit int
+	// KeysOnly lets the store leave Value nil (revisions are still required).
+	KeysOnly bool
+}
+
+// Stats describes the contents of a store.
+type Stats struct {
+	Keys      uint64
+	Bytes     uint64 // keys plus values, as stored by the host
+	DiskBytes uint64 // on-disk footprint, when the backend knows it
+}
+
+// Store is a durable, ordered key-value fold with a cursor. Implementations
+// are served by Serve; the host reaches them through Plugin.
+type Store interface {
+	// Open opens the store kept in dir, creating it if dir is empty or
+	// missing. config is the fold's store_config table as JSON ("{}" when
+	// absent). A store reports unknown config keys as an error.
+	Open(ctx context.Context, dir string, config []byte) (State, error)
+	// Apply commits b atomically (see Batch). A store that returns an error
+	// must not have committed any part of b.
+	Apply(ctx context.Context, b *Batch) error
+	// Get returns the entry for key, or ErrNotFound.
+	Get(ctx context.Context, key []byte) (Entry, error)
+	// Scan calls fn for each entry in r, in ascending key order, and stops
+	// early with fn's error. Entries passed to fn may be reused after fn
+	// returns.
+	Scan(ctx context.Context, r Range, fn func(Entry) error) error
+	// Stats reports the number of keys and bytes held.
+	Stats(ctx context.Context) (Stats, error)
+	// Close flushes and releases the store. Every later call fails with
+	// ErrClosed.
+	Close(ctx context.Context) error
+}
+
+// Compacter is implemented by stores that can settle their files after a
+// bulk load. Declares CapCompact.
+type Compacter interface {
+	Compact(ctx context.Context) error
+}
+
+// Describer is implemented by stores that name themselves.
+type Describer interface {
+	Describe() Info
+}
+
+// Info describes a store plugin.
+type Info struct {
+	Name         string
+	Version      string
+	Capabilities []string
+}
+
+// Has reports whether the plugin declared capability c.
+func (i Info) Has(c string) bool {
+	for _, x := range i.Capabilities {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Capabilities a plugin may declare. Everything else in the contract is
+// mandatory.
+const (
+	// CapCompact: Compact does real work (the Compacter interface).
+	CapCompact = "compact"
+	// CapKeysOnlyScan: Scan with KeysOnly avoids reading values.
+	CapKeysOnlyScan = "keys-only-scan"
+)
