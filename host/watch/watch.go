@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Errors the fold branches on.
@@ -162,10 +163,16 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !cfg.NoExpiryChecks {
 		return nil, err
 	}
+	// Consumer names are unique per watch: a previous watch's consumer may
+	// outlive it on the server until its inactivity threshold.
+	prefix := nuid.Next()
+	if cfg.NamePrefix != "" {
+		prefix = cfg.NamePrefix + "_" + prefix
+	}
 	occ := jetstream.OrderedConsumerConfig{
 		FilterSubjects: FilterSubjects(cfg.Bucket, cfg.Filters),
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		NamePrefix:     cfg.NamePrefix,
+		NamePrefix:     prefix,
 		// The ordered consumer retries resets forever; the fold's own
 		// supervisor decides when to give up.
 		MaxResetAttempts:  -1,
@@ -320,9 +327,18 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	return max(w.delivered, examined), nil
 }
 
-// Stop ends the watch and deletes its server-side consumer.
+// Stop ends the watch and deletes its server-side consumer, so that
+// restarts do not leave consumers behind until their inactivity threshold.
 func (w *Watch) Stop() {
 	if w.it != nil {
 		w.it.Stop()
+	}
+	if w.cons == nil {
+		return
+	}
+	if info := w.cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = w.js.DeleteConsumer(ctx, w.stream.CachedInfo().Config.Name, info.Name)
 	}
 }

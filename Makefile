@@ -1,0 +1,64 @@
+# slipstream — the two commands a newcomer needs are `make run` and `make test`.
+GO ?= go
+BIN := bin
+TOOLS := $(CURDIR)/.cache/tools
+NATS_SERVER_VERSION := v2.15.3
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+export CGO_ENABLED := 1
+
+.PHONY: all build run test vet unit smoke proto tools fuzz crash bench clean FORCE
+
+all: build
+
+## build: the slipstream binary, the store plugins and the example transforms, under bin/
+build: $(BIN)/slipstream plugins transforms
+
+$(BIN)/slipstream: FORCE
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $@ ./cmd/slipstream
+
+## run: build everything and start config.example.toml with the embedded NATS server
+run: build
+	./$(BIN)/slipstream run --config config.example.toml
+
+## test: vet, the whole test suite, and short smoke runs of fuzz and bench
+test: build tools vet unit smoke
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=1 -timeout 25m ./...
+
+smoke:
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+## tools: the nats-server binary for tests that must kill a server process
+tools: $(TOOLS)/nats-server
+
+$(TOOLS)/nats-server:
+	GOBIN=$(TOOLS) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+## proto: regenerate the store plugin protocol (sdk/internal/storepb)
+proto:
+	@command -v protoc >/dev/null || (apt-get install -y protobuf-compiler || (apt-get update && apt-get install -y protobuf-compiler))
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	cd sdk/internal/storepb && PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative store.proto
+
+## fuzz: fuzz the config parser (FUZZTIME=1m by default)
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test ./host/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf $(BIN) .cache
+
+FORCE:
+
+include $(wildcard mk/*.mk)
