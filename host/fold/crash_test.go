@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/slipstreamkv/slipstream/host/internal/testenv"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
 // TestPluginKilledMidBootstrap: SIGKILL the store plugin while batches are

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
-	"github.com/slipstreamkv/slipstream/host/internal/testenv"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
 // expireCursor overwrites every key but skip until the stream's first

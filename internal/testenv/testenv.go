@@ -101,7 +101,7 @@ var (
 // root is the module root, found from this file's location.
 func root() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // Binary returns the path of a binary built from the package at pkg (a path

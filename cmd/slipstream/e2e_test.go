@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// quickstart is config.example.toml as shipped, moved to free ports and a
+// temp data dir.
+type quickstart struct {
+	t          *testing.T
+	bin        string
+	config     string
+	natsURL    string
+	httpAddr   string
+	cmd        *exec.Cmd
+	stderr     *bytes.Buffer
+	exited     chan struct{}
+	pluginPath string
+}
+
+func newQuickstart(t *testing.T) *quickstart {
+	bin := testenv.Binary(t, "cmd/slipstream", "slipstream")
+	plugin := testenv.SQLitePlugin(t)
+	if filepath.Dir(plugin) != filepath.Dir(bin) {
+		t.Fatalf("setup: plugin %s is not beside the binary %s", plugin, bin)
+	}
+	raw, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	natsPort, httpPort := freePort(t), freePort(t)
+	cfg := strings.NewReplacer(
+		"127.0.0.1:4222", fmt.Sprintf("127.0.0.1:%d", natsPort),
+		"127.0.0.1:7070", fmt.Sprintf("127.0.0.1:%d", httpPort),
+	).Replace(string(raw))
+	path := filepath.Join(dir, "slipstream.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &quickstart{
+		t: t, bin: bin, config: path, pluginPath: plugin,
+		natsURL:  fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort),
+	}
+}
+
+func (q *quickstart) start() {
+	q.t.Helper()
+	q.cmd = exec.Command(q.bin, "run", "--config", q.config)
+	q.stderr = &bytes.Buffer{}
+	q.cmd.Stderr = q.stderr
+	if err := q.cmd.Start(); err != nil {
+		q.t.Fatal(err)
+	}
+	q.exited = make(chan struct{})
+	go func() { _ = q.cmd.Wait(); close(q.exited) }()
+	q.t.Cleanup(func() {
+		_ = q.cmd.Process.Kill()
+		<-q.exited
+		if q.t.Failed() {
+			q.t.Logf("slipstream stderr:\n%s", q.stderr)
+		}
+	})
+	testenv.Eventually(q.t, 60*time.Second, "readyz 200", func() bool {
+		resp, err := http.Get("http://" + q.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (q *quickstart) cli(args ...string) string {
+	q.t.Helper()
+	out, err := exec.Command(q.bin, args...).CombinedOutput()
+	if err != nil {
+		q.t.Fatalf("slipstream %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// read GETs a key through the HTTP API, waiting for it to appear.
+func (q *quickstart) read(key, want string) {
+	q.t.Helper()
+	var last string
+	testenv.Eventually(q.t, 10*time.Second, fmt.Sprintf("GET %s = %q (last: %s)", key, want, last), func() bool {
+		resp, err := http.Get("http://" + q.httpAddr + "/v1/folds/routes/keys/" + key)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		last = resp.Status + " " + string(body)
+		return resp.StatusCode == http.StatusOK && string(body) == want && resp.Header.Get("Slipstream-Revision") != ""
+	})
+}
+
+// children lists the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		c, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(raw)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestQuickstart is the README: start config.example.toml with the embedded
+// server, put a key with the CLI, read it back over HTTP.
+func TestQuickstart(t *testing.T) {
+	q := newQuickstart(t)
+	q.start()
+	q.cli("kv", "--server", q.natsURL, "put", "config", "route.a", "hello")
+	q.cli("kv", "--server", q.natsURL, "put", "config", "other.b", "not in scope")
+	q.read("route.a", "hello")
+	resp, err := http.Get("http://" + q.httpAddr + "/v1/folds/routes/keys/other.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("out-of-scope key: %s, want 404", resp.Status)
+	}
+	if got := q.cli("kv", "--server", q.natsURL, "get", "config", "route.a"); got != "hello\n" {
+		t.Errorf("kv get: %q", got)
+	}
+	status := q.cli("status", "--api", q.httpAddr)
+	if !strings.Contains(status, "routes") || !strings.Contains(status, "synced") {
+		t.Errorf("status:\n%s", status)
+	}
+	// SIGTERM: a clean exit.
+	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-q.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("slipstream did not exit on SIGTERM")
+	}
+	if code := q.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM", code)
+	}
+}
+
+// TestHostKilled: SIGKILL the host; its plugin must not outlive it, and the
+// next start resumes from the store's cursor.
+func TestHostKilled(t *testing.T) {
+	q := newQuickstart(t)
+	q.start()
+	q.cli("kv", "--server", q.natsURL, "put", "config", "route.a", "one")
+	q.read("route.a", "one")
+	plugins := children(q.cmd.Process.Pid)
+	if len(plugins) == 0 {
+		t.Fatal("setup: the host has no plugin process")
+	}
+	if err := q.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-q.exited
+	testenv.Eventually(t, 10*time.Second, "plugins to exit after their host died", func() bool {
+		for _, pid := range plugins {
+			if testenv.Alive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+	q.start()
+	q.cli("kv", "--server", q.natsURL, "put", "config", "route.b", "two")
+	q.read("route.a", "one")
+	q.read("route.b", "two")
+	// Resumed, not re-listed: the second run's first watch starts at a cursor.
+	if !resumedFromCursor(q.stderr.String()) {
+		t.Errorf("the restart did not resume from the store's cursor:\n%s", q.stderr)
+	}
+}
+
+func resumedFromCursor(log string) bool {
+	sc := bufio.NewScanner(strings.NewReader(log))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, `"msg":"watching"`) {
+			return strings.Contains(line, `"generation":1`) && !strings.Contains(line, `"cursor":0,`)
+		}
+	}
+	return false
+}
