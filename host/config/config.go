@@ -170,9 +170,9 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse parses, defaults and validates data, the content of the config file at
-// path. path names the file in errors and is the base of relative paths; files
-// the config names are checked on disk. On failure it returns Errors, each with
-// Line >= 1.
+// path. path names the file in errors, and its directory is the base of
+// relative paths (the working directory if path is empty); files the config
+// names are checked on disk. On failure it returns Errors, each with Line >= 1.
 func Parse(path string, data []byte) (*Config, error) {
 	loc := newLocator(data)
 	var tree map[string]any
@@ -183,11 +183,18 @@ func Parse(path string, data []byte) (*Config, error) {
 	cfg := new(Config)
 	cfg.setDefaults()
 	(&decoder{errs: errs}).table(nil, tree, reflect.ValueOf(cfg).Elem())
-	cfg.Path = path
-	if abs, err := filepath.Abs(path); err == nil {
-		cfg.Path = abs
+	dir := "."
+	if path != "" {
+		cfg.Path = path
+		if abs, err := filepath.Abs(path); err == nil {
+			cfg.Path = abs
+		}
+		dir = filepath.Dir(cfg.Path)
 	}
-	check(cfg, filepath.Dir(cfg.Path), errs)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	check(cfg, dir, errs)
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
@@ -250,7 +257,7 @@ func syntaxError(file string, data []byte, loc *locator, err error) *Error {
 			key = withIndexes(names, table).String()
 		}
 	}
-	return &Error{File: file, Line: line, Key: key, Msg: printable(msg)}
+	return &Error{File: file, Line: line, Key: printable(key), Msg: printable(msg)}
 }
 
 // printable escapes the control characters the parser may quote from the

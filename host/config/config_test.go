@@ -564,6 +564,22 @@ func TestErrorFormat(t *testing.T) {
 	}
 }
 
+// TestParseWithoutPath checks that in-memory configs resolve relative paths
+// against the working directory.
+func TestParseWithoutPath(t *testing.T) {
+	cfg, err := Parse("", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Path != "" || cfg.DataDir != filepath.Join(wd, "data") {
+		t.Errorf("Path = %q, DataDir = %q; want \"\" and %q", cfg.Path, cfg.DataDir, filepath.Join(wd, "data"))
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, os.ErrNotExist) {

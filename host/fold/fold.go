@@ -87,6 +87,9 @@ type Hooks struct {
 	// NoRebuild resumes from whatever the server delivers instead of
 	// rebuilding when the cursor has expired.
 	NoRebuild bool
+	// NoBookmarks keeps the cursor at the last revision in scope, so a quiet
+	// filtered fold falls behind retention.
+	NoBookmarks bool
 }
 
 // State is where a fold is in its life.

@@ -133,7 +133,7 @@ func diff(t *testing.T, got, want map[string]string) {
 func putAll(t *testing.T, js jetstream.JetStream, bucket string, n int, prefix, value string) {
 	t.Helper()
 	for i := range n {
-		if _, err := js.PublishAsync(fmt.Sprintf("$KV.%s.%s%05d", bucket, prefix, i), []byte(value+fmt.Sprint(i))); err != nil {
+		if _, err := js.PublishAsync(fmt.Sprintf("$KV.%s.%s%06d", bucket, prefix, i), []byte(value+fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 		if i%1000 == 999 || i == n-1 {

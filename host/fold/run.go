@@ -260,6 +260,7 @@ func (f *Fold) session(ctx context.Context) error {
 		Bucket: f.cfg.Bucket, Filters: f.cfg.Filters, Cursor: cursor,
 		NamePrefix:     "slipstream_" + f.cfg.Name,
 		NoExpiryChecks: f.cfg.Hooks.NoRebuild,
+		NoBookmarks:    f.cfg.Hooks.NoBookmarks,
 	})
 	if err != nil {
 		if expired(err) {
@@ -268,6 +269,9 @@ func (f *Fold) session(ctx context.Context) error {
 		return err
 	}
 	defer w.Stop()
+	if !w.Identity.Created.Equal(id.Created) && !f.cfg.Hooks.NoRebuild {
+		return fmt.Errorf("bucket %s was recreated while the watch started", f.cfg.Bucket)
+	}
 	f.mu.RLock()
 	isPub := tgt == f.pub
 	hasPub := f.pub != nil
@@ -289,7 +293,7 @@ func (f *Fold) session(ctx context.Context) error {
 
 func expired(err error) bool {
 	return errors.Is(err, watch.ErrCursorExpired) || errors.Is(err, watch.ErrCursorAhead) ||
-		errors.Is(err, watch.ErrCursorInvalid)
+		errors.Is(err, watch.ErrCursorInvalid) || errors.Is(err, watch.ErrIdentityChanged)
 }
 
 // batch is one unit handed from the reader to the applier.

@@ -34,6 +34,9 @@ var (
 	// ErrCursorInvalid: a cursor of MaxUint64 cannot be resumed (cursor+1
 	// would wrap to 0 and replay the world as if it were new).
 	ErrCursorInvalid = errors.New("cursor is MaxUint64; refusing to wrap")
+	// ErrIdentityChanged: the stream was deleted and recreated under the
+	// watch. Its sequences mean something else now. Rebuild.
+	ErrIdentityChanged = errors.New("stream was recreated")
 	// ErrNoUpdate is returned by Next when its wait elapsed.
 	ErrNoUpdate = errors.New("no update within the wait")
 )
@@ -125,6 +128,9 @@ type Config struct {
 	// NoExpiryChecks skips the first-sequence checks of Start. Only tests
 	// set it, to prove that the checks are what keeps a fold correct.
 	NoExpiryChecks bool
+	// NoBookmarks makes Check ignore the consumer's examined position. Only
+	// tests set it, to prove that bookmarks keep quiet filtered folds alive.
+	NoBookmarks bool
 }
 
 // Watch is one running consumer. It is used by one goroutine.
@@ -134,6 +140,8 @@ type Watch struct {
 	cons   jetstream.Consumer
 	it     jetstream.MessagesContext
 	prefix string // "$KV.<bucket>."
+	// Identity is the stream this watch reads, as found by Start.
+	Identity Identity
 
 	// InitialPending is the number of messages in scope when the consumer
 	// was created: the size of a bootstrap.
@@ -148,6 +156,7 @@ type Watch struct {
 	// to tell whether the consumer's reported position has reached us.
 	lastConsumer    string
 	lastConsumerSeq uint64
+	noBookmarks     bool
 }
 
 // Start checks the cursor against the stream and creates the consumer.
@@ -159,7 +168,8 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 	}
-	before := stream.CachedInfo().State
+	sinfo := stream.CachedInfo()
+	before := sinfo.State
 	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !cfg.NoExpiryChecks {
 		return nil, err
 	}
@@ -178,7 +188,8 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		MaxResetAttempts:  -1,
 		InactiveThreshold: 30 * time.Second,
 	}
-	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + "."}
+	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", noBookmarks: cfg.NoBookmarks,
+		Identity: Identity{Stream: sinfo.Config.Name, Created: sinfo.Created.UTC()}}
 	if cfg.Cursor > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		occ.OptStartSeq = cfg.Cursor + 1
@@ -214,8 +225,16 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		return nil, fmt.Errorf("%w (cursor %d, first sequence %d after creating the consumer)",
 			ErrCursorExpired, cfg.Cursor, after.State.FirstSeq)
 	}
-	if ci, err := cons.Info(ctx); err == nil {
-		w.InitialPending = ci.NumPending
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		w.Stop()
+		return nil, fmt.Errorf("bucket %s: consumer info: %w", cfg.Bucket, err)
+	}
+	w.InitialPending = ci.NumPending
+	if ci.NumPending == 0 && !cfg.NoBookmarks {
+		// Nothing in scope was there to deliver: no message at or below
+		// the last sequence seen before creation is owed to the fold.
+		w.guard = max(w.guard, before.LastSeq)
 	}
 	return w, nil
 }
@@ -294,37 +313,51 @@ func operation(h nats.Header) Op {
 // Check is the live floor guard, run periodically. It proves that nothing in
 // scope above the frontier proven at the previous Check was removed from the
 // stream before the consumer could deliver it, and advances the frontier:
-// to the highest delivered revision, or, when the consumer reports nothing
-// pending and every message it sent has been received, to the stream
-// position the consumer has examined (a bookmark).
+// to the highest delivered revision or, when the consumer is caught up, to
+// the stream's last sequence (a bookmark).
 //
-// The order matters: consumer info first, stream info second. The first
-// sequence read afterwards covers every removal up to the moment the
-// consumer reported its position.
+// Three reads, in this order:
+//  1. stream info: the last sequence L;
+//  2. consumer info: nothing pending in scope, and every message the
+//     consumer sent has been received here. Then every message in scope at
+//     or below L was delivered, or removed before the consumer reached it;
+//  3. stream info again: the first sequence F. F <= frontier+1 proves that
+//     nothing above the previous frontier was removed up to now, so nothing
+//     was removed before the consumer reached it.
 //
 // It returns the bookmark: a cursor the fold may commit once everything it
 // received is applied.
 func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
-	examined := uint64(0)
+	before, err := w.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("stream info: %w", err)
+	}
 	ci, err := w.cons.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
-	caughtUp := ci.NumPending == 0 &&
-		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
-	if caughtUp {
-		examined = ci.Delivered.Stream
-	}
-	info, err := w.stream.Info(ctx)
+	after, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
-	if !ResumeOK(w.guard, info.State.FirstSeq) {
-		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
-			ErrCursorExpired, info.State.FirstSeq, w.guard)
+	for _, info := range []*jetstream.StreamInfo{before, after} {
+		if !info.Created.UTC().Equal(w.Identity.Created) {
+			return 0, fmt.Errorf("%w (created %s, watch began on the stream created %s)", ErrIdentityChanged,
+				info.Created.UTC().Format(time.RFC3339Nano), w.Identity.Created.Format(time.RFC3339Nano))
+		}
 	}
-	w.guard = max(w.guard, w.delivered, examined)
-	return max(w.delivered, examined), nil
+	if !ResumeOK(w.guard, after.State.FirstSeq) {
+		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
+			ErrCursorExpired, after.State.FirstSeq, w.guard)
+	}
+	frontier := w.delivered
+	caughtUp := ci.NumPending == 0 &&
+		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
+	if caughtUp && !w.noBookmarks {
+		frontier = max(frontier, before.State.LastSeq)
+	}
+	w.guard = max(w.guard, frontier)
+	return frontier, nil
 }
 
 // Stop ends the watch and deletes its server-side consumer, so that
