@@ -172,3 +172,61 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+func cmdVerify(args []string, stdout, stderr io.Writer) error {
+	fs := flags("verify", stderr)
+	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("usage: slipstream verify [--api ADDR] FOLD")
+	}
+	resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/verify")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	var v api.Verification
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return err
+	}
+	s := v.Summary
+	fmt.Fprintf(stdout, "bucket keys %d, fold keys %d: %d stale, %d missing, %d changed\n",
+		s.BucketKeys, s.FoldKeys, s.Stale, s.Missing, s.Changed)
+	for _, d := range v.Differences {
+		fmt.Fprintf(stdout, "%-8s %s (fold revision %d, bucket revision %d)\n", d.Kind, d.Key, d.FoldRev, d.BucketRev)
+	}
+	if v.Diverged {
+		return fmt.Errorf("fold %s differs from its bucket", fs.Arg(0))
+	}
+	return nil
+}
+
+func cmdReconcile(args []string, stdout, stderr io.Writer) error {
+	fs := flags("reconcile", stderr)
+	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageErr("usage: slipstream reconcile [--api ADDR] FOLD")
+	}
+	base := *addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	resp, err := httpClient.Post(base+"/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile", "application/json", nil)
+	if err != nil {
+		return fmt.Errorf("is slipstream running? %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return apiError(resp)
+	}
+	fmt.Fprintf(stdout, "reconcile of %s requested; watch 'slipstream status'\n", fs.Arg(0))
+	return nil
+}

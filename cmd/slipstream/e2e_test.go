@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/mattn/go-sqlite3"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
@@ -215,6 +218,52 @@ func TestHostKilled(t *testing.T) {
 	if !resumedFromCursor(q.stderr.String()) {
 		t.Errorf("the restart did not resume from the store's cursor:\n%s", q.stderr)
 	}
+	if out := q.cli("verify", "--api", q.httpAddr, "routes"); !strings.Contains(out, "0 stale, 0 missing, 0 changed") {
+		t.Errorf("verify after the restart:\n%s", out)
+	}
+}
+
+// TestVerifyTamperedFold: verify exits 1 and names the keys of a fold
+// edited behind slipstream's back; reconcile repairs it.
+func TestVerifyTamperedFold(t *testing.T) {
+	q := newQuickstart(t)
+	q.start()
+	for _, k := range []string{"route.a", "route.b", "route.c"} {
+		q.cli("kv", "--server", q.natsURL, "put", "config", k, "v")
+	}
+	q.read("route.c", "v")
+	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-q.exited
+	db, err := sql.Open("sqlite3", filepath.Join(filepath.Dir(q.config), "data", "folds", "routes", "gen-000001", "fold.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM kv WHERE key = CAST('route.b' AS BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	q.start()
+	out, err := exec.Command(q.bin, "verify", "--api", q.httpAddr, "routes").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "missing  route.b") {
+		t.Fatalf("verify of a tampered fold: exit %d\n%s", code, out)
+	}
+	q.cli("reconcile", "--api", q.httpAddr, "routes")
+	testenv.Eventually(t, 10*time.Second, "verify to pass after the reconcile", func() bool {
+		return exec.Command(q.bin, "verify", "--api", q.httpAddr, "routes").Run() == nil
+	})
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
 
 func resumedFromCursor(log string) bool {

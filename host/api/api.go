@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -34,6 +35,8 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("GET /v1/folds/{fold}", a.status)
 	mux.HandleFunc("GET /v1/folds/{fold}/keys", a.scan)
 	mux.HandleFunc("GET /v1/folds/{fold}/keys/{key...}", a.get)
+	mux.HandleFunc("GET /v1/folds/{fold}/verify", a.verify)
+	mux.HandleFunc("POST /v1/folds/{fold}/reconcile", a.reconcile)
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -192,4 +195,36 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// Verification is the answer of GET /v1/folds/{fold}/verify.
+type Verification struct {
+	Diverged    bool                   `json:"diverged"`
+	Summary     reconcile.Summary      `json:"summary"`
+	Differences []reconcile.Difference `json:"differences"`
+}
+
+func (a *api) verify(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	sum, diffs, err := f.Verify(r.Context())
+	if err != nil {
+		readError(w, err)
+		return
+	}
+	if diffs == nil {
+		diffs = []reconcile.Difference{}
+	}
+	writeJSON(w, http.StatusOK, Verification{Diverged: sum.Diverged(), Summary: sum, Differences: diffs})
+}
+
+func (a *api) reconcile(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	f.RequestReconcile()
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "reconcile requested"})
 }

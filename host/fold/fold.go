@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/host/watch"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -74,6 +75,13 @@ type Config struct {
 	Window     time.Duration
 	// CheckEvery is the live floor guard's period; default 1s.
 	CheckEvery time.Duration
+	// TombstoneHorizon is how long delete markers stay replayable: a fold
+	// that was last caught up longer ago than this reconciles before it
+	// reports ready. 0 means reconcile.DefaultHorizon (or the bucket's
+	// marker TTL when shorter); negative, never.
+	TombstoneHorizon time.Duration
+	// ReconcileEvery runs a reconcile periodically; 0 means never.
+	ReconcileEvery time.Duration
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -90,6 +98,9 @@ type Hooks struct {
 	// NoBookmarks keeps the cursor at the last revision in scope, so a quiet
 	// filtered fold falls behind retention.
 	NoBookmarks bool
+	// NoReconcile skips the reconcile a fold owes after being away longer
+	// than the tombstone horizon.
+	NoReconcile bool
 }
 
 // State is where a fold is in its life.
@@ -101,6 +112,7 @@ const (
 	StateBootstrapping State = "bootstrapping"
 	StateSynced        State = "synced"
 	StateRebuilding    State = "rebuilding"
+	StateReconciling   State = "reconciling"
 	StateStalled       State = "stalled"
 	StateStopped       State = "stopped"
 )
@@ -153,8 +165,13 @@ type Fold struct {
 	last     uint64 // stream last sequence, last seen
 	syncedAt time.Time
 
-	pending atomic.Uint64
+	pending      atomic.Uint64
+	reconcileReq atomic.Bool
 }
+
+// RequestReconcile asks the running fold to reconcile with its bucket as
+// soon as it can (between two batches).
+func (f *Fold) RequestReconcile() { f.reconcileReq.Store(true) }
 
 // New prepares a fold; Run drives it.
 func New(cfg Config, js jetstream.JetStream) *Fold {
@@ -250,6 +267,12 @@ func (f *Fold) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) 
 	return h.Scan(ctx, r, fn)
 }
 
+func (f *Fold) stateNow() (State, string) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state, f.reason
+}
+
 func (f *Fold) setState(s State, reason string) {
 	f.mu.Lock()
 	changed := f.state != s || f.reason != reason
@@ -263,4 +286,56 @@ func (f *Fold) setState(s State, reason string) {
 			f.log.Info("fold state", "state", string(s))
 		}
 	}
+}
+
+// maxReported bounds the differences Verify returns; the summary counts all.
+const maxReported = 1000
+
+// Verify compares the published generation with the bucket without changing
+// anything. Keys whose bucket revision is above the fold's cursor are in
+// flight, not divergence, and are left out.
+func (f *Fold) Verify(ctx context.Context) (reconcile.Summary, []reconcile.Difference, error) {
+	f.mu.RLock()
+	pub := f.pub
+	var cursor uint64
+	if pub != nil {
+		cursor = pub.cursor
+	}
+	f.mu.RUnlock()
+	if pub == nil {
+		return reconcile.Summary{}, nil, ErrNotReady
+	}
+	src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
+	if t := f.cfg.Transform; t != nil {
+		src.Map = func(ctx context.Context, key string, value []byte, rev uint64) (string, bool, error) {
+			out, err := t.Apply(ctx, []Change{{Op: watch.OpPut, Key: key, Value: value, Revision: rev}})
+			if err != nil || len(out) == 0 {
+				return "", false, err
+			}
+			return out[0].Key, true, nil
+		}
+	}
+	var diffs []reconcile.Difference
+	var inFlight reconcile.Summary
+	sum, err := reconcile.Compare(ctx, src, pub.h, func(d reconcile.Difference) error {
+		if d.BucketRev > cursor {
+			switch d.Kind {
+			case reconcile.Missing:
+				inFlight.Missing++
+			case reconcile.Changed:
+				inFlight.Changed++
+			}
+			return nil
+		}
+		if len(diffs) < maxReported {
+			diffs = append(diffs, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return sum, nil, err
+	}
+	sum.Missing -= inFlight.Missing
+	sum.Changed -= inFlight.Changed
+	return sum, diffs, nil
 }

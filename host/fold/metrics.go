@@ -15,9 +15,10 @@ type Metrics struct {
 	applyTime *prometheus.HistogramVec
 	rebuilds  *prometheus.CounterVec
 	failures  *prometheus.CounterVec
+	repaired  *prometheus.CounterVec
 }
 
-var allStates = []State{StateStarting, StateBootstrapping, StateSynced, StateRebuilding, StateStalled, StateStopped}
+var allStates = []State{StateStarting, StateBootstrapping, StateSynced, StateRebuilding, StateReconciling, StateStalled, StateStopped}
 
 // NewMetrics creates the series and registers them with reg (nil: not
 // registered, for tests and tools).
@@ -42,9 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rebuilds started, by reason."}, []string{"fold", "reason"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_failures_total",
 			Help: "Fold sessions that ended in an error (plugin, NATS, transform)."}, []string{"fold"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_reconcile_repairs_total",
+			Help: "Keys a reconcile deleted (stale) or fetched again (missing, changed)."}, []string{"fold", "kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures)
+		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures, m.repaired)
 	}
 	return m
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/host/watch"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -284,11 +285,47 @@ func (f *Fold) session(ctx context.Context) error {
 	}
 	f.log.Info("watching", "generation", tgt.n, "cursor", cursor, "pending", w.InitialPending,
 		"stream_first", pos.First, "stream_last", pos.Last)
-	err = f.follow(ctx, tgt, w, cursor, want)
-	if expired(err) && !f.cfg.Hooks.NoRebuild {
+	err = f.follow(ctx, tgt, w, cursor, want, f.mustReconcile(tgt, pos))
+	if (expired(err) || errors.Is(err, errRebuildToReconcile)) && !f.cfg.Hooks.NoRebuild {
 		return f.rebuild(ctx, tgt, err.Error())
 	}
 	return err
+}
+
+// errRebuildToReconcile: a fold with transforms cannot be repaired key by
+// key (the listing would need every value run through the chain), so its
+// reconcile is a rebuild.
+var errRebuildToReconcile = errors.New("reconcile needed; a fold with transforms is rebuilt instead")
+
+// horizon is how long delete markers of this bucket stay replayable.
+func (f *Fold) horizon(pos watch.Position) time.Duration {
+	h := f.cfg.TombstoneHorizon
+	if h == 0 {
+		h = reconcile.DefaultHorizon
+		if pos.MarkerTTL > 0 && pos.MarkerTTL < h {
+			h = pos.MarkerTTL
+		}
+	}
+	return h
+}
+
+// mustReconcile says whether tgt was away longer than the tombstone
+// horizon: deletes it missed may have left no marker to replay.
+func (f *Fold) mustReconcile(tgt *generation, pos watch.Position) bool {
+	h := f.horizon(pos)
+	f.mu.RLock()
+	raw, cursor := tgt.meta[MetaSyncedAt], tgt.cursor
+	f.mu.RUnlock()
+	if h < 0 || cursor == 0 || len(raw) == 0 {
+		return false
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil || time.Since(at) > h {
+		f.log.Info("away longer than the tombstone horizon; reconciling before ready",
+			"last_synced", string(raw), "horizon", h.String())
+		return true
+	}
+	return false
 }
 
 func expired(err error) bool {
@@ -303,12 +340,14 @@ type batch struct {
 	meta     map[string][]byte
 	changes  int // updates received, before transforms
 	caughtUp bool
+	// done, when set, is closed once the batch is committed.
+	done chan struct{}
 }
 
 // follow runs the pipeline: this goroutine reads, decodes, transforms and
 // batches; an applier goroutine commits batches in order. While the store
 // applies batch N, batch N+1 accumulates.
-func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64, want map[string][]byte) error {
+func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64, want map[string][]byte, reconcileFirst bool) error {
 	rctx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	applyCh := make(chan *batch, 1)
@@ -324,6 +363,9 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 				}
 				return
 			}
+			if b.done != nil {
+				close(b.done)
+			}
 		}
 	}()
 	send := func(b *batch) bool {
@@ -334,7 +376,7 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 			return false
 		}
 	}
-	readErr := f.read(rctx, ctx, tgt, w, cursor, want, send)
+	readErr := f.read(rctx, ctx, tgt, w, cursor, want, send, reconcileFirst)
 	close(applyCh)
 	<-applierDone
 	if applyErr != nil {
@@ -345,7 +387,7 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 
 // read is the reader half of follow.
 func (f *Fold) read(rctx, ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64,
-	want map[string][]byte, send func(*batch) bool) error {
+	want map[string][]byte, send func(*batch) bool, reconcileFirst bool) error {
 	var (
 		changes   []Change
 		size      int
@@ -362,6 +404,64 @@ func (f *Fold) read(rctx, ctx context.Context, tgt *generation, w *watch.Watch, 
 		meta = want
 	}
 	f.mu.RUnlock()
+	lastReconcile := time.Now()
+	// repair brings the store in line with the bucket at the cursor sent so
+	// far: everything received is committed first, and the repairs are
+	// committed at the same cursor before reading on.
+	repair := func() error {
+		lastReconcile = time.Now()
+		if f.cfg.Transform != nil {
+			return errRebuildToReconcile
+		}
+		wait := func(b *batch) bool {
+			b.done = make(chan struct{})
+			if !send(b) {
+				return false
+			}
+			select {
+			case <-b.done:
+				return true
+			case <-rctx.Done():
+				return false
+			}
+		}
+		if !wait(&batch{cursor: sent}) {
+			return nil
+		}
+		prev, _ := f.stateNow()
+		f.setState(StateReconciling, "")
+		var muts []sdk.Mutation
+		src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
+		sum, err := reconcile.Repair(rctx, src, tgt.h, sent, func(m sdk.Mutation) error {
+			muts = append(muts, m)
+			if len(muts) < f.cfg.MaxEntries {
+				return nil
+			}
+			b := &batch{cursor: sent, muts: muts}
+			muts = nil
+			if !send(b) {
+				return rctx.Err()
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("reconcile: %w", err)
+		}
+		if !wait(&batch{cursor: sent, muts: muts}) {
+			return nil
+		}
+		f.cfg.Metrics.repaired.WithLabelValues(f.cfg.Name, "stale").Add(float64(sum.Stale))
+		f.cfg.Metrics.repaired.WithLabelValues(f.cfg.Name, "refetched").Add(float64(sum.Missing + sum.Changed))
+		f.log.Info("reconciled", "bucket_keys", sum.BucketKeys, "fold_keys", sum.FoldKeys,
+			"stale", sum.Stale, "missing", sum.Missing, "changed", sum.Changed, "cursor", sent)
+		f.setState(prev, "")
+		return nil
+	}
+	if reconcileFirst && !f.cfg.Hooks.NoReconcile {
+		if err := repair(); err != nil {
+			return err
+		}
+	}
 	if meta != nil || w.InitialPending == 0 {
 		if !send(&batch{cursor: cursor, meta: meta, caughtUp: w.InitialPending == 0}) {
 			return nil
@@ -418,6 +518,12 @@ func (f *Fold) read(rctx, ctx context.Context, tgt *generation, w *watch.Watch, 
 			return nil // the applier failed; it reports why
 		default:
 			return fmt.Errorf("watch: %w", err)
+		}
+		if len(changes) == 0 && (f.reconcileReq.Swap(false) ||
+			(f.cfg.ReconcileEvery > 0 && time.Since(lastReconcile) >= f.cfg.ReconcileEvery)) {
+			if err := repair(); err != nil {
+				return err
+			}
 		}
 		if !time.Now().Before(nextCheck) {
 			nextCheck = time.Now().Add(f.cfg.CheckEvery)

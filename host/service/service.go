@@ -134,13 +134,15 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		Launch: func(ctx context.Context) (fold.Handle, error) {
 			return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger.With("plugin", filepath.Base(bin))})
 		},
-		MaxEntries: fc.Batch.MaxEntries,
-		MaxBytes:   int(fc.Batch.MaxBytes),
-		Window:     time.Duration(fc.Batch.Window),
-		CheckEvery: s.opts.CheckEvery,
-		Logger:     s.log,
-		Metrics:    metrics,
-		Hooks:      s.opts.FoldHooks,
+		MaxEntries:       fc.Batch.MaxEntries,
+		MaxBytes:         int(fc.Batch.MaxBytes),
+		Window:           time.Duration(fc.Batch.Window),
+		CheckEvery:       s.opts.CheckEvery,
+		TombstoneHorizon: time.Duration(fc.TombstoneHorizon),
+		ReconcileEvery:   time.Duration(fc.ReconcileEvery),
+		Logger:           s.log,
+		Metrics:          metrics,
+		Hooks:            s.opts.FoldHooks,
 	}
 	if len(fc.Transforms) > 0 {
 		t, closeFn, err := newTransform(ctx, s.cfg, fc, logger, s.reg)

@@ -71,9 +71,11 @@ type Identity struct {
 	Created time.Time
 }
 
-// Position is the stream's retained range.
+// Position is the stream's retained range, and how long the server keeps
+// the markers it writes when keys expire (0: no such markers).
 type Position struct {
 	First, Last uint64
+	MarkerTTL   time.Duration
 }
 
 // StreamName is the JetStream stream behind a KV bucket.
@@ -100,7 +102,7 @@ func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Ident
 	}
 	info := s.CachedInfo()
 	return Identity{Stream: info.Config.Name, Created: info.Created.UTC()},
-		Position{First: info.State.FirstSeq, Last: info.State.LastSeq}, nil
+		Position{First: info.State.FirstSeq, Last: info.State.LastSeq, MarkerTTL: info.Config.SubjectDeleteMarkerTTL}, nil
 }
 
 // ResumeOK is the expiry rule: a resume at cursor+1 loses nothing only if the
@@ -284,7 +286,7 @@ func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bo
 	}
 	u := Update{Op: OpPut, Key: subject[len(w.prefix):], Value: msg.Data(), Revision: md.Sequence.Stream, Pending: md.NumPending}
 	if h := msg.Headers(); len(h) > 0 {
-		u.Op = operation(h)
+		u.Op = Operation(h)
 		if u.Op != OpPut {
 			u.Value = nil
 		}
@@ -292,9 +294,9 @@ func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bo
 	return u, true
 }
 
-// operation reads the KV operation from headers, including the limit markers
+// Operation reads the KV operation from headers, including the limit markers
 // the server writes when a key is removed by TTL or purge.
-func operation(h nats.Header) Op {
+func Operation(h nats.Header) Op {
 	switch h.Get("KV-Operation") {
 	case "DEL":
 		return OpDelete
