@@ -348,17 +348,32 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 				info.Created.UTC().Format(time.RFC3339Nano), w.Identity.Created.Format(time.RFC3339Nano))
 		}
 	}
-	if !ResumeOK(w.guard, after.State.FirstSeq) {
-		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
-			ErrCursorExpired, after.State.FirstSeq, w.guard)
-	}
-	frontier := w.delivered
-	caughtUp := ci.NumPending == 0 &&
+	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
 		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
-	if caughtUp && !w.noBookmarks {
-		frontier = max(frontier, before.State.LastSeq)
+	frontier, err := Advance(w.guard, w.delivered, caughtUp, before.State.LastSeq, after.State.FirstSeq)
+	if err != nil {
+		return 0, err
 	}
-	w.guard = max(w.guard, frontier)
+	w.guard = frontier
+	return frontier, nil
+}
+
+// Advance is the floor guard's decision, kept pure so it can be model
+// tested. guard is the frontier proven at the previous check; delivered is
+// the highest revision handed out since; caughtUp says the consumer reported
+// nothing pending after lastBefore was read and everything it sent was
+// received; firstAfter is the first sequence read after that. It returns
+// the new frontier, or ErrCursorExpired when retention may have removed a
+// message in scope before the consumer reached it.
+func Advance(guard, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
+	if !ResumeOK(guard, firstAfter) {
+		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
+			ErrCursorExpired, firstAfter, guard)
+	}
+	frontier := max(guard, delivered)
+	if caughtUp {
+		frontier = max(frontier, lastBefore)
+	}
 	return frontier, nil
 }
 

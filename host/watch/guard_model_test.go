@@ -1,0 +1,239 @@
+package watch
+
+import (
+	"fmt"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// streamModel is a KV stream with History 1 and head eviction, and a
+// filtered consumer that scans it in order, skipping what is gone: the
+// behaviour of nats-server the floor guard must defend against.
+type streamModel struct {
+	msgs    map[uint64]msg // retained messages
+	next    uint64         // next sequence to publish
+	pos     uint64         // the consumer's next sequence to scan
+	buffer  []uint64       // scanned, in scope, not yet taken by the fold
+	fold    map[string]string
+	want    map[string]string // the fold of every in-scope message ever published
+	deliv   uint64
+	guard   uint64
+	expired bool
+}
+
+type msg struct {
+	key   string
+	value string // "" is a delete marker
+	scope bool
+}
+
+func newStreamModel() *streamModel {
+	return &streamModel{msgs: map[uint64]msg{}, next: 1, pos: 1, fold: map[string]string{}, want: map[string]string{}}
+}
+
+func (m *streamModel) first() uint64 {
+	f := m.next
+	for s := range m.msgs {
+		f = min(f, s)
+	}
+	return f
+}
+
+func (m *streamModel) publish(key, value string) {
+	scope := key[0] == 'r'
+	for s, x := range m.msgs { // History 1: the previous value goes
+		if x.key == key {
+			delete(m.msgs, s)
+		}
+	}
+	m.msgs[m.next] = msg{key: key, value: value, scope: scope}
+	if scope {
+		if value == "" {
+			delete(m.want, key)
+		} else {
+			m.want[key] = value
+		}
+	}
+	m.next++
+}
+
+func (m *streamModel) evict() {
+	if len(m.msgs) > 0 {
+		delete(m.msgs, m.first())
+	}
+}
+
+// scan moves the consumer to the next retained message in scope, if any.
+func (m *streamModel) scan() bool {
+	for s := m.pos; s < m.next; s++ {
+		if x, ok := m.msgs[s]; ok && x.scope {
+			m.buffer = append(m.buffer, s)
+			m.pos = s + 1
+			return true
+		}
+	}
+	m.pos = m.next
+	return false
+}
+
+// take hands the oldest scanned message to the fold. The message may have
+// been removed from the stream since it was scanned: the client holds it.
+func (m *streamModel) take(held map[uint64]msg) {
+	s := m.buffer[0]
+	m.buffer = m.buffer[1:]
+	x := held[s]
+	if x.value == "" {
+		delete(m.fold, x.key)
+	} else {
+		m.fold[x.key] = x.value
+	}
+	m.deliv = max(m.deliv, s)
+}
+
+func (m *streamModel) caughtUp() bool {
+	if len(m.buffer) > 0 {
+		return false
+	}
+	for s, x := range m.msgs {
+		if s >= m.pos && x.scope {
+			return false
+		}
+	}
+	return true
+}
+
+type advanceFunc func(guard, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error)
+
+// checkGuard runs random interleavings of publishes, evictions, scans, takes
+// and checks, and requires that a fold whose guard never fired equals the
+// fold of every in-scope message.
+func checkGuard(t *rapid.T, advance advanceFunc) {
+	m := newStreamModel()
+	held := map[uint64]msg{} // what the client received, kept past eviction
+	keys := []string{"r.a", "r.b", "r.c", "o.x", "o.y", "o.z"}
+	check := func() {
+		if m.expired {
+			return
+		}
+		g, err := advance(m.guard, m.deliv, m.caughtUp(), m.next-1, m.first())
+		if err != nil {
+			m.expired = true
+			return
+		}
+		m.guard = g
+	}
+	steps := rapid.IntRange(1, 150).Draw(t, "steps")
+	for range steps {
+		switch rapid.IntRange(0, 5).Draw(t, "action") {
+		case 0, 1:
+			k := rapid.SampledFrom(keys).Draw(t, "key")
+			v := rapid.SampledFrom([]string{"", "1", "2"}).Draw(t, "value")
+			m.publish(k, v)
+		case 2:
+			m.evict()
+		case 3:
+			if m.scan() {
+				s := m.buffer[len(m.buffer)-1]
+				held[s] = m.msgs[s]
+			}
+		case 4:
+			if len(m.buffer) > 0 {
+				m.take(held)
+			}
+		case 5:
+			check()
+		}
+	}
+	// Drain: the consumer reads to the end and the fold takes everything.
+	for m.scan() {
+		s := m.buffer[len(m.buffer)-1]
+		held[s] = m.msgs[s]
+	}
+	for len(m.buffer) > 0 {
+		m.take(held)
+	}
+	check()
+	if m.expired {
+		return // the fold rebuilds: correct by construction
+	}
+	if fmt.Sprint(m.fold) != fmt.Sprint(m.want) {
+		t.Fatalf("the guard never fired, yet the fold %v differs from the bucket's history %v", m.fold, m.want)
+	}
+}
+
+func TestFloorGuardModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) { checkGuard(t, Advance) })
+}
+
+// TestFloorGuardModelCatchesMutations proves the property can fail: guards
+// with a known flaw let a fold diverge, and rapid finds how.
+func TestFloorGuardModelCatchesMutations(t *testing.T) {
+	for name, broken := range map[string]advanceFunc{
+		// Checks the first sequence against the new frontier, so catch-up
+		// deliveries erase the evidence of a gap.
+		"checks-new-frontier": func(guard, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
+			frontier := max(guard, delivered)
+			if caughtUp {
+				frontier = max(frontier, lastBefore)
+			}
+			if !ResumeOK(frontier, firstAfter) {
+				return 0, ErrCursorExpired
+			}
+			return frontier, nil
+		},
+		// Bookmarks without being caught up.
+		"bookmark-always": func(guard, delivered uint64, _ bool, lastBefore, firstAfter uint64) (uint64, error) {
+			if !ResumeOK(guard, firstAfter) {
+				return 0, ErrCursorExpired
+			}
+			return max(guard, delivered, lastBefore), nil
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !Fails(func(t *rapid.T) { checkGuard(t, broken) }) {
+				t.Fatalf("the model did not catch the %s mutation", name)
+			}
+		})
+	}
+}
+
+// Fails reports whether rapid finds a counterexample to prop within a few
+// runs of its default 100 cases.
+func Fails(prop func(*rapid.T)) bool {
+	for range 5 {
+		r := &recorder{}
+		func() {
+			defer func() {
+				if v := recover(); v != nil && v != errStop {
+					panic(v)
+				}
+			}()
+			rapid.Check(r, prop)
+		}()
+		if r.failed {
+			return true
+		}
+	}
+	return false
+}
+
+var errStop = &struct{ s string }{"recorder stop"}
+
+// recorder is a rapid.TB that remembers failure instead of failing a test.
+type recorder struct{ failed bool }
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Name() string          { return "mutation" }
+func (r *recorder) Logf(string, ...any)   {}
+func (r *recorder) Log(...any)            {}
+func (r *recorder) Skipf(string, ...any)  { panic(errStop) }
+func (r *recorder) Skip(...any)           { panic(errStop) }
+func (r *recorder) SkipNow()              { panic(errStop) }
+func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Error(...any)          { r.failed = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true; panic(errStop) }
+func (r *recorder) Fatal(...any)          { r.failed = true; panic(errStop) }
+func (r *recorder) FailNow()              { r.failed = true; panic(errStop) }
+func (r *recorder) Fail()                 { r.failed = true }
+func (r *recorder) Failed() bool          { return r.failed }
