@@ -110,33 +110,13 @@ func root() string {
 // first), that one is used.
 func Binary(t testing.TB, pkg, name string) string {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
-		return p
-	}
 	if dir := os.Getenv("SLIPSTREAM_BIN"); dir != "" {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
-			built[name] = p
 			return p
 		}
 	}
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "slipstream-test-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		buildDir = d
-	}
-	p := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-o", p, "./"+pkg)
-	cmd.Dir = root()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, out)
-	}
-	built[name] = p
-	return p
+	return buildOnce(t, name, func(out string) *exec.Cmd { return exec.Command("go", "build", "-o", out, "./"+pkg) })
 }
 
 // SQLitePlugin is the SQLite store plugin binary.
@@ -175,4 +155,51 @@ func Alive(pid int) bool {
 	s := string(raw)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// GoWasm builds the Go transform guest at pkg (relative to the module root)
+// into a .wasm file, as make transforms does.
+func GoWasm(t testing.TB, pkg string) string {
+	t.Helper()
+	return buildOnce(t, pkg+".wasm", func(out string) *exec.Cmd {
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "./"+pkg)
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		return cmd
+	})
+}
+
+// WatWasm assembles the WAT module at path (relative to the module root)
+// with wat2wasm (make wabt installs it).
+func WatWasm(t testing.TB, path string) string {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		t.Fatalf("wat2wasm is not installed (make wabt): %v", err)
+	}
+	return buildOnce(t, path+".wasm", func(out string) *exec.Cmd {
+		return exec.Command("wat2wasm", "-o", out, path)
+	})
+}
+
+// buildOnce runs the command cmd(out) once per name per test binary.
+func buildOnce(t testing.TB, name string, cmd func(out string) *exec.Cmd) string {
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[name]; ok {
+		return p
+	}
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "slipstream-test-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = d
+	}
+	out := filepath.Join(buildDir, strings.NewReplacer("/", "_").Replace(name))
+	c := cmd(out)
+	c.Dir = root()
+	if b, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	built[name] = out
+	return out
 }
