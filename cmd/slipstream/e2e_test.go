@@ -60,10 +60,18 @@ func newQuickstart(t *testing.T) *quickstart {
 	}
 	dir := t.TempDir()
 	natsPort, httpPort := freePort(t), freePort(t)
+	keyfilter := filepath.Join(filepath.Dir(bin), "transforms", "keyfilter.wasm")
+	if _, err := os.Stat(keyfilter); err != nil {
+		keyfilter = testenv.GoWasm(t, "transforms/examples/keyfilter")
+	}
 	cfg := strings.NewReplacer(
 		"127.0.0.1:4222", fmt.Sprintf("127.0.0.1:%d", natsPort),
 		"127.0.0.1:7070", fmt.Sprintf("127.0.0.1:%d", httpPort),
+		`"bin/transforms/keyfilter.wasm"`, strconv.Quote(keyfilter),
 	).Replace(string(raw))
+	if cfg == string(raw) || !strings.Contains(cfg, keyfilter) {
+		t.Fatal("setup: the example config no longer has the addresses and module this test moves")
+	}
 	path := filepath.Join(dir, "slipstream.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -157,7 +165,10 @@ func TestQuickstart(t *testing.T) {
 	q.start()
 	q.cli("kv", "--server", q.natsURL, "put", "config", "route.a", "hello")
 	q.cli("kv", "--server", q.natsURL, "put", "config", "other.b", "not in scope")
+	q.cli("kv", "--server", q.natsURL, "put", "config", "route.db.secret", "hunter2")
+	q.cli("kv", "--server", q.natsURL, "put", "config", "route.z", "last")
 	q.read("route.a", "hello")
+	q.read("route.z", "last")
 	resp, err := http.Get("http://" + q.httpAddr + "/v1/folds/routes/keys/other.b")
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +176,14 @@ func TestQuickstart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("out-of-scope key: %s, want 404", resp.Status)
+	}
+	resp, err = http.Get("http://" + q.httpAddr + "/v1/folds/routes/keys/route.db.secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("key denied by the example transform: %s, want 404", resp.Status)
 	}
 	if got := q.cli("kv", "--server", q.natsURL, "get", "config", "route.a"); got != "hello\n" {
 		t.Errorf("kv get: %q", got)
