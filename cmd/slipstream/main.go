@@ -31,15 +31,16 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"run":       {"run every fold of a config file (--config FILE)", cmdRun},
-	"validate":  {"check a config file and exit", cmdValidate},
-	"status":    {"show the state of the folds of a running service", cmdStatus},
-	"get":       {"read one key of a fold from a running service", cmdGet},
-	"scan":      {"list keys of a fold from a running service", cmdScan},
-	"kv":        {"put, get, del or ls keys of a bucket on a NATS server", cmdKV},
-	"verify":    {"compare a fold with its bucket; exit 1 on any difference", cmdVerify},
-	"reconcile": {"ask a running fold to repair itself against its bucket", cmdReconcile},
-	"version":   {"print the version", cmdVersion},
+	"run":         {"run every fold of a config file (--config FILE)", cmdRun},
+	"validate":    {"check a config file and exit", cmdValidate},
+	"status":      {"show the state of the folds of a running service", cmdStatus},
+	"get":         {"read one key of a fold from a running service", cmdGet},
+	"scan":        {"list keys of a fold from a running service", cmdScan},
+	"kv":          {"put, get, del or ls keys of a bucket on a NATS server", cmdKV},
+	"conformance": {"prove a store plugin binary against the store contract (--plugin PATH)", cmdConformance},
+	"verify":      {"compare a fold with its bucket; exit 1 on any difference", cmdVerify},
+	"reconcile":   {"ask a running fold to repair itself against its bucket", cmdReconcile},
+	"version":     {"print the version", cmdVersion},
 }
 
 func main() {
