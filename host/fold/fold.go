@@ -82,6 +82,10 @@ type Config struct {
 	TombstoneHorizon time.Duration
 	// ReconcileEvery runs a reconcile periodically; 0 means never.
 	ReconcileEvery time.Duration
+	// RetryMin and RetryMax bound the jittered backoff between failed
+	// sessions; defaults 100ms and 30s. A session that committed something
+	// before failing starts the backoff over.
+	RetryMin, RetryMax time.Duration
 
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -101,6 +105,10 @@ type Hooks struct {
 	// NoReconcile skips the reconcile a fold owes after being away longer
 	// than the tombstone horizon.
 	NoReconcile bool
+	// CursorBeforeApply is a deliberate bug: the fold's cursor moves when a
+	// batch is sent, before the store has applied it. The cursor-authority
+	// model test uses it to prove it catches such a bug.
+	CursorBeforeApply bool
 }
 
 // State is where a fold is in its life.
@@ -166,6 +174,7 @@ type Fold struct {
 	syncedAt time.Time
 
 	pending      atomic.Uint64
+	commits      atomic.Uint64 // batches committed, for the supervisor
 	reconcileReq atomic.Bool
 }
 
@@ -183,6 +192,12 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 10 * time.Millisecond
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
 	}
 	if cfg.CheckEvery <= 0 {
 		cfg.CheckEvery = time.Second

@@ -2,6 +2,7 @@ package fold_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +17,11 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func TestMain(m *testing.M) {
+	// The fold's model tests run a real fold per case: fewer, longer cases.
+	_ = flag.Set("rapid.checks", "40")
+	os.Exit(testenv.Main(m))
+}
 
 // harness runs one fold against a real server and the real SQLite plugin.
 type harness struct {

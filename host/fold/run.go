@@ -47,9 +47,13 @@ func (f *Fold) Run(ctx context.Context) error {
 	}
 	f.layout = l
 	defer f.closeAll()
-	b := backoff{min: 100 * time.Millisecond, max: 30 * time.Second}
+	b := backoff{min: f.cfg.RetryMin, max: f.cfg.RetryMax}
 	for {
+		before := f.commits.Load()
 		err := f.session(ctx)
+		if f.commits.Load() != before {
+			b.reset() // it made progress: not a failure streak
+		}
 		if ctx.Err() != nil {
 			f.setState(StateStopped, "")
 			return nil
@@ -569,12 +573,18 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 		}
 		b.meta[MetaSyncedAt] = []byte(time.Now().UTC().Format(time.RFC3339Nano))
 	}
+	if f.cfg.Hooks.CursorBeforeApply {
+		f.mu.Lock()
+		g.cursor = b.cursor
+		f.mu.Unlock()
+	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
 	start := time.Now()
 	if err := g.h.Apply(actx, &sdk.Batch{Mutations: b.muts, Cursor: b.cursor, Meta: b.meta}); err != nil {
 		return fmt.Errorf("store apply (generation %d, cursor %d): %w", g.n, b.cursor, err)
 	}
+	f.commits.Add(1)
 	m := f.cfg.Metrics
 	m.applyTime.WithLabelValues(f.cfg.Name).Observe(time.Since(start).Seconds())
 	m.batches.WithLabelValues(f.cfg.Name).Inc()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"pgregory.net/rapid"
 )
 
@@ -191,49 +192,9 @@ func TestFloorGuardModelCatchesMutations(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if !Fails(func(t *rapid.T) { checkGuard(t, broken) }) {
+			if !testenv.RapidFails(func(t *rapid.T) { checkGuard(t, broken) }) {
 				t.Fatalf("the model did not catch the %s mutation", name)
 			}
 		})
 	}
 }
-
-// Fails reports whether rapid finds a counterexample to prop within a few
-// runs of its default 100 cases.
-func Fails(prop func(*rapid.T)) bool {
-	for range 5 {
-		r := &recorder{}
-		func() {
-			defer func() {
-				if v := recover(); v != nil && v != errStop {
-					panic(v)
-				}
-			}()
-			rapid.Check(r, prop)
-		}()
-		if r.failed {
-			return true
-		}
-	}
-	return false
-}
-
-var errStop = &struct{ s string }{"recorder stop"}
-
-// recorder is a rapid.TB that remembers failure instead of failing a test.
-type recorder struct{ failed bool }
-
-func (r *recorder) Helper()               {}
-func (r *recorder) Name() string          { return "mutation" }
-func (r *recorder) Logf(string, ...any)   {}
-func (r *recorder) Log(...any)            {}
-func (r *recorder) Skipf(string, ...any)  { panic(errStop) }
-func (r *recorder) Skip(...any)           { panic(errStop) }
-func (r *recorder) SkipNow()              { panic(errStop) }
-func (r *recorder) Errorf(string, ...any) { r.failed = true }
-func (r *recorder) Error(...any)          { r.failed = true }
-func (r *recorder) Fatalf(string, ...any) { r.failed = true; panic(errStop) }
-func (r *recorder) Fatal(...any)          { r.failed = true; panic(errStop) }
-func (r *recorder) FailNow()              { r.failed = true; panic(errStop) }
-func (r *recorder) Fail()                 { r.failed = true }
-func (r *recorder) Failed() bool          { return r.failed }

@@ -69,8 +69,14 @@ func Bucket(t testing.TB, js jetstream.JetStream, cfg jetstream.KeyValueConfig) 
 	return kv
 }
 
+// Fataler is the part of testing.TB (and rapid.T) the helpers need.
+type Fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
 // Contents reads the live keys of a bucket (filtered by key prefix when set).
-func Contents(t testing.TB, kv jetstream.KeyValue, prefix string) map[string]string {
+func Contents(t Fataler, kv jetstream.KeyValue, prefix string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
