@@ -4,9 +4,9 @@
 // vanished without moving the first sequence); `slipstream verify` uses it
 // read-only.
 //
-// Memory is bounded by the number of live keys, at 16 bytes per key plus one
-// bit: each live key is kept as a 64-bit hash and its revision, in a sorted
-// slice. Two keys whose hashes collide (odds about n²/2⁶⁵ for n keys: one in
+// Memory is bounded by the number of live keys, at 17 bytes per key: each
+// live key is kept as a 64-bit hash and its revision, in a sorted slice
+// sized from the consumer's pending count, plus a seen flag. Two keys whose hashes collide (odds about n²/2⁶⁵ for n keys: one in
 // 10^7 at a million keys) can hide one stale key from a reconcile.
 package reconcile
 
@@ -94,7 +94,7 @@ func hashKey(k []byte) uint64 { return maphash.Bytes(seed, k) }
 
 // live streams the live keys in scope (no delete or purge markers) and
 // their revisions, up to the stream position at the start of the listing.
-func live(ctx context.Context, src Source, fn func(key string, value []byte, rev uint64) error) error {
+func live(ctx context.Context, src Source, sizeHint func(n int), fn func(key string, value []byte, rev uint64) error) error {
 	stream := watch.StreamName(src.Bucket)
 	cons, err := src.JS.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: watch.FilterSubjects(src.Bucket, src.Filters),
@@ -111,6 +111,9 @@ func live(ctx context.Context, src Source, fn func(key string, value []byte, rev
 	}
 	if info.NumPending == 0 {
 		return nil
+	}
+	if sizeHint != nil {
+		sizeHint(int(info.NumPending))
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -163,7 +166,10 @@ func (ix *index) find(h uint64) int {
 func Compare(ctx context.Context, src Source, store sdk.Store, visit func(Difference) error) (Summary, error) {
 	var sum Summary
 	ix := &index{}
-	err := live(ctx, src, func(key string, value []byte, rev uint64) error {
+	// The consumer's pending count sizes the index exactly: no growth
+	// doubling, 16 bytes per key.
+	hint := func(n int) { ix.e = make([]entry, 0, n) }
+	err := live(ctx, src, hint, func(key string, value []byte, rev uint64) error {
 		k, keep, err := mapKey(ctx, src, key, value, rev)
 		if err != nil || !keep {
 			return err
@@ -206,7 +212,7 @@ func Compare(ctx context.Context, src Source, store sdk.Store, visit func(Differ
 		return sum, nil
 	}
 	// Second pass for the keys themselves: the index holds only hashes.
-	err = live(ctx, src, func(key string, value []byte, rev uint64) error {
+	err = live(ctx, src, nil, func(key string, value []byte, rev uint64) error {
 		k, keep, err := mapKey(ctx, src, key, value, rev)
 		if err != nil || !keep {
 			return err

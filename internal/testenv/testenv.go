@@ -5,6 +5,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,4 +209,43 @@ func buildOnce(t testing.TB, name string, cmd func(out string) *exec.Cmd) string
 	}
 	built[name] = out
 	return out
+}
+
+// ExternalNATS starts the real nats-server binary (make tools installs it
+// under .cache/tools) with JetStream on a free loopback port, for tests and
+// benchmarks that must kill the server or keep its memory out of their own
+// process. It returns the client URL.
+func ExternalNATS(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = filepath.Join(root(), ".cache", "tools", "nats-server")
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("nats-server binary not found on PATH or in .cache/tools (run make tools)")
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "-js", "-sd", t.TempDir(), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			nc.Close()
+			return url
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
