@@ -1,0 +1,112 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/slipstreamkv/slipstream/conformance"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// The plugins this repository ships, by binary name suffix and package.
+var plugins = []struct{ name, pkg string }{
+	{"pebble", "github.com/slipstreamkv/slipstream/plugins/pebble"},
+	{"sqlite", "github.com/slipstreamkv/slipstream/plugins/sqlite"},
+	{"example", "github.com/slipstreamkv/slipstream/sdk/example"},
+}
+
+// binDir holds the plugin binaries TestMain's run builds, each on first use.
+var (
+	binDir string
+	builds sync.Map // name → func() (string, error)
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "slipstream-plugins-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// pluginBinary builds the named plugin with go build (once per test run)
+// and returns its path.
+func pluginBinary(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	build, _ := builds.LoadOrStore(name, sync.OnceValues(func() (string, error) {
+		path := filepath.Join(binDir, "slipstream-store-"+name)
+		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
+		return path, nil
+	}))
+	path, err := build.(func() (string, error))()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func TestPlugins(t *testing.T) {
+	for _, p := range plugins {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			conformance.RunPlugin(t, pluginBinary(t, p.name, p.pkg))
+		})
+	}
+}
+
+// BenchmarkApply measures Apply through a plugin process, as the host
+// calls it: batches of 1000 new entries with 40-byte keys and 200-byte
+// values, each committed with its cursor (store_config {}: the default
+// durability). The example store is left out: it rewrites the whole fold
+// per batch by design.
+func BenchmarkApply(b *testing.B) {
+	for _, p := range plugins {
+		if p.name == "example" {
+			continue
+		}
+		b.Run(p.name, func(b *testing.B) {
+			ctx := context.Background()
+			pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pl.Kill()
+			if _, err := pl.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
+				b.Fatal(err)
+			}
+			const batchSize = 1000
+			value := bytes.Repeat([]byte("v"), 200)
+			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
+			b.ResetTimer()
+			for i := range b.N {
+				for j := range batch.Mutations {
+					n := i*batchSize + j
+					key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", n%7919, n%100, n)
+					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
+				}
+				batch.Cursor = uint64((i + 1) * batchSize)
+				if err := pl.Apply(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+			b.StopTimer()
+			if err := pl.Shutdown(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}

@@ -1,0 +1,369 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/slipstreamkv/slipstream/conformance/internal/refstore"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// TestReferencePasses runs the whole suite against the reference store: the
+// cases do not fail a correct store.
+func TestReferencePasses(t *testing.T) {
+	Run(t, refTarget("reference", refstore.Knobs{}, nil))
+}
+
+// wrapped is a reference store with some methods replaced: the broken stores
+// that need no access to its insides.
+type wrapped struct {
+	*refstore.Store
+	apply func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error
+	get   func(r *refstore.Store, ctx context.Context, key []byte) (sdk.Entry, error)
+	scan  func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error
+	stats func(r *refstore.Store, ctx context.Context) (sdk.Stats, error)
+	open  func(r *refstore.Store, ctx context.Context, dir string, config []byte) (sdk.State, error)
+	close func(r *refstore.Store, ctx context.Context) error
+}
+
+func (w *wrapped) Open(ctx context.Context, dir string, config []byte) (sdk.State, error) {
+	if w.open != nil {
+		return w.open(w.Store, ctx, dir, config)
+	}
+	return w.Store.Open(ctx, dir, config)
+}
+
+func (w *wrapped) Apply(ctx context.Context, b *sdk.Batch) error {
+	if w.apply != nil {
+		return w.apply(w.Store, ctx, b)
+	}
+	return w.Store.Apply(ctx, b)
+}
+
+func (w *wrapped) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
+	if w.get != nil {
+		return w.get(w.Store, ctx, key)
+	}
+	return w.Store.Get(ctx, key)
+}
+
+func (w *wrapped) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+	if w.scan != nil {
+		return w.scan(w.Store, ctx, rg, fn)
+	}
+	return w.Store.Scan(ctx, rg, fn)
+}
+
+func (w *wrapped) Stats(ctx context.Context) (sdk.Stats, error) {
+	if w.stats != nil {
+		return w.stats(w.Store, ctx)
+	}
+	return w.Store.Stats(ctx)
+}
+
+func (w *wrapped) Close(ctx context.Context) error {
+	if w.close != nil {
+		return w.close(w.Store, ctx)
+	}
+	return w.Store.Close(ctx)
+}
+
+// mapBatch applies f to a copy of every mutation, dropping those it
+// rejects.
+func mapBatch(b *sdk.Batch, f func(m sdk.Mutation) (sdk.Mutation, bool)) *sdk.Batch {
+	out := &sdk.Batch{Cursor: b.Cursor, Meta: b.Meta}
+	for _, m := range b.Mutations {
+		if m, ok := f(m); ok {
+			out.Mutations = append(out.Mutations, m)
+		}
+	}
+	return out
+}
+
+func applyMapped(f func(m sdk.Mutation) (sdk.Mutation, bool)) func(*refstore.Store, context.Context, *sdk.Batch) error {
+	return func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error { return r.Apply(ctx, mapBatch(b, f)) }
+}
+
+// scanSorted returns the entries of rg, ordered by less instead of bytes,
+// with Limit applied after sorting.
+func scanSorted(less func(a, b []byte) int) func(*refstore.Store, context.Context, sdk.Range, func(sdk.Entry) error) error {
+	return func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+		limit := rg.Limit
+		rg.Limit = 0
+		all, err := scanAll(ctx, r, rg)
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(all, func(a, b sdk.Entry) int { return less(a.Key, b.Key) })
+		for i, e := range all {
+			if limit > 0 && i == limit {
+				break
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func signedCompare(a, b []byte) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if x, y := int8(a[i]), int8(b[i]); x != y {
+			return int(x) - int(y)
+		}
+	}
+	return len(a) - len(b)
+}
+
+// brokenStores are stores each wrong in one way, with the case built to
+// catch that way. TestBrokenStoresFail runs each against its case.
+var brokenStores = []struct {
+	name   string
+	knobs  refstore.Knobs
+	wrap   func(*refstore.Store) sdk.Store
+	caught []string // cases that must fail
+}{
+	{name: "cursor committed without its data", knobs: refstore.Knobs{LazyData: true},
+		caught: []string{"crash-after-apply", "model"}},
+	{name: "data committed without its cursor", knobs: refstore.Knobs{LazyCursor: true},
+		caught: []string{"crash-after-apply", "model"}},
+	{name: "data kept only in memory", knobs: refstore.Knobs{VolatileData: true},
+		caught: []string{"persistence", "model"}},
+	{name: "batch visible half-way", knobs: refstore.Knobs{Torn: true},
+		caught: []string{"concurrent-reads"}},
+	{name: "batch half applied on error", knobs: refstore.Knobs{Chunked: true},
+		caught: []string{"apply-cancel"}},
+	{name: "metadata overwritten instead of upserted", knobs: refstore.Knobs{OverwriteMeta: true},
+		caught: []string{"meta-upsert", "model"}},
+	{name: "corrupt directory opened as empty", knobs: refstore.Knobs{AcceptCorrupt: true},
+		caught: []string{"corrupt-dir"}},
+	{name: "lost delete", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: applyMapped(func(m sdk.Mutation) (sdk.Mutation, bool) { return m, m.Op != sdk.OpDelete })}
+	}, caught: []string{"deletes", "model"}},
+	{name: "empty value stored as a delete", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: applyMapped(func(m sdk.Mutation) (sdk.Mutation, bool) {
+			if m.Op == sdk.OpPut && len(m.Value) == 0 {
+				m.Op = sdk.OpDelete
+			}
+			return m, true
+		})}
+	}, caught: []string{"empty-values", "model"}},
+	{name: "revisions truncated to 32 bits", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: applyMapped(func(m sdk.Mutation) (sdk.Mutation, bool) {
+			m.Revision = uint64(uint32(m.Revision))
+			return m, true
+		})}
+	}, caught: []string{"revisions"}},
+	{name: "keys cut at the first NUL byte", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: applyMapped(func(m sdk.Mutation) (sdk.Mutation, bool) {
+			if i := bytes.IndexByte(m.Key, 0); i >= 0 {
+				m.Key = m.Key[:i]
+			}
+			return m, true
+		})}
+	}, caught: []string{"binary-safe"}},
+	{name: "values cut at 1 MiB", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: applyMapped(func(m sdk.Mutation) (sdk.Mutation, bool) {
+			if len(m.Value) > 1<<20 {
+				m.Value = m.Value[:1<<20]
+			}
+			return m, true
+		})}
+	}, caught: []string{"large-entries"}},
+	{name: "a batch's deletes applied after its puts", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error {
+			sorted := *b
+			sorted.Mutations = slices.Clone(b.Mutations)
+			slices.SortStableFunc(sorted.Mutations, func(x, y sdk.Mutation) int { return int(x.Op) - int(y.Op) })
+			return r.Apply(ctx, &sorted)
+		}}
+	}, caught: []string{"batch-order"}},
+	{name: "batch without mutations not committed", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error {
+			if len(b.Mutations) == 0 {
+				return nil
+			}
+			return r.Apply(ctx, b)
+		}}
+	}, caught: []string{"cursor-only-batch"}},
+	{name: "re-applied batch refused", wrap: func(r *refstore.Store) sdk.Store {
+		var cursor uint64
+		return &wrapped{Store: r,
+			open: func(r *refstore.Store, ctx context.Context, dir string, config []byte) (sdk.State, error) {
+				st, err := r.Open(ctx, dir, config)
+				cursor = st.Cursor
+				return st, err
+			},
+			apply: func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error {
+				if len(b.Mutations) > 0 && b.Cursor <= cursor {
+					return fmt.Errorf("batch cursor %d is not past the store's cursor %d", b.Cursor, cursor)
+				}
+				cursor = b.Cursor
+				return r.Apply(ctx, b)
+			}}
+	}, caught: []string{"idempotent-reapply"}},
+	{name: "batches over 16 MiB refused", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, apply: func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error {
+			size := 0
+			for _, m := range b.Mutations {
+				size += len(m.Key) + len(m.Value)
+			}
+			if size > 16<<20 {
+				return fmt.Errorf("batch of %d bytes is over the 16 MiB limit", size)
+			}
+			return r.Apply(ctx, b)
+		}}
+	}, caught: []string{"large-batch"}},
+	{name: "directory not created", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, open: func(r *refstore.Store, ctx context.Context, dir string, config []byte) (sdk.State, error) {
+			if _, err := os.Stat(dir); err != nil {
+				return sdk.State{}, err
+			}
+			return r.Open(ctx, dir, config)
+		}}
+	}, caught: []string{"open-empty"}},
+	{name: "scan ordered by signed bytes", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: scanSorted(signedCompare)}
+	}, caught: []string{"scan-ranges", "binary-safe"}},
+	{name: "scan ignores After", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+			rg.After = nil
+			return r.Scan(ctx, rg, fn)
+		}}
+	}, caught: []string{"scan-pagination", "scan-ranges"}},
+	{name: "scan ignores Limit", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+			rg.Limit = 0
+			return r.Scan(ctx, rg, fn)
+		}}
+	}, caught: []string{"scan-pagination", "scan-ranges"}},
+	{name: "scan ignores Prefix", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+			rg.Prefix = nil
+			return r.Scan(ctx, rg, fn)
+		}}
+	}, caught: []string{"scan-ranges"}},
+	{name: "scan does not stop on the callback's error", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+			var first error
+			err := r.Scan(ctx, rg, func(e sdk.Entry) error {
+				if err := fn(e); err != nil && first == nil {
+					first = err
+				}
+				return nil
+			})
+			if first != nil {
+				return first
+			}
+			return err
+		}}
+	}, caught: []string{"scan-ranges"}},
+	{name: "keys-only scan without revisions", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, scan: func(r *refstore.Store, ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+			return r.Scan(ctx, rg, func(e sdk.Entry) error {
+				if rg.KeysOnly {
+					e.Revision = 0
+				}
+				return fn(e)
+			})
+		}}
+	}, caught: []string{"keys-only"}},
+	{name: "absent key returned as an empty entry", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, get: func(r *refstore.Store, ctx context.Context, key []byte) (sdk.Entry, error) {
+			e, err := r.Get(ctx, key)
+			if errors.Is(err, sdk.ErrNotFound) {
+				return sdk.Entry{Key: key}, nil
+			}
+			return e, err
+		}}
+	}, caught: []string{"get-absent"}},
+	{name: "stats count puts, not keys", wrap: func(r *refstore.Store) sdk.Store {
+		var keys uint64
+		return &wrapped{Store: r,
+			apply: func(r *refstore.Store, ctx context.Context, b *sdk.Batch) error {
+				for _, m := range b.Mutations {
+					if m.Op == sdk.OpPut {
+						keys++
+					} else if keys > 0 {
+						keys--
+					}
+				}
+				return r.Apply(ctx, b)
+			},
+			stats: func(r *refstore.Store, ctx context.Context) (sdk.Stats, error) {
+				st, err := r.Stats(ctx)
+				st.Keys = keys
+				return st, err
+			}}
+	}, caught: []string{"stats"}},
+	{name: "unknown config keys ignored", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, open: func(r *refstore.Store, ctx context.Context, dir string, _ []byte) (sdk.State, error) {
+			return r.Open(ctx, dir, []byte("{}"))
+		}}
+	}, caught: []string{"config"}},
+	{name: "calls after Close still served", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, close: func(*refstore.Store, context.Context) error { return nil }}
+	}, caught: []string{"use-after-close"}},
+}
+
+// TestBrokenStoresFail proves the suite can fail: each broken store fails
+// the cases built to catch its fault.
+func TestBrokenStoresFail(t *testing.T) {
+	byName := map[string]testCase{}
+	for _, tc := range cases() {
+		byName[tc.Name] = tc
+	}
+	root := t.TempDir()
+	for _, b := range brokenStores {
+		target := refTarget(b.name, b.knobs, b.wrap)
+		for _, name := range b.caught {
+			t.Run(b.name+"/"+name, func(t *testing.T) {
+				tc, ok := byName[name]
+				if !ok {
+					t.Fatalf("no case %q", name)
+				}
+				res := runCase(&target, sdk.Info{}, tc, root)
+				if res.skipped != "" {
+					t.Fatalf("case skipped: %s", res.skipped)
+				}
+				if len(res.failures) == 0 {
+					t.Fatalf("case %s passed against a store with this fault", name)
+				}
+				t.Logf("fails as it should: %s", res.failures[0])
+			})
+		}
+	}
+}
+
+// TestSplitCommitPluginFails proves kill-mid-apply catches a plugin process
+// that commits a batch's data and its cursor separately: the case kills the
+// process at points spread over the Apply, so one lands between the two.
+func TestSplitCommitPluginFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a plugin")
+	}
+	bin := filepath.Join(t.TempDir(), "splitcommit")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/splitcommit").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	target := Plugin(bin)
+	var tc testCase
+	for _, c := range cases() {
+		if c.Name == "kill-mid-apply" {
+			tc = c
+		}
+	}
+	res := runCase(&target, sdk.Info{}, tc, t.TempDir())
+	if len(res.failures) == 0 {
+		t.Fatalf("kill-mid-apply passed against a plugin that commits data and cursor separately; logs: %v", res.logs)
+	}
+	t.Logf("fails as it should: %s", res.failures[0])
+}

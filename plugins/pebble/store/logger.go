@@ -1,0 +1,50 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// pebbleLogger routes pebble's log into the plugin's slog logger, which
+// writes to stderr: pebble's default logger would use the std log package.
+// Pebble's informational lines (WAL recovery, file creation) go to Debug.
+type pebbleLogger struct {
+	l *slog.Logger
+}
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...))
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+}
+
+// Fatalf must not return: pebble calls it when continuing would corrupt the
+// database. A panic ends the plugin with a stack trace in the host's log, and
+// the host restarts it.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "fatal", true)
+	panic("pebble: " + msg)
+}
+
+// eventListener reports the events an operator acts on. Corruption found
+// while reading is logged rather than fatal (pebble's default), because the
+// read that found it already fails with an error the host sees.
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) { l.Error("pebble background error", "err", err) },
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble found corrupt data", "path", info.Path, "err", info.Details)
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			l.Warn("pebble disk is slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			l.Warn("pebble write stall", "reason", info.Reason)
+		},
+	}
+}

@@ -1,0 +1,416 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// Store is a fold kept in one pebble database. Create it with New; it
+// becomes usable after Open and may be opened again after Close.
+type Store struct {
+	logger *slog.Logger
+
+	mu sync.RWMutex // write-held by Open and Close, read-held by every other call
+	db *pebble.DB
+	wo *pebble.WriteOptions
+
+	// applyMu serializes Apply: each batch reads the stats the previous one
+	// wrote. sdk.Serve serializes too; in-process callers might not.
+	applyMu sync.Mutex
+}
+
+// New returns a closed store that logs nowhere until SetLogger.
+func New() *Store {
+	return &Store{logger: slog.New(slog.DiscardHandler)}
+}
+
+var (
+	_ sdk.Store        = (*Store)(nil)
+	_ sdk.Compacter    = (*Store)(nil)
+	_ sdk.Describer    = (*Store)(nil)
+	_ sdk.LoggerSetter = (*Store)(nil)
+)
+
+// SetLogger sets the logger pebble's own messages go to. Call it before Open.
+func (s *Store) SetLogger(l *slog.Logger) {
+	s.logger = l.With("store", "pebble")
+}
+
+// Describe names the store; its version is the on-disk layout version.
+func (s *Store) Describe() sdk.Info {
+	return sdk.Info{Name: "pebble", Version: layoutVersion, Capabilities: []string{sdk.CapCompact}}
+}
+
+// Open opens or creates the database in dir. A directory holding a pebble
+// database that is not a slipstream fold, or one pebble cannot read, is an
+// error; Open never starts over on its own.
+func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, error) {
+	cfg, err := ParseConfig(config)
+	if err != nil {
+		return sdk.State{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		return sdk.State{}, errors.New("pebble: store is already open")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return sdk.State{}, fmt.Errorf("pebble: %w", err)
+	}
+	cache := pebble.NewCache(cfg.CacheSize)
+	defer cache.Unref() // the database holds its own reference
+	opts := &pebble.Options{
+		Cache:              cache,
+		MemTableSize:       cfg.MemtableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{s.logger},
+		EventListener:      eventListener(s.logger),
+	}
+	// Bloom filters (inherited by every level) let Apply learn cheaply that
+	// a key is new, which is most keys during a bootstrap.
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
+	st, err := load(db)
+	if err != nil {
+		_ = db.Close()
+		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
+	s.db, s.wo = db, pebble.NoSync
+	if cfg.Sync {
+		s.wo = pebble.Sync
+	}
+	return st, nil
+}
+
+// load reads the committed state, initializing a new database.
+func load(db *pebble.DB) (sdk.State, error) {
+	format, err := get(db, formatKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return initialize(db)
+	}
+	if err != nil {
+		return sdk.State{}, err
+	}
+	if string(format) != layoutVersion {
+		return sdk.State{}, fmt.Errorf("layout version %q, this plugin reads version %s", format, layoutVersion)
+	}
+	rec, err := get(db, cursorKey)
+	if err != nil {
+		return sdk.State{}, fmt.Errorf("cursor record: %w", err)
+	}
+	cursor, err := decodeUint64("cursor", rec)
+	if err != nil {
+		return sdk.State{}, err
+	}
+	if rec, err = get(db, statsKey); err != nil {
+		return sdk.State{}, fmt.Errorf("stats record: %w", err)
+	}
+	if _, err := decodeCounts(rec); err != nil {
+		return sdk.State{}, err
+	}
+	meta := map[string][]byte{}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: metaPrefix, UpperBound: metaEnd})
+	if err != nil {
+		return sdk.State{}, err
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			break // it.Close reports it
+		}
+		meta[string(it.Key()[len(metaPrefix):])] = bytes.Clone(v)
+	}
+	if err := it.Close(); err != nil {
+		return sdk.State{}, fmt.Errorf("metadata: %w", err)
+	}
+	return sdk.State{Cursor: cursor, Meta: meta}, nil
+}
+
+// initialize writes the store's records into a new database, refusing one
+// that already holds keys it did not write.
+func initialize(db *pebble.DB) (sdk.State, error) {
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return sdk.State{}, err
+	}
+	foreign := it.First()
+	if err := it.Close(); err != nil {
+		return sdk.State{}, err
+	}
+	if foreign {
+		return sdk.State{}, errors.New("the directory holds a pebble database that is not a slipstream fold (no format record)")
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	_ = b.Set(formatKey, []byte(layoutVersion), nil)
+	_ = b.Set(cursorKey, encodeUint64(0), nil)
+	_ = b.Set(statsKey, counts{}.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return sdk.State{}, fmt.Errorf("initialize: %w", err)
+	}
+	return sdk.State{Meta: map[string][]byte{}}, nil
+}
+
+// get returns a copy of key's value.
+func get(r pebble.Reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+// open returns the database, read-locked; the caller must RUnlock.
+func (s *Store) open() (*pebble.DB, error) {
+	s.mu.RLock()
+	if s.db == nil {
+		s.mu.RUnlock()
+		return nil, sdk.ErrClosed
+	}
+	return s.db, nil
+}
+
+// Apply commits the batch's mutations, cursor, metadata and updated stats in
+// one pebble batch.
+func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rec, err := get(db, statsKey)
+	if err != nil {
+		return fmt.Errorf("pebble: apply: stats record: %w", err)
+	}
+	c, err := decodeCounts(rec)
+	if err != nil {
+		return fmt.Errorf("pebble: apply: %w", err)
+	}
+	// sizes starts as the key+value size each key of the batch has in the
+	// store (-1: absent) and follows the batch's mutations.
+	sizes, err := storedSizes(db, b.Mutations)
+	if err != nil {
+		return fmt.Errorf("pebble: apply: %w", err)
+	}
+	wb := db.NewBatch()
+	defer wb.Close()
+	for i := range b.Mutations {
+		m := &b.Mutations[i]
+		now := -1
+		switch m.Op {
+		case sdk.OpPut:
+			putData(wb, m.Key, m.Revision, m.Value)
+			now = len(m.Key) + len(m.Value)
+		case sdk.OpDelete:
+			deleteData(wb, m.Key)
+		default:
+			return fmt.Errorf("pebble: apply: mutation %d has unknown op %v", i, m.Op)
+		}
+		c = c.replace(sizes[string(m.Key)], now)
+		sizes[string(m.Key)] = now
+	}
+	_ = wb.Set(cursorKey, encodeUint64(b.Cursor), nil)
+	for name, v := range b.Meta {
+		_ = wb.Set(metaKey(name), v, nil)
+	}
+	_ = wb.Set(statsKey, c.encode(), nil)
+	if err := ctx.Err(); err != nil {
+		return err // the last moment at which giving up commits nothing
+	}
+	if err := wb.Commit(s.wo); err != nil {
+		return fmt.Errorf("pebble: commit batch up to cursor %d: %w", b.Cursor, err)
+	}
+	return nil
+}
+
+// storedSizes looks up each distinct key of ms and returns its key+value
+// size in the store, or -1 when absent. One iterator seeking through the
+// sorted keys costs well under half of a Get per key, and the value itself
+// is not read.
+func storedSizes(db *pebble.DB, ms []sdk.Mutation) (map[string]int, error) {
+	sizes := make(map[string]int, len(ms))
+	keys := make([][]byte, 0, len(ms))
+	for i := range ms {
+		if _, ok := sizes[string(ms[i].Key)]; !ok {
+			sizes[string(ms[i].Key)] = -1
+			keys = append(keys, ms[i].Key)
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	// Pebble skips the bottom level's filters by default (CockroachDB's
+	// reads mostly find their key); these lookups mostly do not.
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: dataPrefix, UpperBound: dataEnd, UseL6Filters: true})
+	if err != nil {
+		return nil, err
+	}
+	var dk []byte
+	for _, k := range keys {
+		dk = append(append(dk[:0], dataPrefix...), k...)
+		// With pebble's default comparer the "prefix" is the whole key: an
+		// exact lookup that consults the bloom filters.
+		if !it.SeekPrefixGE(dk) {
+			continue
+		}
+		lv := it.LazyValue()
+		if n := lv.Len(); n >= 8 {
+			sizes[string(k)] = len(k) + n - 8
+		} else {
+			_ = it.Close()
+			return nil, fmt.Errorf("key %q: %w", k, errShortRecord)
+		}
+	}
+	return sizes, it.Close()
+}
+
+// replace accounts for an entry of size prev (-1: absent) becoming size now.
+func (c counts) replace(prev, now int) counts {
+	if prev >= 0 {
+		c.keys--
+		c.bytes -= uint64(prev)
+	}
+	if now >= 0 {
+		c.keys++
+		c.bytes += uint64(now)
+	}
+	return c
+}
+
+// Get returns the entry for key, or sdk.ErrNotFound.
+func (s *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
+	db, err := s.open()
+	if err != nil {
+		return sdk.Entry{}, err
+	}
+	defer s.mu.RUnlock()
+	rec, err := get(db, dataKey(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return sdk.Entry{}, sdk.ErrNotFound
+	}
+	if err != nil {
+		return sdk.Entry{}, fmt.Errorf("pebble: get %q: %w", key, err)
+	}
+	rev, value, err := decodeValue(rec)
+	if err != nil {
+		return sdk.Entry{}, fmt.Errorf("pebble: get %q: %w", key, err)
+	}
+	return sdk.Entry{Key: key, Value: value, Revision: rev}, nil
+}
+
+// Scan calls fn for each entry of r in key order. The entries alias the
+// iterator's memory and are valid only until fn returns.
+func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) (err error) {
+	if r.Limit < 0 {
+		return fmt.Errorf("pebble: scan: negative limit %d", r.Limit)
+	}
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	lower, upper, ok := bounds(r.Prefix, r.Start, r.End, r.After)
+	if !ok {
+		return nil
+	}
+	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("pebble: scan: %w", err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("pebble: scan: %w", cerr)
+		}
+	}()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("pebble: scan: %w", err)
+		}
+		key := it.Key()[len(dataPrefix):]
+		rev, value, err := decodeValue(rec)
+		if err != nil {
+			return fmt.Errorf("pebble: scan: key %q: %w", key, err)
+		}
+		e := sdk.Entry{Key: key, Revision: rev}
+		if !r.KeysOnly {
+			e.Value = value
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		if n++; n == r.Limit {
+			break
+		}
+	}
+	return nil
+}
+
+// Stats reports the counters committed with the last batch and pebble's
+// disk usage.
+func (s *Store) Stats(context.Context) (sdk.Stats, error) {
+	db, err := s.open()
+	if err != nil {
+		return sdk.Stats{}, err
+	}
+	defer s.mu.RUnlock()
+	rec, err := get(db, statsKey)
+	if err != nil {
+		return sdk.Stats{}, fmt.Errorf("pebble: stats record: %w", err)
+	}
+	c, err := decodeCounts(rec)
+	if err != nil {
+		return sdk.Stats{}, fmt.Errorf("pebble: %w", err)
+	}
+	return sdk.Stats{Keys: c.keys, Bytes: c.bytes, DiskBytes: db.Metrics().DiskSpaceUsage()}, nil
+}
+
+// Compact compacts the whole data range, as after a bulk load: it flushes
+// the memtable and rewrites the data into the bottom level.
+func (s *Store) Compact(ctx context.Context) error {
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := db.Compact(ctx, dataPrefix, dataEnd, true); err != nil {
+		return fmt.Errorf("pebble: compact: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. It waits for running calls to finish.
+func (s *Store) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return sdk.ErrClosed
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("pebble: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Config
+		wantErr string
+	}{
+		{in: "", want: DefaultConfig()},
+		{in: "{}", want: DefaultConfig()},
+		{in: `{"sync": false, "cache_size": 1048576, "memtable_size": 8388608}`, want: Config{Sync: false, CacheSize: 1 << 20, MemtableSize: 8 << 20}},
+		{in: `{"cache_sise": 1}`, wantErr: `unknown field "cache_sise"`},
+		{in: `{"cache_size": 0}`, wantErr: "cache_size must be positive"},
+		{in: `{"sync": "yes"}`, wantErr: "cannot unmarshal"},
+		{in: `{} {}`, wantErr: "trailing data"},
+		{in: `[1]`, wantErr: "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		got, err := ParseConfig([]byte(tt.in))
+		switch {
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("ParseConfig(%s) error = %v; want one containing %q", tt.in, err, tt.wantErr)
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("ParseConfig(%s): %v", tt.in, err)
+		case tt.wantErr == "" && got != tt.want:
+			t.Errorf("ParseConfig(%s) = %+v; want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestBounds(t *testing.T) {
+	b := func(s string) []byte { return []byte(s) }
+	tests := []struct {
+		name                      string
+		prefix, start, end, after []byte
+		lower, upper              string // without the data prefix; upper "" means dataEnd
+		empty                     bool
+	}{
+		{name: "all", lower: "", upper: ""},
+		{name: "prefix", prefix: b("a/"), lower: "a/", upper: "a0"},
+		{name: "prefix ending in 0xff", prefix: b("a\xff"), lower: "a\xff", upper: "b"},
+		{name: "prefix of only 0xff", prefix: b("\xff\xff"), lower: "\xff\xff", upper: ""},
+		{name: "start above prefix", prefix: b("a"), start: b("a/5"), lower: "a/5", upper: "b"},
+		{name: "end below prefix end", prefix: b("a"), end: b("a/5"), lower: "a", upper: "a/5"},
+		{name: "after", after: b("k"), lower: "k\x00", upper: ""},
+		{name: "after below start", start: b("m"), after: b("k"), lower: "m", upper: ""},
+		{name: "start past end", start: b("b"), end: b("a"), empty: true},
+		{name: "after past end", after: b("b"), end: b("b\x00"), empty: true},
+	}
+	for _, tt := range tests {
+		lower, upper, ok := bounds(tt.prefix, tt.start, tt.end, tt.after)
+		if ok == tt.empty {
+			t.Errorf("%s: ok = %v", tt.name, ok)
+			continue
+		}
+		if tt.empty {
+			continue
+		}
+		wantUpper := dataKey(b(tt.upper))
+		if tt.upper == "" {
+			wantUpper = dataEnd
+		}
+		if !bytes.Equal(lower, dataKey(b(tt.lower))) || !bytes.Equal(upper, wantUpper) {
+			t.Errorf("%s: bounds = [%q, %q); want [%q, %q)", tt.name, lower, upper, dataKey(b(tt.lower)), wantUpper)
+		}
+	}
+}
+
+func openStore(t testing.TB, dir, config string) *Store {
+	t.Helper()
+	s := New()
+	if _, err := s.Open(context.Background(), dir, []byte(config)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestLogsGoToTheLogger checks that pebble's messages reach the plugin's
+// logger, and nothing reaches stdout (the go-plugin handshake) or the std
+// log package (pebble's default).
+func TestLogsGoToTheLogger(t *testing.T) {
+	var stdlog bytes.Buffer
+	log.SetOutput(&stdlog)
+	defer log.SetOutput(os.Stderr)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	defer func() { os.Stdout = stdout }()
+
+	var logged bytes.Buffer
+	s := New()
+	s.SetLogger(slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx := context.Background()
+	dir := t.TempDir()
+	for range 2 { // the second open replays the log, which pebble reports
+		if _, err := s.Open(ctx, dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Apply(ctx, &sdk.Batch{Cursor: 1, Mutations: []sdk.Mutation{{Op: sdk.OpPut, Key: []byte("k")}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Stdout = stdout
+	w.Close()
+	var out bytes.Buffer
+	if _, err := out.ReadFrom(r); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() > 0 || stdlog.Len() > 0 {
+		t.Errorf("pebble wrote to stdout %q and to the std logger %q", out.String(), stdlog.String())
+	}
+	if !strings.Contains(logged.String(), "store=pebble") || !strings.Contains(logged.String(), "WAL") {
+		t.Errorf("pebble's messages did not reach the logger:\n%s", logged.String())
+	}
+}
+
+func TestRefusesForeignDatabase(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte("someone else's key"), []byte("v"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New().Open(context.Background(), dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "not a slipstream fold") {
+		t.Fatalf("Open of a foreign pebble database = %v; want a refusal", err)
+	}
+}
+
+func TestRefusesOtherLayoutVersion(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, "{}")
+	ctx := context.Background()
+	if err := s.db.Set(formatKey, []byte("2"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New().Open(ctx, dir, nil)
+	if err == nil || !strings.Contains(err.Error(), `layout version "2"`) {
+		t.Fatalf("Open of a layout version 2 store = %v; want a refusal", err)
+	}
+}
+
+// TestCompactReclaimsDeletedData checks that Compact does real work: after
+// a bulk load is deleted, no table holds data keys any more.
+func TestCompactReclaimsDeletedData(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), "{}")
+	defer s.Close(ctx)
+	dataBytes := func() uint64 {
+		n, err := s.db.EstimateDiskUsage(dataPrefix, dataEnd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := range 20 {
+		b := &sdk.Batch{Cursor: uint64(i + 1)}
+		for j := range 1000 {
+			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut, Key: fmt.Appendf(nil, "k%06d", i*1000+j), Value: fmt.Appendf(nil, "%0200d", j)})
+		}
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loaded := dataBytes()
+	del := &sdk.Batch{Cursor: 21}
+	for i := range 20000 {
+		del.Mutations = append(del.Mutations, sdk.Mutation{Op: sdk.OpDelete, Key: fmt.Appendf(nil, "k%06d", i)})
+	}
+	if err := s.Apply(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := dataBytes(); loaded == 0 || left != 0 {
+		t.Fatalf("tables hold %d bytes of data keys after loading, %d after deleting them all and compacting; want 0", loaded, left)
+	}
+}
+
+// BenchmarkApply applies batches of 1000 entries with 40-byte keys and
+// 200-byte values: new keys (a bootstrap), then overwrites of 100k keys in
+// random order.
+func BenchmarkApply(b *testing.B) {
+	const batchSize, keySpace = 1000, 100_000
+	value := bytes.Repeat([]byte("v"), 200)
+	key := func(n int) []byte {
+		return fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", n%7919, n%100, n)
+	}
+	for _, bench := range []struct {
+		name, config string
+		key          func(i, j int) []byte
+	}{
+		{"insert/sync", `{"sync": true}`, func(i, j int) []byte { return key(i*batchSize + j) }},
+		{"insert/nosync", `{"sync": false}`, func(i, j int) []byte { return key(i*batchSize + j) }},
+		{"overwrite/sync", `{"sync": true}`, func(i, j int) []byte { return key((i*batchSize + j) * 7919 % keySpace) }},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			ctx := context.Background()
+			s := openStore(b, b.TempDir(), bench.config)
+			defer s.Close(ctx)
+			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
+			for i := range b.N {
+				for j := range batch.Mutations {
+					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: bench.key(i, j), Value: value, Revision: uint64(i*batchSize + j + 1)}
+				}
+				batch.Cursor = uint64((i + 1) * batchSize)
+				if err := s.Apply(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
