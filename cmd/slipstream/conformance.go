@@ -10,7 +10,7 @@ import (
 func cmdConformance(args []string, stdout, stderr io.Writer) error {
 	fs := flags("conformance", stderr)
 	plugin := fs.String("plugin", "", "store plugin binary to prove")
-	verbose := fs.Bool("v", false, "print every case, not only failures")
+	verbose := fs.Bool("v", false, "also print what each case catches, and the plugin logs of failures")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

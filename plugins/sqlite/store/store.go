@@ -32,10 +32,11 @@ const rowsPerStatement = 128
 
 const schema = `
 CREATE TABLE IF NOT EXISTS kv (
-    key      BLOB PRIMARY KEY,
+    id       INTEGER PRIMARY KEY,
+    key      BLOB NOT NULL UNIQUE,
     value    BLOB NOT NULL,
     revision INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL

@@ -1,0 +1,78 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/slipstreamkv/slipstream/conformance"
+	"github.com/slipstreamkv/slipstream/plugins/sqlite/store"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// TestConformanceInProcess runs the store contract against the package
+// directly (the plugin binary is proven in package conformance).
+func TestConformanceInProcess(t *testing.T) {
+	conformance.Run(t, conformance.InProcess("sqlite", func() sdk.Store { return store.New() }))
+}
+
+// BenchmarkApply measures batches of 1000 new keys (40 bytes, random order)
+// with 200-byte values, each batch committed with its cursor.
+func BenchmarkApply(b *testing.B) {
+	for _, mode := range []string{"insert", "overwrite"} {
+		b.Run(mode, func(b *testing.B) {
+			s := store.New()
+			ctx := context.Background()
+			if _, err := s.Open(ctx, b.TempDir(), []byte(benchConfig())); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close(ctx)
+			value := make([]byte, 200)
+			rng := rand.New(rand.NewPCG(1, 2))
+			const keys = 200_000
+			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, 1000)}
+			var cursor uint64
+			next := func(i int) {
+				for j := range batch.Mutations {
+					k := i*1000 + j
+					if mode == "overwrite" {
+						k = rng.IntN(keys)
+					} else {
+						k = int(rng.Uint32())
+					}
+					cursor++
+					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut,
+						Key: fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%1000, k%10000, k), Value: value, Revision: cursor}
+				}
+				batch.Cursor = cursor
+			}
+			if mode == "overwrite" {
+				for i := range keys / 1000 {
+					next(i)
+					if err := s.Apply(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				next(i)
+				if err := s.Apply(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
+
+// benchConfig is the store_config of BenchmarkApply: SQLITE_BENCH_CONFIG
+// (JSON) to compare settings, default "{}".
+func benchConfig() string {
+	if c := os.Getenv("SQLITE_BENCH_CONFIG"); c != "" {
+		return c
+	}
+	return "{}"
+}
