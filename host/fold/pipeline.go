@@ -1,0 +1,283 @@
+package fold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/host/reconcile"
+	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// batch is one unit handed from the reader to the applier.
+type batch struct {
+	muts     []sdk.Mutation
+	cursor   uint64
+	meta     map[string][]byte
+	caughtUp bool
+	// done, when set, is closed once the batch is committed.
+	done chan struct{}
+}
+
+// follow runs the pipeline: a reader (this goroutine) reads, decodes,
+// transforms and batches; an applier goroutine commits batches in order.
+// While the store applies batch N, batch N+1 accumulates.
+func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64,
+	want map[string][]byte, reconcileFirst bool) error {
+	rctx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	applyCh := make(chan *batch, 1)
+	applierDone := make(chan struct{})
+	var applyErr error
+	go func() {
+		defer close(applierDone)
+		for b := range applyCh {
+			if err := f.commit(ctx, tgt, b); err != nil {
+				applyErr = err
+				stopReading()
+				for range applyCh {
+				}
+				return
+			}
+			if b.done != nil {
+				close(b.done)
+			}
+		}
+	}()
+	r := &reader{
+		f: f, tgt: tgt, w: w, ctx: ctx, rctx: rctx, applyCh: applyCh, applierDone: applierDone,
+		high: cursor, sent: cursor,
+		nextCheck: time.Now().Add(f.cfg.CheckEvery), lastReconcile: time.Now(),
+		progress: newProgress(w.InitialPending),
+	}
+	readErr := r.run(want, reconcileFirst)
+	close(applyCh)
+	<-applierDone
+	if applyErr != nil {
+		return applyErr
+	}
+	return readErr
+}
+
+// reader is the reading half of follow. Its methods return false (or a nil
+// error with nothing sent) once the applier has stopped: the applier's error
+// is the session's.
+type reader struct {
+	f           *Fold
+	tgt         *generation
+	w           *watch.Watch
+	ctx         context.Context // the session: its end is a shutdown
+	rctx        context.Context // ends also when the applier fails
+	applyCh     chan<- *batch
+	applierDone <-chan struct{}
+
+	changes  []Change // received, not yet flushed
+	size     int
+	deadline time.Time // when the open batch's window ends
+	high     uint64    // revision of the last change received
+	sent     uint64    // cursor of the last batch sent
+
+	nextCheck     time.Time
+	lastReconcile time.Time
+	progress      *progress
+}
+
+func (r *reader) send(b *batch) bool {
+	select {
+	case r.applyCh <- b:
+		return true
+	case <-r.applierDone:
+		return false
+	}
+}
+
+// sendAndWait sends b and waits until it is committed.
+func (r *reader) sendAndWait(b *batch) bool {
+	b.done = make(chan struct{})
+	if !r.send(b) {
+		return false
+	}
+	select {
+	case <-b.done:
+		return true
+	case <-r.rctx.Done():
+		return false
+	}
+}
+
+func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
+	f := r.f
+	f.pending.Store(r.w.InitialPending)
+	var meta map[string][]byte
+	f.mu.RLock()
+	if !metaEqual(r.tgt.meta, want) {
+		meta = want
+	}
+	f.mu.RUnlock()
+	if reconcileFirst && !f.cfg.Hooks.NoReconcile {
+		if err := r.repair(); err != nil {
+			return err
+		}
+	}
+	// The first batch records what the generation is a fold of, and marks a
+	// watch with nothing to deliver as caught up.
+	if meta != nil || r.w.InitialPending == 0 {
+		if !r.send(&batch{cursor: r.sent, meta: meta, caughtUp: r.w.InitialPending == 0}) {
+			return nil
+		}
+	}
+	for {
+		wait := time.Until(r.nextCheck)
+		if len(r.changes) > 0 {
+			wait = min(wait, time.Until(r.deadline))
+		}
+		u, err := r.w.Next(r.rctx, max(wait, time.Millisecond))
+		switch {
+		case err == nil:
+			if ok, err := r.receive(u); !ok || err != nil {
+				return err
+			}
+		case errors.Is(err, watch.ErrNoUpdate):
+			if len(r.changes) > 0 && !time.Now().Before(r.deadline) {
+				if ok, err := r.flush(false); !ok || err != nil {
+					return err
+				}
+			}
+		case r.ctx.Err() != nil:
+			// Shutdown: commit what we hold, then stop.
+			if len(r.changes) > 0 {
+				_, err := r.flush(false)
+				return err
+			}
+			return nil
+		case r.rctx.Err() != nil:
+			return nil
+		default:
+			return fmt.Errorf("watch: %w", err)
+		}
+		if len(r.changes) == 0 && (f.reconcileReq.Swap(false) ||
+			(f.cfg.ReconcileEvery > 0 && time.Since(r.lastReconcile) >= f.cfg.ReconcileEvery)) {
+			if err := r.repair(); err != nil {
+				return err
+			}
+		}
+		if !time.Now().Before(r.nextCheck) {
+			r.nextCheck = time.Now().Add(f.cfg.CheckEvery)
+			if ok, err := r.check(); !ok || err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// receive adds one update to the open batch and flushes it when it is full
+// or the consumer has caught up.
+func (r *reader) receive(u watch.Update) (bool, error) {
+	f := r.f
+	if len(r.changes) == 0 {
+		r.deadline = time.Now().Add(f.cfg.Window)
+	}
+	r.changes = append(r.changes, Change{Op: u.Op, Key: u.Key, Value: u.Value, Revision: u.Revision})
+	r.size += len(u.Key) + len(u.Value)
+	r.high = u.Revision
+	f.pending.Store(u.Pending)
+	r.progress.observe(f, u.Pending)
+	if u.Pending == 0 || len(r.changes) >= f.cfg.MaxEntries || r.size >= f.cfg.MaxBytes {
+		return r.flush(u.Pending == 0)
+	}
+	return true, nil
+}
+
+// flush transforms the open batch and hands it to the applier. Its cursor
+// covers every change received, including those the transforms dropped.
+func (r *reader) flush(caughtUp bool) (bool, error) {
+	out := r.changes
+	if t := r.f.cfg.Transform; t != nil && len(out) > 0 {
+		var err error
+		// Not rctx: at shutdown the held batch is still folded.
+		if out, err = t.Apply(context.WithoutCancel(r.rctx), out); err != nil {
+			return false, err
+		}
+	}
+	b := &batch{cursor: r.high, caughtUp: caughtUp, muts: toMutations(out)}
+	r.changes, r.size, r.sent = nil, 0, r.high
+	return r.send(b), nil
+}
+
+// check runs the live floor guard and commits a bookmark when the fold is
+// idle and the guard proved a later position.
+func (r *reader) check() (bool, error) {
+	f := r.f
+	bookmark, err := r.w.Check(r.rctx)
+	if err != nil {
+		if r.rctx.Err() != nil {
+			return true, nil
+		}
+		if !expired(err) || !f.cfg.Hooks.NoRebuild {
+			return false, err
+		}
+	}
+	if len(r.changes) > 0 || bookmark <= r.sent {
+		return true, nil
+	}
+	r.high, r.sent = bookmark, bookmark
+	return r.send(&batch{cursor: bookmark, caughtUp: f.pending.Load() == 0}), nil
+}
+
+// repair brings the store in line with the bucket at the cursor sent so far:
+// everything received is committed first, and the repairs are committed at
+// the same cursor before reading on. Updates above the cursor come later
+// from the watch, in order, so nothing the reconcile decides can hide them.
+func (r *reader) repair() error {
+	f := r.f
+	r.lastReconcile = time.Now()
+	if f.cfg.Transform != nil {
+		return errRebuildToReconcile
+	}
+	if !r.sendAndWait(&batch{cursor: r.sent}) {
+		return nil
+	}
+	prev, _ := f.stateNow()
+	f.setState(StateReconciling, "")
+	var muts []sdk.Mutation
+	src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
+	sum, err := reconcile.Repair(r.rctx, src, r.tgt.h, r.sent, func(m sdk.Mutation) error {
+		if muts = append(muts, m); len(muts) < f.cfg.MaxEntries {
+			return nil
+		}
+		b := &batch{cursor: r.sent, muts: muts}
+		muts = nil
+		if !r.send(b) {
+			return r.rctx.Err()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	if !r.sendAndWait(&batch{cursor: r.sent, muts: muts}) {
+		return nil
+	}
+	f.cfg.Metrics.repaired.WithLabelValues(f.cfg.Name, "stale").Add(float64(sum.Stale))
+	f.cfg.Metrics.repaired.WithLabelValues(f.cfg.Name, "refetched").Add(float64(sum.Missing + sum.Changed))
+	f.log.Info("reconciled", "bucket_keys", sum.BucketKeys, "fold_keys", sum.FoldKeys,
+		"stale", sum.Stale, "missing", sum.Missing, "changed", sum.Changed, "cursor", r.sent)
+	f.setState(prev, "")
+	return nil
+}
+
+func toMutations(cs []Change) []sdk.Mutation {
+	out := make([]sdk.Mutation, len(cs))
+	for i, c := range cs {
+		m := &out[i]
+		m.Key, m.Revision = []byte(c.Key), c.Revision
+		if c.Op == watch.OpPut {
+			m.Op, m.Value = sdk.OpPut, c.Value
+		} else {
+			m.Op = sdk.OpDelete
+		}
+	}
+	return out
+}
