@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 export CGO_ENABLED := 1
 
-.PHONY: all build run test vet unit smoke proto tools fuzz crash bench clean FORCE
+.PHONY: all build run test vet unit smoke conformance-cli proto tools fuzz crash clean FORCE
 
 all: build
 
@@ -23,8 +23,9 @@ $(BIN)/slipstream: FORCE
 run: build
 	./$(BIN)/slipstream run --config config.example.toml
 
-## test: vet, the whole test suite, and short smoke runs of fuzz and bench
-test: build tools vet unit smoke
+## test: vet, the whole test suite, every shipped plugin through the
+## conformance CLI, and short smoke runs of fuzz and bench
+test: build tools vet unit conformance-cli smoke
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -36,6 +37,14 @@ unit:
 
 smoke:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory crash CRASH_COUNT=1 RAPID_CHECKS=20
+
+## conformance-cli: prove each shipped plugin binary as a third party would
+conformance-cli: build
+	@for p in $(BIN)/slipstream-store-*; do \
+	  echo "== slipstream conformance --plugin $$p"; \
+	  ./$(BIN)/slipstream conformance --plugin $$p || exit 1; \
+	done
 
 ## tools: the nats-server binary for tests that must kill a server process
 tools: $(TOOLS)/nats-server
@@ -55,6 +64,16 @@ proto:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./host/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+## crash: the kill and failure campaigns, many times over (CRASH_COUNT=20):
+## plugins SIGKILLed mid-bootstrap, stores failing and crashing under the
+## cursor-authority model, the host SIGKILLed, and the floor guard model
+CRASH_COUNT ?= 20
+RAPID_CHECKS ?= 500
+crash: build
+	SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=$(CRASH_COUNT) -timeout 60m \
+	  -run 'TestPluginKilledMidBootstrap|TestCursorAuthorityModel|TestHostKilled|TestFloorGuardModel' \
+	  ./host/fold ./host/watch ./cmd/slipstream -rapid.checks=$(RAPID_CHECKS)
 
 clean:
 	rm -rf $(BIN) .cache
