@@ -175,21 +175,45 @@ func (f *Fold) wantMeta(id watch.Identity) map[string][]byte {
 	}
 }
 
-// mismatch says why generation g cannot be resumed as a fold of want, or "".
-func mismatch(g *generation, want map[string][]byte) string {
+// metaChecks are the metadata a generation must share with the fold it is
+// resumed as, with what a difference is called, in the order they are
+// checked, and the rebuild metric's label for it.
+var metaChecks = []struct{ key, what, label string }{
+	{MetaFormat, "format", "config"},
+	{MetaBucket, "bucket", "config"},
+	{MetaStream, "stream", "identity"},
+	{MetaCreated, "stream identity (bucket recreated)", "identity"},
+	{MetaScope, "scope", "config"},
+	{MetaTransforms, "transform chain", "config"},
+}
+
+// mismatch says why generation g cannot be resumed as a fold of want (the
+// metric label and the reason), or returns "" when it can.
+func mismatch(g *generation, want map[string][]byte) (label, why string) {
 	if g.cursor == 0 && len(g.meta) == 0 {
-		return "" // a fresh store
+		return "", "" // a fresh store
 	}
-	names := map[string]string{
-		MetaBucket: "bucket", MetaStream: "stream", MetaCreated: "stream identity (bucket recreated)",
-		MetaScope: "scope", MetaTransforms: "transform chain", MetaFormat: "format",
-	}
-	for k, what := range names {
-		if string(g.meta[k]) != string(want[k]) {
-			return fmt.Sprintf("%s changed (%q, was %q)", what, want[k], g.meta[k])
+	for _, c := range metaChecks {
+		if string(g.meta[c.key]) != string(want[c.key]) {
+			return c.label, fmt.Sprintf("%s changed (%q, was %q)", c.what, want[c.key], g.meta[c.key])
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// rebuildLabel names why an error calls for a rebuild, for the metric.
+func rebuildLabel(err error) string {
+	switch {
+	case errors.Is(err, watch.ErrCursorExpired):
+		return "expired"
+	case errors.Is(err, watch.ErrCursorAhead), errors.Is(err, watch.ErrIdentityChanged):
+		return "identity"
+	case errors.Is(err, watch.ErrCursorInvalid):
+		return "invalid"
+	case errors.Is(err, errRebuildToReconcile):
+		return "reconcile"
+	}
+	return "other"
 }
 
 func metaEqual(have, want map[string][]byte) bool {
@@ -203,8 +227,8 @@ func metaEqual(have, want map[string][]byte) bool {
 
 // rebuild abandons tgt as a resume point: the next session re-lists into a
 // fresh shadow generation while readers keep the published one.
-func (f *Fold) rebuild(ctx context.Context, tgt *generation, why string) error {
-	f.cfg.Metrics.rebuilds.WithLabelValues(f.cfg.Name, rebuildReason(why)).Inc()
+func (f *Fold) rebuild(ctx context.Context, tgt *generation, label, why string) error {
+	f.cfg.Metrics.rebuilds.WithLabelValues(f.cfg.Name, label).Inc()
 	f.log.Warn("rebuilding fold", "generation", tgt.n, "reason", why)
 	f.mu.Lock()
 	isPub := tgt == f.pub
@@ -228,18 +252,6 @@ func (f *Fold) rebuild(ctx context.Context, tgt *generation, why string) error {
 	return errRestart
 }
 
-func rebuildReason(why string) string {
-	switch {
-	case strings.Contains(why, "expired"):
-		return "expired"
-	case strings.Contains(why, "ahead"), strings.Contains(why, "identity"), strings.Contains(why, "stream"):
-		return "identity"
-	case strings.Contains(why, "MaxUint64"):
-		return "invalid"
-	}
-	return "config"
-}
-
 // session opens what it needs, checks that the target can be resumed, and
 // follows the stream until an error or ctx's end.
 func (f *Fold) session(ctx context.Context) error {
@@ -255,8 +267,8 @@ func (f *Fold) session(ctx context.Context) error {
 	f.last = pos.Last
 	f.mu.Unlock()
 	want := f.wantMeta(id)
-	if why := mismatch(tgt, want); why != "" && !f.cfg.Hooks.NoRebuild {
-		return f.rebuild(ctx, tgt, why)
+	if label, why := mismatch(tgt, want); why != "" && !f.cfg.Hooks.NoRebuild {
+		return f.rebuild(ctx, tgt, label, why)
 	}
 	f.mu.RLock()
 	cursor := tgt.cursor
@@ -269,7 +281,7 @@ func (f *Fold) session(ctx context.Context) error {
 	})
 	if err != nil {
 		if expired(err) {
-			return f.rebuild(ctx, tgt, err.Error())
+			return f.rebuild(ctx, tgt, rebuildLabel(err), err.Error())
 		}
 		return err
 	}
@@ -291,7 +303,7 @@ func (f *Fold) session(ctx context.Context) error {
 		"stream_first", pos.First, "stream_last", pos.Last)
 	err = f.follow(ctx, tgt, w, cursor, want, f.mustReconcile(tgt, pos))
 	if (expired(err) || errors.Is(err, errRebuildToReconcile)) && !f.cfg.Hooks.NoRebuild {
-		return f.rebuild(ctx, tgt, err.Error())
+		return f.rebuild(ctx, tgt, rebuildLabel(err), err.Error())
 	}
 	return err
 }
