@@ -132,7 +132,7 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		Dir:         filepath.Join(s.cfg.DataDir, "folds", fc.Name),
 		StoreConfig: storeCfg,
 		Launch: func(ctx context.Context) (fold.Handle, error) {
-			return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger.With("plugin", filepath.Base(bin))})
+			return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger})
 		},
 		MaxEntries:       fc.Batch.MaxEntries,
 		MaxBytes:         int(fc.Batch.MaxBytes),
