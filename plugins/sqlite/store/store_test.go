@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/slipstreamkv/slipstream/conformance"
@@ -18,8 +19,9 @@ func TestConformanceInProcess(t *testing.T) {
 	conformance.Run(t, conformance.InProcess("sqlite", func() sdk.Store { return store.New() }))
 }
 
-// BenchmarkApply measures batches of 1000 new keys (40 bytes, random order)
-// with 200-byte values, each batch committed with its cursor.
+// BenchmarkApply measures batches of 1000 (SQLITE_BENCH_BATCH) keys of 40
+// bytes in random order with 200-byte values, each batch committed with its
+// cursor: new keys, and overwrites of 200,000 existing ones.
 func BenchmarkApply(b *testing.B) {
 	for _, mode := range []string{"insert", "overwrite"} {
 		b.Run(mode, func(b *testing.B) {
@@ -32,11 +34,15 @@ func BenchmarkApply(b *testing.B) {
 			value := make([]byte, 200)
 			rng := rand.New(rand.NewPCG(1, 2))
 			const keys = 200_000
-			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, 1000)}
+			size := 1000
+			if s := os.Getenv("SQLITE_BENCH_BATCH"); s != "" {
+				size, _ = strconv.Atoi(s)
+			}
+			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, size)}
 			var cursor uint64
 			next := func(i int) {
 				for j := range batch.Mutations {
-					k := i*1000 + j
+					k := i*size + j
 					if mode == "overwrite" {
 						k = rng.IntN(keys)
 					} else {
@@ -49,7 +55,7 @@ func BenchmarkApply(b *testing.B) {
 				batch.Cursor = cursor
 			}
 			if mode == "overwrite" {
-				for i := range keys / 1000 {
+				for i := range keys / size {
 					next(i)
 					if err := s.Apply(ctx, batch); err != nil {
 						b.Fatal(err)
@@ -63,7 +69,7 @@ func BenchmarkApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "entries/s")
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "entries/s")
 		})
 	}
 }
