@@ -249,10 +249,10 @@ func Repair(ctx context.Context, src Source, store sdk.Store, cursor uint64, emi
 		return Summary{}, err
 	}
 	return Compare(ctx, src, store, func(d Difference) error {
-		switch {
-		case d.Kind == Stale:
+		switch Plan(d, cursor) {
+		case Delete:
 			return emit(sdk.Mutation{Op: sdk.OpDelete, Key: []byte(d.Key)})
-		case d.BucketRev > cursor:
+		case Leave:
 			return nil
 		}
 		e, err := kv.Get(ctx, d.Key)
@@ -264,10 +264,38 @@ func Repair(ctx context.Context, src Source, store sdk.Store, cursor uint64, emi
 			return fmt.Errorf("refetch %s: %w", d.Key, err)
 		}
 		if e.Revision() > cursor {
-			return nil
+			return nil // the watch will deliver it, in order
 		}
 		return emit(sdk.Mutation{Op: sdk.OpPut, Key: []byte(d.Key), Value: e.Value(), Revision: e.Revision()})
 	})
+}
+
+// Action is what a repair does about one difference.
+type Action int
+
+// The actions of a repair.
+const (
+	// Leave: the watch will deliver the key's change, in order.
+	Leave Action = iota
+	// Delete the key from the fold.
+	Delete
+	// Refetch the key's value from the bucket.
+	Refetch
+)
+
+// Plan decides what a repair of a fold at cursor does about d. The watch is
+// paused at the cursor while the repair runs and replays everything above
+// it afterwards, so a difference whose bucket revision is above the cursor
+// is left to it; a key the listing lacks is deleted (if it was recreated
+// above the cursor, the replay brings it back).
+func Plan(d Difference, cursor uint64) Action {
+	switch {
+	case d.Kind == Stale:
+		return Delete
+	case d.BucketRev > cursor:
+		return Leave
+	}
+	return Refetch
 }
 
 // DefaultHorizon is how long delete markers are assumed to stay replayable

@@ -1,11 +1,21 @@
 package testenv
 
-import "pgregory.net/rapid"
+import (
+	"flag"
+
+	"pgregory.net/rapid"
+)
 
 // RapidFails reports whether rapid finds a counterexample to prop within a
 // few runs of its default number of cases. Tests use it to prove that a
 // property catches a deliberately broken implementation.
 func RapidFails(prop func(*rapid.T)) bool {
+	// An expected failure is not worth a fail file in the package's testdata.
+	if f := flag.Lookup("rapid.nofailfile"); f != nil {
+		old := f.Value.String()
+		_ = f.Value.Set("true")
+		defer func() { _ = f.Value.Set(old) }()
+	}
 	for range 5 {
 		r := &recorder{}
 		func() {
