@@ -136,4 +136,3 @@ func TestRepairOrderModelCatchesMutations(t *testing.T) {
 		})
 	}
 }
-
