@@ -79,6 +79,7 @@ func TestSilentClamp(t *testing.T) {
 		return st.Ready && st.Generation == 2
 	})
 	diff(t, h2.contents(), testenv.Contents(t, kv, ""))
+	h2.verified()
 }
 
 // TestExpiredGap: a fold stopped holding route.gone; while it is down the
@@ -144,6 +145,7 @@ func TestExpiredGap(t *testing.T) {
 			}
 			if !tc.noRebuild {
 				diff(t, got, testenv.Contents(t, kv, ""))
+				h2.verified()
 			}
 		})
 	}

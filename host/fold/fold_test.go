@@ -135,6 +135,19 @@ func diff(t *testing.T, got, want map[string]string) {
 	}
 }
 
+// verified asks the fold itself whether it matches its bucket: the check
+// `slipstream verify` runs.
+func (h *harness) verified() {
+	h.t.Helper()
+	sum, diffs, err := h.f.Verify(context.Background())
+	if err != nil {
+		h.t.Fatalf("verify: %v", err)
+	}
+	if sum.Diverged() {
+		h.t.Errorf("verify reports divergence: %+v %+v", sum, diffs)
+	}
+}
+
 func putAll(t *testing.T, js jetstream.JetStream, bucket string, n int, prefix, value string) {
 	t.Helper()
 	for i := range n {

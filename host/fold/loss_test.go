@@ -97,6 +97,7 @@ func TestRetentionPassesRunningWatch(t *testing.T) {
 				t.Fatal("the fold still holds route.gone after retention passed its running watch")
 			}
 			diff(t, h.contents(), testenv.Contents(t, kv, ""))
+			h.verified()
 		} else if !held {
 			t.Fatal("with the guard off the fold lost route.gone anyway: the scenario does not exercise the guard")
 		}
@@ -147,6 +148,7 @@ func TestBucketRecreated(t *testing.T) {
 			_, stale := got["old.0"]
 			if defended {
 				diff(t, got, want)
+				h2.verified()
 			} else if !stale {
 				t.Fatal("with identity checks off the fold converged anyway: the scenario does not exercise them")
 			}
@@ -163,6 +165,7 @@ func TestBucketRecreated(t *testing.T) {
 			return st.Ready && st.Generation > 1 && st.Cursor >= 8
 		})
 		diff(t, h.contents(), testenv.Contents(t, kv, ""))
+		h.verified()
 	})
 }
 
@@ -217,5 +220,6 @@ func TestQuietFilteredFoldOnChurningBucket(t *testing.T) {
 			t.Errorf("cursor %d is below the first retained sequence %d: a restart would expire", st.Cursor, first)
 		}
 		diff(t, h.contents(), map[string]string{"route.b": "8"})
+		h.verified()
 	})
 }

@@ -92,6 +92,7 @@ func TestServerRestartsDuringLiveWatch(t *testing.T) {
 	}
 	h.waitSynced(s.CachedInfo().State.LastSeq)
 	diff(t, h.contents(), testenv.Contents(t, kv, ""))
+	h.verified()
 	testenv.Eventually(t, 10*time.Second, "a single consumer on the stream", func() bool {
 		return len(consumers(t, js, "flaky")) == 1
 	})

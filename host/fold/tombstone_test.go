@@ -103,6 +103,7 @@ func TestMarkersLostWhileAway(t *testing.T) {
 				_, held := got["route.gone"]
 				if defended {
 					diff(t, got, testenv.Contents(t, kv, ""))
+					h2.verified()
 					return
 				}
 				if !held {
