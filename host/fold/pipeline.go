@@ -78,6 +78,11 @@ type reader struct {
 	deadline time.Time // when the open batch's window ends
 	high     uint64    // revision of the last change received
 	sent     uint64    // cursor of the last batch sent
+	// caughtUp: the last change received left nothing pending on the
+	// server. The open batch goes to the applier as soon as it has room;
+	// until then it keeps growing, so a fold behind a slow store catches up
+	// in big batches instead of queueing one batch per update.
+	caughtUp bool
 
 	nextCheck     time.Time
 	lastReconcile time.Time
@@ -132,6 +137,9 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 		wait := time.Until(r.nextCheck)
 		if len(r.changes) > 0 {
 			wait = min(wait, time.Until(r.deadline))
+			if r.caughtUp {
+				wait = min(wait, applierPoll)
+			}
 		}
 		u, err := r.w.Next(r.rctx, max(wait, time.Millisecond))
 		switch {
@@ -140,10 +148,15 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 				return err
 			}
 		case errors.Is(err, watch.ErrNoUpdate):
-			if len(r.changes) > 0 && !time.Now().Before(r.deadline) {
+			// The window bounds the wait of a batch still catching up; a
+			// caught-up batch leaves as soon as the applier has room.
+			if len(r.changes) > 0 && !r.caughtUp && !time.Now().Before(r.deadline) {
 				if ok, err := r.flush(false); !ok || err != nil {
 					return err
 				}
+			}
+			if ok, err := r.flushIfIdle(); !ok || err != nil {
+				return err
 			}
 		case r.ctx.Err() != nil:
 			// Shutdown: commit what we hold, then stop.
@@ -182,12 +195,26 @@ func (r *reader) receive(u watch.Update) (bool, error) {
 	r.changes = append(r.changes, Change{Op: u.Op, Key: u.Key, Value: u.Value, Revision: u.Revision})
 	r.size += len(u.Key) + len(u.Value)
 	r.high = u.Revision
+	r.caughtUp = u.Pending == 0
 	f.pending.Store(u.Pending)
 	r.progress.observe(f, u.Pending)
-	if u.Pending == 0 || len(r.changes) >= f.cfg.MaxEntries || r.size >= f.cfg.MaxBytes {
-		return r.flush(u.Pending == 0)
+	if len(r.changes) >= f.cfg.MaxEntries || r.size >= f.cfg.MaxBytes {
+		return r.flush(r.caughtUp)
 	}
-	return true, nil
+	return r.flushIfIdle()
+}
+
+// applierPoll is how often a caught-up reader whose open batch waits for a
+// busy applier looks again.
+const applierPoll = time.Millisecond
+
+// flushIfIdle hands a caught-up batch to the applier when no other batch
+// is waiting for it; otherwise the batch keeps growing.
+func (r *reader) flushIfIdle() (bool, error) {
+	if !r.caughtUp || len(r.changes) == 0 || len(r.applyCh) > 0 {
+		return true, nil
+	}
+	return r.flush(true)
 }
 
 // flush transforms the open batch and hands it to the applier. Its cursor
@@ -202,7 +229,7 @@ func (r *reader) flush(caughtUp bool) (bool, error) {
 		}
 	}
 	b := &batch{cursor: r.high, caughtUp: caughtUp, muts: toMutations(out)}
-	r.changes, r.size, r.sent = nil, 0, r.high
+	r.changes, r.size, r.sent, r.caughtUp = nil, 0, r.high, false
 	return r.send(b), nil
 }
 
