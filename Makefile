@@ -38,6 +38,7 @@ unit:
 smoke:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	$(MAKE) --no-print-directory crash CRASH_COUNT=1 RAPID_CHECKS=20
+	$(MAKE) --no-print-directory bench-smoke
 
 ## conformance-cli: prove each shipped plugin binary as a third party would
 conformance-cli: build

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/fold"
+)
+
+// Buckets the bench creates.
+const (
+	bucketMain  = "bench"       // -keys keys: every scenario but the small memory row
+	bucketSmall = "bench_small" // -mem-small keys: the memory reference
+)
+
+// bench holds the environment of one run and the rows measured so far.
+type bench struct {
+	o         *options
+	dir       string
+	removeDir bool
+	srv       *server.Server
+	url       string
+	pub       *publisher
+	vals      *values
+	backends  []*backend
+	logger    *slog.Logger
+	started   time.Time
+	loadStart string // load average when the run started
+	rows      []row
+	phase     int // numbers live phases, so each uses its own hot key
+
+	// Filled by the bootstrap rounds, used by later groups.
+	cold       map[string]time.Duration // backend -> median cold bootstrap through the plugin
+	foldDirs   map[string]string        // backend -> a bootstrapped fold of the main bucket
+	rounds     int                      // bootstrap rounds run (-budget may cut -runs)
+	rawLiveRes rawLiveResult
+	rawReadRes readResult
+}
+
+// newBench creates the work directory, starts NATS, finds the plugins and
+// fills the main bucket.
+func newBench(ctx context.Context, o *options) (b *bench, err error) {
+	b = &bench{
+		o: o, vals: newValues(1), started: time.Now(), loadStart: loadAverage(),
+		logger:   newLogger(o.verbose),
+		cold:     map[string]time.Duration{},
+		foldDirs: map[string]string{},
+	}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	b.dir = o.workDir
+	if b.dir == "" {
+		if b.dir, err = os.MkdirTemp("", "slipstream-bench-"); err != nil {
+			return nil, err
+		}
+		b.removeDir = !o.keep
+	} else if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		return nil, err
+	}
+	b.logf("work directory %s; %s; load average %s", b.dir, machine(), b.loadStart)
+	for _, name := range o.backends {
+		p, err := b.pluginBinary(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		b.backends = append(b.backends, &backend{name: name, plugin: p})
+	}
+	if b.srv, err = startNATS(filepath.Join(b.dir, "nats")); err != nil {
+		return nil, err
+	}
+	b.url = b.srv.ClientURL()
+	if b.pub, err = newPublisher(b.url, o.wait); err != nil {
+		return nil, err
+	}
+	if err := b.fill(ctx, bucketMain, o.keys); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// pluginBinary finds slipstream-store-NAME in -bin, or builds it into the
+// work directory when it is missing there.
+func (b *bench) pluginBinary(ctx context.Context, name string) (string, error) {
+	file := "slipstream-store-" + name
+	p := filepath.Join(b.o.binDir, file)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return filepath.Abs(p)
+	}
+	out := filepath.Join(b.dir, "bin", file)
+	b.logf("%s not found; building ./plugins/%s into %s", p, name, out)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, "go", "build", "-o", out, "./plugins/"+name)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build plugin %s (run from the module root, or pass -bin): %v\n%s", name, err, msg)
+	}
+	return out, nil
+}
+
+// fill creates bucket and writes n distinct keys to it.
+func (b *bench) fill(ctx context.Context, bucket string, n int) error {
+	if _, err := createBucket(ctx, b.pub.js, bucket); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := b.pub.publish(ctx, n, func(i int) (string, []byte) {
+		return subject(bucket, keyOf(i)), b.vals.next()
+	})
+	if err != nil {
+		return fmt.Errorf("fill %s: %w", bucket, err)
+	}
+	msgs, _, err := streamState(ctx, b.pub.js, bucket)
+	if err != nil {
+		return err
+	}
+	if msgs != uint64(n) {
+		return fmt.Errorf("fill %s: stream holds %d messages, want %d", bucket, msgs, n)
+	}
+	d := time.Since(start)
+	b.logf("filled %s: %d keys in %v (%s, PublishAsync window %d)", bucket, n, d.Round(time.Millisecond),
+		fmtRate(float64(n)/d.Seconds(), "keys/s"), publishWindow)
+	return nil
+}
+
+// overwrite publishes n overwrites of random existing keys of the main bucket.
+func (b *bench) overwrite(ctx context.Context, n int) error {
+	return b.pub.publish(ctx, n, func(int) (string, []byte) {
+		return subject(bucketMain, keyOf(b.vals.rng.IntN(b.o.keys))), b.vals.next()
+	})
+}
+
+// lastSeq is the main bucket's stream last sequence.
+func (b *bench) lastSeq(ctx context.Context) (uint64, error) {
+	_, last, err := streamState(ctx, b.pub.js, bucketMain)
+	return last, err
+}
+
+// measure runs the selected groups in order.
+func (b *bench) measure(ctx context.Context) error {
+	o := b.o
+	needFold := o.has("live") || o.has("resume") || o.has("reads")
+	if o.has("bootstrap") || o.has("boundary") || needFold {
+		if err := b.bootstraps(ctx, needFold); err != nil {
+			return err
+		}
+	}
+	if o.has("live") {
+		if err := b.rawLive(ctx); err != nil {
+			return err
+		}
+	}
+	if o.has("reads") {
+		if err := b.rawReads(ctx); err != nil {
+			return err
+		}
+	}
+	for _, be := range b.backends {
+		if !needFold {
+			break
+		}
+		if err := b.follow(ctx, be); err != nil {
+			return err
+		}
+	}
+	if o.has("memory") {
+		if err := b.memory(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// follow runs the live, read and resume groups against the bootstrapped
+// fold of be.
+func (b *bench) follow(ctx context.Context, be *backend) error {
+	last, err := b.lastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := b.startFold(ctx, "follow-"+be.name, be, viaPlugin, b.foldDirs[be.name], nil, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := r.waitSynced(ctx, last, 1, b.o.wait); err != nil {
+		return errors.Join(err, r.stop(time.Minute))
+	}
+	var api *apiServer
+	err = labelled(ctx, "api-"+be.name, func(context.Context) error {
+		api, err = serveAPI(r.f) // its connection goroutines inherit the label
+		return err
+	})
+	if err != nil {
+		return errors.Join(err, r.stop(time.Minute))
+	}
+	if b.o.has("live") {
+		err = b.foldLive(ctx, be, r, api)
+	}
+	if err == nil && b.o.has("reads") {
+		err = b.foldReads(ctx, be, api)
+	}
+	if err := errors.Join(err, api.close(), r.stop(time.Minute)); err != nil {
+		return err
+	}
+	if b.o.has("resume") {
+		return b.resume(ctx, be)
+	}
+	return nil
+}
+
+// startFold starts a fold of the main bucket.
+func (b *bench) startFold(ctx context.Context, label string, be *backend, mode launchMode, dir string,
+	filters []string, t fold.Transform) (*foldRun, error) {
+	return startFold(ctx, foldSpec{
+		label: label, url: b.url, bucket: bucketMain, dir: dir, filters: filters,
+		be: be, mode: mode, transform: t, logger: b.logger.With("scenario", label),
+		batch: b.o.batch, config: b.o.storeConfig[be.name],
+	})
+}
+
+// labelled runs fn with the pprof label scenario=name, so that the CPU
+// profile can be cut by scenario.
+func labelled(ctx context.Context, name string, fn func(context.Context) error) error {
+	var err error
+	pprof.Do(ctx, pprof.Labels("scenario", name), func(ctx context.Context) { err = fn(ctx) })
+	return err
+}
+
+// rawKV opens a fresh connection to the main bucket for a raw baseline.
+func (b *bench) rawKV(ctx context.Context, name string) (jetstream.KeyValue, func(), error) {
+	nc, js, err := connect(b.url, "slipstream-bench-"+name)
+	if err != nil {
+		return nil, nil, err
+	}
+	kv, err := js.KeyValue(ctx, bucketMain)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return kv, nc.Close, nil
+}
+
+// close stops NATS and removes the work directory unless -keep or -dir.
+func (b *bench) close() {
+	if b.pub != nil {
+		b.pub.close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	if b.removeDir && b.dir != "" {
+		if err := os.RemoveAll(b.dir); err != nil {
+			b.logf("removing %s: %v", b.dir, err)
+		}
+	}
+}
+
+// newLogger logs warnings (a stall, a pebble write stall) on stderr, and
+// with verbose the info records that time each step of a fold.
+func newLogger(verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// logf prints a progress line on stderr; the table goes to stdout.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%7.1fs] %s\n", time.Since(b.started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func (b *bench) add(r row) { b.rows = append(b.rows, r) }

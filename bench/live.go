@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// Targets of the live rows.
+const (
+	liveP99Slack     = 2 * time.Millisecond // slipstream p99 <= raw p99 + this
+	throughputTarget = 0.70                 // slipstream rate / raw watcher rate
+)
+
+// rawLiveResult is the raw watcher's side of the live rows.
+type rawLiveResult struct {
+	p50, p99 time.Duration
+	rate     float64
+}
+
+// probe pairs each put with the moment an observer first saw it (or a later
+// put of the same key, which implies it).
+type probe struct {
+	base time.Time
+	t0   []atomic.Int64 // ns since base + 1 at which put i started; 0: not yet
+	lat  []time.Duration
+	next int // the observer's first unresolved put
+	lost int // puts seen before their start was recorded (must stay 0)
+}
+
+func newProbe(n int) *probe {
+	return &probe{base: time.Now(), t0: make([]atomic.Int64, n), lat: make([]time.Duration, n)}
+}
+
+func (p *probe) put(i int) { p.t0[i].Store(int64(time.Since(p.base)) + 1) }
+
+// see resolves every put up to i. Called by the observer only.
+func (p *probe) see(i int) {
+	now := time.Since(p.base)
+	for p.next <= i && p.next < len(p.t0) {
+		if t := p.t0[p.next].Load(); t > 0 {
+			p.lat[p.next] = now - time.Duration(t-1)
+		} else {
+			p.lost++
+		}
+		p.next++
+	}
+}
+
+// observer watches for the puts of a latency phase until all total are
+// resolved or ctx ends.
+type observer func(ctx context.Context, p *probe, total int) error
+
+// latencyPhase puts indexed values to key hot at -live-rate for -live-for
+// (after half a second of warm-up that is not counted) and returns the
+// put-to-observed latencies sorted.
+func (b *bench) latencyPhase(ctx context.Context, hot string, observe observer) ([]time.Duration, error) {
+	o := b.o
+	warm := max(1, o.liveRate/2)
+	total := warm + max(1, int(float64(o.liveRate)*o.liveFor.Seconds()))
+	kv, err := b.pub.js.KeyValue(ctx, bucketMain)
+	if err != nil {
+		return nil, err
+	}
+	p := newProbe(total)
+	octx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	obsDone := make(chan error, 1)
+	go func() { obsDone <- observe(octx, p, total) }()
+	interval := time.Second / time.Duration(o.liveRate)
+	start := time.Now()
+	for i := range total {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		p.put(i)
+		if _, err := kv.Put(ctx, hot, b.vals.indexed(i)); err != nil {
+			cancel()
+			return nil, errors.Join(fmt.Errorf("put %d: %w", i, err), <-obsDone)
+		}
+	}
+	select {
+	case err := <-obsDone:
+		if err != nil {
+			return nil, err
+		}
+	case <-time.After(30 * time.Second):
+		cancel()
+		return nil, errors.Join(errors.New("observer did not see the last put within 30s"), <-obsDone)
+	}
+	if p.lost > 0 {
+		return nil, fmt.Errorf("observer saw %d puts before they were made: the probe is broken", p.lost)
+	}
+	lat := slices.Clone(p.lat[warm:])
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// watchObserver observes through a raw nats.go watcher of the key.
+func watchObserver(w jetstream.KeyWatcher) observer {
+	return func(ctx context.Context, p *probe, total int) error {
+		for p.next < total {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return errors.New("raw watcher closed")
+				}
+				if e != nil {
+					p.see(parseIndex(e.Value()))
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("raw watcher saw %d of %d puts: %w", p.next, total, ctx.Err())
+			}
+		}
+		return nil
+	}
+}
+
+// pollObserver observes by calling get in a loop, pausing -poll between
+// calls.
+func (b *bench) pollObserver(what string, get func(ctx context.Context) ([]byte, error)) observer {
+	return func(ctx context.Context, p *probe, total int) error {
+		for p.next < total {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s saw %d of %d puts: %w", what, p.next, total, ctx.Err())
+			}
+			v, err := get(ctx)
+			switch {
+			case err == nil:
+				p.see(parseIndex(v))
+			case ctx.Err() != nil:
+			default:
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if b.o.poll > 0 {
+				time.Sleep(b.o.poll)
+			}
+		}
+		return nil
+	}
+}
+
+// httpGet reads a key through the API; it returns the body of a 200.
+func httpGet(ctx context.Context, c *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return body, nil
+}
+
+// hotKey is a distinct existing key for each live phase, so that no phase
+// sees the values of another.
+func (b *bench) hotKey() string {
+	b.phase++
+	return keyOf(b.phase % b.o.keys)
+}
+
+// rawLive measures the raw watcher: put-to-receive latency and throughput.
+func (b *bench) rawLive(ctx context.Context) error {
+	var res rawLiveResult
+	err := labelled(ctx, "raw-live", func(ctx context.Context) error {
+		kv, closeConn, err := b.rawKV(ctx, "raw-live")
+		if err != nil {
+			return err
+		}
+		defer closeConn()
+		hot := b.hotKey()
+		w, err := kv.Watch(ctx, hot, jetstream.UpdatesOnly())
+		if err != nil {
+			return err
+		}
+		lat, err := b.latencyPhase(ctx, hot, watchObserver(w))
+		_ = w.Stop()
+		if err != nil {
+			return fmt.Errorf("raw live latency: %w", err)
+		}
+		res.p50, res.p99 = percentile(lat, 0.50), percentile(lat, 0.99)
+		b.logf("  %-18s put→receive p50 %s p99 %s max %s (%d puts)", "raw-live", fmtMs(res.p50), fmtMs(res.p99),
+			fmtMs(lat[len(lat)-1]), len(lat))
+		d, err := b.rawThroughput(ctx, kv)
+		if err != nil {
+			return err
+		}
+		res.rate = float64(b.o.liveUpdates) / d.Seconds()
+		b.logf("  %-18s %d overwrites received in %v (%s)", "raw-throughput", b.o.liveUpdates,
+			d.Round(time.Millisecond), fmtRate(res.rate, "keys/s"))
+		return nil
+	})
+	b.rawLiveRes = res
+	return err
+}
+
+// rawThroughput publishes -live-updates overwrites as fast as possible and
+// times, from the first publish, a raw watcher's receipt of the last. It
+// waits for the last revision, not for a count: with History 1 an overwrite
+// removes the key's previous message, so a watcher that is behind never
+// receives a message overwritten before it got there (neither does the
+// fold, which is timed the same way).
+func (b *bench) rawThroughput(ctx context.Context, kv jetstream.KeyValue) (time.Duration, error) {
+	wctx, cancel := context.WithTimeout(ctx, b.o.wait)
+	defer cancel()
+	w, err := kv.WatchAll(wctx, jetstream.UpdatesOnly())
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	// The watcher's consumer may start after WatchAll returns: wait until
+	// it delivers a put, so that it cannot miss the first overwrites.
+	if err := b.overwrite(wctx, 1); err != nil {
+		return 0, err
+	}
+	select {
+	case <-w.Updates():
+	case <-time.After(10 * time.Second):
+		return 0, errors.New("raw watcher delivered nothing within 10s")
+	}
+	var (
+		mu      sync.Mutex
+		highest uint64    // highest revision received
+		at      time.Time // when it was received
+		target  uint64    = math.MaxUint64
+		reached           = make(chan struct{})
+		closed  bool
+	)
+	check := func() { // with mu held
+		if highest >= target && !closed {
+			closed = true
+			close(reached)
+		}
+	}
+	go func() {
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					mu.Lock()
+					highest, at = e.Revision(), time.Now()
+					check()
+					mu.Unlock()
+				}
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	if err := b.overwrite(wctx, b.o.liveUpdates); err != nil {
+		return 0, err
+	}
+	last, err := b.lastSeq(wctx)
+	if err != nil {
+		return 0, err
+	}
+	mu.Lock()
+	target = last
+	check()
+	mu.Unlock()
+	select {
+	case <-reached:
+	case <-wctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		return 0, fmt.Errorf("raw watcher at revision %d, want %d: %w", highest, last, wctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return at.Sub(start), nil
+}
+
+// foldLive measures the fold: put-to-visible latency through the HTTP API
+// and through the fold directly, and throughput.
+func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiServer) error {
+	raw := b.rawLiveRes
+	client := httpClient(2)
+	hot := b.hotKey()
+	s0 := r.applyStats()
+	var httpLat, directLat []time.Duration
+	err := labelled(ctx, "live-http-"+be.name, func(ctx context.Context) (err error) {
+		httpLat, err = b.latencyPhase(ctx, hot, b.pollObserver("HTTP GET", func(ctx context.Context) ([]byte, error) {
+			return httpGet(ctx, client, api.keyURL(hot))
+		}))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s live latency via HTTP: %w", be.name, err)
+	}
+	s1 := r.applyStats()
+	hot = b.hotKey()
+	err = labelled(ctx, "live-direct-"+be.name, func(ctx context.Context) (err error) {
+		directLat, err = b.latencyPhase(ctx, hot, b.pollObserver("fold.Get", func(ctx context.Context) ([]byte, error) {
+			e, err := r.f.Get(ctx, []byte(hot))
+			if errors.Is(err, sdk.ErrNotFound) {
+				return nil, nil
+			}
+			return e.Value, err
+		}))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s live latency via fold.Get: %w", be.name, err)
+	}
+	s2 := r.applyStats()
+	for _, l := range []struct {
+		via   string
+		lat   []time.Duration
+		stats string
+	}{{"HTTP GET", httpLat, s1.since(s0)}, {"fold.Get", directLat, s2.since(s1)}} {
+		p50, p99 := percentile(l.lat, 0.50), percentile(l.lat, 0.99)
+		b.logf("  %-18s put→visible via %s p50 %s p99 %s max %s (%d puts) [%s]", "live-"+be.name, l.via,
+			fmtMs(p50), fmtMs(p99), fmtMs(l.lat[len(l.lat)-1]), len(l.lat), l.stats)
+		rw := row{
+			group:    groupLive,
+			scenario: fmt.Sprintf("put→visible via %s, %s, %d puts/s: p99 (p50)", l.via, be.name, b.o.liveRate),
+			value:    fmt.Sprintf("%s (%s)", fmtMs(p99), fmtMs(p50)),
+			baseline: fmt.Sprintf("%s (%s) watcher receive", fmtMs(raw.p99), fmtMs(raw.p50)),
+			ratio:    fmtDelta(p99 - raw.p99), target: "—", result: "—",
+		}
+		if l.via == "HTTP GET" {
+			rw.target, rw.result = "≤ raw + 2 ms", verdict(p99 <= raw.p99+liveP99Slack)
+		}
+		b.add(rw)
+	}
+	d, err := b.foldThroughput(ctx, r)
+	if err != nil {
+		return fmt.Errorf("%s live throughput: %w", be.name, err)
+	}
+	rate := float64(b.o.liveUpdates) / d.Seconds()
+	b.logf("  %-18s %d overwrites applied in %v (%s) [%s]", "throughput-"+be.name, b.o.liveUpdates,
+		d.Round(time.Millisecond), fmtRate(rate, "keys/s"), r.applyStats().since(s2))
+	b.add(row{
+		group:    groupLive,
+		scenario: fmt.Sprintf("live throughput: %s overwrites (PublishAsync) → %s, to last applied", fmtCount(b.o.liveUpdates), be.name),
+		value:    fmtRate(rate, "keys/s"), baseline: fmtRate(raw.rate, "keys/s") + " (watcher)",
+		ratio: fmtPct(rate / raw.rate), target: fmt.Sprintf("≥ %.0f%%", throughputTarget*100),
+		result: verdict(rate/raw.rate >= throughputTarget),
+	})
+	return nil
+}
+
+// foldThroughput publishes -live-updates overwrites as fast as possible and
+// times, from the first publish, the fold committing the last.
+func (b *bench) foldThroughput(ctx context.Context, r *foldRun) (time.Duration, error) {
+	start := time.Now()
+	if err := b.overwrite(ctx, b.o.liveUpdates); err != nil {
+		return 0, err
+	}
+	target, err := b.lastSeq(ctx)
+	if err != nil {
+		return 0, err
+	}
+	deadline := start.Add(b.o.wait)
+	for time.Now().Before(deadline) {
+		if r.cursor() >= target {
+			return time.Since(start), nil
+		}
+		select {
+		case <-r.done:
+			return 0, fmt.Errorf("fold stopped: %v", r.err)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("cursor %d has not reached %d after %v", r.cursor(), target, b.o.wait)
+}
