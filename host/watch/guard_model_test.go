@@ -113,11 +113,45 @@ func checkGuard(t *rapid.T, advance advanceFunc) {
 	m := newStreamModel()
 	held := map[uint64]msg{} // what the client received, kept past eviction
 	keys := []string{"r.a", "r.b", "r.c", "o.x", "o.y", "o.z"}
-	check := func() {
+	publish := func() {
+		k := rapid.SampledFrom(keys).Draw(t, "key")
+		v := rapid.SampledFrom([]string{"", "1", "2"}).Draw(t, "value")
+		m.publish(k, v)
+	}
+	scan := func() {
+		if m.scan() {
+			s := m.buffer[len(m.buffer)-1]
+			held[s] = m.msgs[s]
+		}
+	}
+	// server is what the server and other clients do meanwhile: the reader
+	// itself is busy in Check, so nothing is taken.
+	server := func(label string) {
+		for range rapid.IntRange(0, 3).Draw(t, label) {
+			switch rapid.IntRange(0, 2).Draw(t, label+" action") {
+			case 0:
+				publish()
+			case 1:
+				m.evict()
+			case 2:
+				scan()
+			}
+		}
+	}
+	// check is Check's three reads, with the world moving between them.
+	check := func(quiet bool) {
 		if m.expired {
 			return
 		}
-		g, err := advance(m.guard, m.deliv, m.caughtUp(), m.next-1, m.first())
+		lastBefore := m.next - 1
+		if !quiet {
+			server("between stream and consumer info")
+		}
+		caughtUp := m.caughtUp()
+		if !quiet {
+			server("between consumer and stream info")
+		}
+		g, err := advance(m.guard, m.deliv, caughtUp, lastBefore, m.first())
 		if err != nil {
 			m.expired = true
 			return
@@ -128,33 +162,27 @@ func checkGuard(t *rapid.T, advance advanceFunc) {
 	for range steps {
 		switch rapid.IntRange(0, 5).Draw(t, "action") {
 		case 0, 1:
-			k := rapid.SampledFrom(keys).Draw(t, "key")
-			v := rapid.SampledFrom([]string{"", "1", "2"}).Draw(t, "value")
-			m.publish(k, v)
+			publish()
 		case 2:
 			m.evict()
 		case 3:
-			if m.scan() {
-				s := m.buffer[len(m.buffer)-1]
-				held[s] = m.msgs[s]
-			}
+			scan()
 		case 4:
 			if len(m.buffer) > 0 {
 				m.take(held)
 			}
 		case 5:
-			check()
+			check(false)
 		}
 	}
 	// Drain: the consumer reads to the end and the fold takes everything.
-	for m.scan() {
-		s := m.buffer[len(m.buffer)-1]
-		held[s] = m.msgs[s]
+	for range m.next {
+		scan()
 	}
 	for len(m.buffer) > 0 {
 		m.take(held)
 	}
-	check()
+	check(true) // the last check, after the drain, with the world still
 	if m.expired {
 		return // the fold rebuilds: correct by construction
 	}
