@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/host/chain"
 	"github.com/slipstreamkv/slipstream/host/fold"
 )
 
@@ -38,7 +39,7 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 	if err != nil {
 		return err
 	}
-	var wasm *wasmTransform
+	var wasm *chain.Transform
 	wasmBE := b.backends[0]
 	if o.has("boundary") {
 		path, err := b.keepAllModule(ctx)
@@ -48,7 +49,7 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		if wasm, err = newWASM(ctx, path, filepath.Join(b.dir, "wasm-cache")); err != nil {
 			return fmt.Errorf("keep-all module %s: %w", path, err)
 		}
-		defer wasm.close(context.Background())
+		defer wasm.Close(context.Background())
 		b.logf("WASM row: keep-all module %s on %s", path, wasmBE.name)
 	}
 	series := map[string][]time.Duration{}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/slipstreamkv/slipstream/host/api"
+	"github.com/slipstreamkv/slipstream/host/chain"
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/connect"
 	"github.com/slipstreamkv/slipstream/host/fold"
@@ -145,11 +146,14 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		Hooks:            s.opts.FoldHooks,
 	}
 	if len(fc.Transforms) > 0 {
-		t, closeFn, err := newTransform(ctx, s.cfg, fc, logger, s.reg)
+		t, err := chain.New(ctx, chain.Config{
+			Fold: fc.Name, Modules: fc.Transforms, CacheDir: filepath.Join(s.cfg.DataDir, "wasm-cache"),
+			Logger: logger, Registerer: s.reg,
+		})
 		if err != nil {
 			return nil, err
 		}
-		s.closers = append(s.closers, closeFn)
+		s.closers = append(s.closers, func() { _ = t.Close(context.Background()) })
 		fcfg.Transform = t
 	}
 	return fold.New(fcfg, s.js), nil

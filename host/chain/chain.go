@@ -1,4 +1,8 @@
-package service
+// Package chain runs a fold's WASM transform chain as a fold.Transform: it
+// compiles the configured modules, applies each module's on_error policy,
+// and gives the fold a digest that covers everything that decides what the
+// fold holds. It never touches the store or the cursor.
+package chain
 
 import (
 	"context"
@@ -7,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slipstreamkv/slipstream/host/config"
@@ -16,13 +19,28 @@ import (
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
-// chainTransform runs a fold's WASM chain and applies its on_error policy.
-type chainTransform struct {
+// Config says which chain to build.
+type Config struct {
+	// Fold names the fold, for metrics and logs.
+	Fold string
+	// Modules are the fold's [[fold.transform]] entries, in order.
+	Modules []config.Transform
+	// CacheDir keeps compiled modules across restarts; "" keeps them in
+	// memory only.
+	CacheDir string
+	Logger   *slog.Logger
+	// Registerer receives slipstream_transform_skipped_total; nil skips it.
+	Registerer prometheus.Registerer
+}
+
+// Transform is a fold's compiled chain. It implements fold.Transform and,
+// like a transforms.Chain, is used by one goroutine.
+type Transform struct {
 	fold    string
+	rt      *transforms.Runtime
 	chain   *transforms.Chain
 	onError map[string]string // module name -> stall | skip
 	digest  string
-	skipped *prometheus.CounterVec
 	log     *slog.Logger
 }
 
@@ -31,18 +49,16 @@ var skippedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Updates a transform failed on and that were skipped under on_error = \"skip\".",
 }, []string{"fold", "module"})
 
-// newTransform compiles the fold's modules (with the on-disk compilation
-// cache under the data dir) into a chain.
-func newTransform(ctx context.Context, cfg *config.Config, fc *config.Fold, logger *slog.Logger,
-	reg *prometheus.Registry) (fold.Transform, func(), error) {
-	rt, err := transforms.NewRuntime(ctx, transforms.Options{CacheDir: filepath.Join(cfg.DataDir, "wasm-cache")})
+// New compiles the modules into a chain.
+func New(ctx context.Context, cfg Config) (*Transform, error) {
+	rt, err := transforms.NewRuntime(ctx, transforms.Options{CacheDir: cfg.CacheDir})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	mods := make([]transforms.Module, len(fc.Transforms))
+	mods := make([]transforms.Module, len(cfg.Modules))
 	onError := map[string]string{}
 	h := sha256.New()
-	for i, t := range fc.Transforms {
+	for i, t := range cfg.Modules {
 		mods[i] = transforms.Module{Name: t.Name, Path: t.Module, Config: t.Config}
 		onError[t.Name] = t.OnError
 		fmt.Fprintf(h, "%s=%s\n", t.Name, t.OnError)
@@ -50,32 +66,37 @@ func newTransform(ctx context.Context, cfg *config.Config, fc *config.Fold, logg
 	chain, err := rt.NewChain(ctx, mods)
 	if err != nil {
 		_ = rt.Close(ctx)
-		return nil, nil, err
+		return nil, err
 	}
 	h.Write([]byte(chain.Digest()))
-	if err := reg.Register(skippedVec); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-		return nil, nil, err
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(skippedVec); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			_ = chain.Close(ctx)
+			_ = rt.Close(ctx)
+			return nil, err
+		}
 	}
-	t := &chainTransform{
-		fold: fc.Name, chain: chain, onError: onError, digest: hex.EncodeToString(h.Sum(nil)),
-		skipped: skippedVec, log: logger,
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	closeFn := func() {
-		ctx := context.Background()
-		_ = chain.Close(ctx)
-		_ = rt.Close(ctx)
-	}
-	return t, closeFn, nil
+	return &Transform{fold: cfg.Fold, rt: rt, chain: chain, onError: onError,
+		digest: hex.EncodeToString(h.Sum(nil)), log: logger}, nil
+}
+
+// Close releases the chain and its runtime.
+func (t *Transform) Close(ctx context.Context) error {
+	return errors.Join(t.chain.Close(ctx), t.rt.Close(ctx))
 }
 
 // Digest covers the modules, their config and their on_error policies: all
 // of them decide what the fold holds.
-func (t *chainTransform) Digest() string { return t.digest }
+func (t *Transform) Digest() string { return t.digest }
 
 var toOp = map[watch.Op]transforms.Op{watch.OpPut: transforms.OpPut, watch.OpDelete: transforms.OpDelete, watch.OpPurge: transforms.OpPurge}
 
 // Apply implements fold.Transform.
-func (t *chainTransform) Apply(ctx context.Context, in []fold.Change) ([]fold.Change, error) {
+func (t *Transform) Apply(ctx context.Context, in []fold.Change) ([]fold.Change, error) {
 	recs := make([]transforms.Record, len(in))
 	for i, c := range in {
 		recs[i] = transforms.Record{Op: toOp[c.Op], Key: []byte(c.Key), Value: c.Value, Revision: c.Revision}
@@ -89,7 +110,7 @@ func (t *chainTransform) Apply(ctx context.Context, in []fold.Change) ([]fold.Ch
 		if o.Err != nil {
 			var ge *transforms.GuestError
 			if errors.As(o.Err, &ge) && t.onError[ge.Module] == "skip" {
-				t.skipped.WithLabelValues(t.fold, ge.Module).Inc()
+				skippedVec.WithLabelValues(t.fold, ge.Module).Inc()
 				t.log.Warn("transform failed; update skipped", "err", o.Err, "revision", in[i].Revision)
 				continue
 			}
