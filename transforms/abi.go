@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 	"github.com/tetratelabs/wazero/api"
 )
 
@@ -20,21 +21,6 @@ const (
 
 	wasiModule = "wasi_snapshot_preview1"
 
-	verdictKeep    = 0
-	verdictDrop    = 1
-	verdictRewrite = 2
-	verdictError   = 3
-
-	// statusOK and statusError are what slipstream_init and
-	// slipstream_batch return.
-	statusOK    = 0
-	statusError = 3
-
-	flagKey   = 1
-	flagValue = 2
-
-	// batchEntryHeader is op, key_len and val_len (u32 each) and revision (u64).
-	batchEntryHeader = 20
 	// maxBatchRecords and maxBatchBytes bound one slipstream_batch call.
 	maxBatchRecords = 4096
 	maxBatchBytes   = 1 << 20
@@ -91,8 +77,8 @@ func (s signature) matches(def api.FunctionDefinition) bool {
 type answer struct {
 	verdict uint32
 	flags   uint32 // of a rewrite
-	key     span   // of a rewrite with flagKey
-	value   span   // of a rewrite with flagValue
+	key     span   // of a rewrite with abi.FlagKey
+	value   span   // of a rewrite with abi.FlagValue
 	message span   // of an error
 }
 
@@ -110,7 +96,7 @@ func batchSize(out []Outcome, idx []int) (n int, size uint64) {
 	size = 4
 	for n < len(idx) && n < maxBatchRecords {
 		r := &out[idx[n]].Record
-		next := size + batchEntryHeader + uint64(len(r.Key)) + uint64(len(guestValue(r)))
+		next := size + abi.BatchEntryHeader + uint64(len(r.Key)) + uint64(len(guestValue(r)))
 		if n > 0 && next > maxBatchBytes {
 			break
 		}
@@ -140,7 +126,7 @@ func encodeBatch(dst []byte, out []Outcome, idx []int) {
 		binary.LittleEndian.PutUint32(dst[4:], uint32(len(r.Key)))
 		binary.LittleEndian.PutUint32(dst[8:], uint32(len(v)))
 		binary.LittleEndian.PutUint64(dst[12:], r.Revision)
-		dst = dst[batchEntryHeader:]
+		dst = dst[abi.BatchEntryHeader:]
 		dst = dst[copy(dst, r.Key):]
 		dst = dst[copy(dst, v):]
 	}
@@ -211,24 +197,24 @@ func (d *decoder) body(v uint32) (answer, error) {
 	a := answer{verdict: v}
 	var ok bool
 	switch v {
-	case verdictKeep, verdictDrop:
+	case abi.VerdictKeep, abi.VerdictDrop:
 		return a, nil
-	case verdictError:
+	case abi.VerdictError:
 		if a.message, ok = d.field(); !ok {
 			return a, malformed("truncated error message")
 		}
 		return a, nil
-	case verdictRewrite:
+	case abi.VerdictRewrite:
 	default:
 		return a, malformed("verdict " + strconv.FormatUint(uint64(v), 10) + " is not defined by ABI v1")
 	}
 	if a.flags, ok = d.u32(); !ok {
 		return a, malformed("truncated rewrite flags")
 	}
-	if a.flags&^(flagKey|flagValue) != 0 {
+	if a.flags&^(abi.FlagKey|abi.FlagValue) != 0 {
 		return a, malformed("rewrite flags 0b" + strconv.FormatUint(uint64(a.flags), 2) + " set undefined bits")
 	}
-	if a.flags&flagKey != 0 {
+	if a.flags&abi.FlagKey != 0 {
 		if a.key, ok = d.field(); !ok {
 			return a, malformed("truncated new key")
 		}
@@ -236,7 +222,7 @@ func (d *decoder) body(v uint32) (answer, error) {
 			return a, malformed("empty new key")
 		}
 	}
-	if a.flags&flagValue != 0 {
+	if a.flags&abi.FlagValue != 0 {
 		if a.value, ok = d.field(); !ok {
 			return a, malformed("truncated new value")
 		}

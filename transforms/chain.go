@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
 // Module names a transform module of a chain and its configuration.
@@ -120,7 +122,7 @@ func (c *Chain) Process(ctx context.Context, in []Record) ([]Outcome, error) {
 	out := make([]Outcome, len(in))
 	live := make([]int, len(in))
 	for i := range in {
-		if !in[i].Op.valid() {
+		if !in[i].Op.Valid() {
 			return nil, fmt.Errorf("transforms: record %d (key %q) has unknown %v", i, in[i].Key, in[i].Op)
 		}
 		out[i] = Outcome{Record: in[i], Keep: true}
@@ -224,15 +226,15 @@ func (s *stage) one(ctx context.Context, o *Outcome) (failed bool, err error) {
 // apply records the module's answer a, which refers to result, in o.
 func (s *stage) apply(o *Outcome, a answer, result []byte) {
 	switch a.verdict {
-	case verdictDrop:
+	case abi.VerdictDrop:
 		o.Keep = false
-	case verdictError:
+	case abi.VerdictError:
 		o.Keep, o.Err = false, &GuestError{Module: s.name, Reason: string(a.message.of(result))}
-	case verdictRewrite:
-		if a.flags&flagKey != 0 {
+	case abi.VerdictRewrite:
+		if a.flags&abi.FlagKey != 0 {
 			o.Record.Key = a.key.of(result)
 		}
-		if a.flags&flagValue != 0 && o.Record.Op == OpPut {
+		if a.flags&abi.FlagValue != 0 && o.Record.Op == OpPut {
 			o.Record.Value = a.value.of(result)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -112,9 +113,9 @@ func (in *instance) configure(ctx context.Context, config []byte) error {
 		return err
 	}
 	switch status := api.DecodeU32(in.stack[0]); status {
-	case statusOK:
+	case abi.StatusOK:
 		return nil
-	case statusError:
+	case abi.StatusError:
 		msg, err := in.message(ctx)
 		if err != nil {
 			return err
@@ -148,9 +149,9 @@ func (in *instance) transform(ctx context.Context, r *Record) (answer, []byte, e
 	}
 	v := api.DecodeU32(s[0])
 	switch v {
-	case verdictKeep, verdictDrop:
+	case abi.VerdictKeep, abi.VerdictDrop:
 		return answer{verdict: v}, nil, nil
-	case verdictRewrite, verdictError:
+	case abi.VerdictRewrite, abi.VerdictError:
 	default:
 		return answer{}, nil, malformed("verdict " + strconv.FormatUint(uint64(v), 10) + " is not defined by ABI v1")
 	}
@@ -179,8 +180,8 @@ func (in *instance) transformBatch(ctx context.Context, out []Outcome, idx []int
 	}
 	status := api.DecodeU32(in.stack[0])
 	switch status {
-	case statusOK:
-	case statusError:
+	case abi.StatusOK:
+	case abi.StatusError:
 		msg, err := in.message(ctx)
 		if err != nil {
 			return nil, err
@@ -211,7 +212,7 @@ func (in *instance) message(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	a, err := decodeOne(verdictError, out) // an error status has an error body
+	a, err := decodeOne(abi.VerdictError, out) // an error status has an error body
 	if err != nil {
 		return "", err
 	}

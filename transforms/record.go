@@ -1,35 +1,19 @@
 package transforms
 
-import "strconv"
+import "github.com/slipstreamkv/slipstream/sdk/abi"
 
-// Op is the operation a record carries.
-type Op uint8
+// Op is the operation a record carries; the numbers are part of the ABI.
+type Op = abi.Op
 
-// The operations of ABI v1; the numbers are part of the ABI.
+// The operations of ABI v1.
 const (
 	// OpPut sets the key to the record's value.
-	OpPut Op = 1
+	OpPut = abi.OpPut
 	// OpDelete deletes the key. Guests see an empty value.
-	OpDelete Op = 2
+	OpDelete = abi.OpDelete
 	// OpPurge deletes the key and its history. Guests see an empty value.
-	OpPurge Op = 3
+	OpPurge = abi.OpPurge
 )
-
-// String returns "put", "delete", "purge", or the number of an unknown op.
-func (o Op) String() string {
-	switch o {
-	case OpPut:
-		return "put"
-	case OpDelete:
-		return "delete"
-	case OpPurge:
-		return "purge"
-	}
-	return "op(" + strconv.Itoa(int(o)) + ")"
-}
-
-// valid reports whether o is one of the operations of ABI v1.
-func (o Op) valid() bool { return o >= OpPut && o <= OpPurge }
 
 // Record is one KV update.
 type Record struct {

@@ -4,29 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
-// Verdicts, statuses and rewrite flags of ABI v1; transforms/ABI.md is the
-// reference.
-const (
-	verdictKeep    = 0
-	verdictDrop    = 1
-	verdictRewrite = 2
-	verdictError   = 3
-
-	// statusOK and statusError are what slipstream_init and
-	// slipstream_batch return.
-	statusOK    = 0
-	statusError = 3
-
-	flagKey   = 1
-	flagValue = 2
-
-	// batchEntryHeader is op, key_len and val_len (u32 each) and revision (u64).
-	batchEntryHeader = 20
-	// minBuffer keeps small requests from reallocating the buffers one by one.
-	minBuffer = 4096
-)
+// minBuffer keeps small requests from reallocating the buffers one by one.
+const minBuffer = 4096
 
 var (
 	errNotRegistered = errors.New("no transform registered: call guest.Register from an init function")
@@ -77,7 +60,7 @@ func (m *module) input(ptr, n uint32) ([]byte, bool) {
 // which is also the error verdict of slipstream_record.
 func (m *module) fail(err error) int32 {
 	m.out = appendBytes(m.out[:0], []byte(err.Error()))
-	return statusError
+	return abi.StatusError
 }
 
 // init implements slipstream_init.
@@ -95,7 +78,7 @@ func (m *module) init(ptr, n uint32) int32 {
 			return m.fail(err)
 		}
 	}
-	return statusOK
+	return abi.StatusOK
 }
 
 // record implements slipstream_record.
@@ -133,7 +116,7 @@ func (m *module) batch(ptr, n uint32) int32 {
 	// answers keep without a call, as calls are costly in Go's wasm code.
 	record, out := m.t.Record, m.out
 	for i := range count {
-		if len(in) < batchEntryHeader {
+		if len(in) < abi.BatchEntryHeader {
 			return m.fail(batchError(i, "truncated header"))
 		}
 		r := Record{
@@ -142,7 +125,7 @@ func (m *module) batch(ptr, n uint32) int32 {
 		}
 		keyLen := uint64(binary.LittleEndian.Uint32(in[4:]))
 		end := keyLen + uint64(binary.LittleEndian.Uint32(in[8:]))
-		in = in[batchEntryHeader:]
+		in = in[abi.BatchEntryHeader:]
 		if end > uint64(len(in)) {
 			return m.fail(batchError(i, "truncated key or value"))
 		}
@@ -150,7 +133,7 @@ func (m *module) batch(ptr, n uint32) int32 {
 
 		res := record(r)
 		if res.Err == nil && !res.Drop && res.Key == nil && res.Value == nil {
-			out = append(out, verdictKeep, 0, 0, 0)
+			out = append(out, abi.VerdictKeep, 0, 0, 0)
 			continue
 		}
 		at := len(out)
@@ -163,7 +146,7 @@ func (m *module) batch(ptr, n uint32) int32 {
 	if len(in) != 0 {
 		return m.fail(errors.New("batch has " + strconv.Itoa(len(in)) + " bytes after its " + strconv.FormatUint(uint64(count), 10) + " records"))
 	}
-	return statusOK
+	return abi.StatusOK
 }
 
 // appendAnswer appends the body of answer res to out and returns the
@@ -171,20 +154,20 @@ func (m *module) batch(ptr, n uint32) int32 {
 func appendAnswer(out []byte, res Result) ([]byte, int32) {
 	switch {
 	case res.Err != nil:
-		return appendBytes(out, []byte(res.Err.Error())), verdictError
+		return appendBytes(out, []byte(res.Err.Error())), abi.VerdictError
 	case res.Drop:
-		return out, verdictDrop
+		return out, abi.VerdictDrop
 	case res.Key == nil && res.Value == nil:
-		return out, verdictKeep
+		return out, abi.VerdictKeep
 	case res.Key != nil && len(res.Key) == 0:
-		return appendBytes(out, []byte(errEmptyKey.Error())), verdictError
+		return appendBytes(out, []byte(errEmptyKey.Error())), abi.VerdictError
 	}
 	var flags uint32
 	if res.Key != nil {
-		flags |= flagKey
+		flags |= abi.FlagKey
 	}
 	if res.Value != nil {
-		flags |= flagValue
+		flags |= abi.FlagValue
 	}
 	out = binary.LittleEndian.AppendUint32(out, flags)
 	if res.Key != nil {
@@ -193,7 +176,7 @@ func appendAnswer(out []byte, res Result) ([]byte, int32) {
 	if res.Value != nil {
 		out = appendBytes(out, res.Value)
 	}
-	return out, verdictRewrite
+	return out, abi.VerdictRewrite
 }
 
 // batchError describes a malformed record of a batch.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
 // base is the guest address the tests pretend the input buffer is at.
@@ -75,17 +77,17 @@ func TestBatch(t *testing.T) {
 		{OpPut, "z", "", 7},
 	})
 	m := testModule(t, sample, in)
-	if status := m.batch(base, uint32(len(in))); status != statusOK {
+	if status := m.batch(base, uint32(len(in))); status != abi.StatusOK {
 		t.Fatalf("status %d, output %q", status, m.out)
 	}
 	var want []byte
-	want = u32(want, verdictKeep)
-	want = u32(want, verdictDrop)
-	want = field(u32(u32(want, verdictRewrite), flagKey), "new.k.x")
-	want = field(u32(u32(want, verdictRewrite), flagValue), "put:old")
-	want = field(field(u32(u32(want, verdictRewrite), flagKey|flagValue), "both"), "")
-	want = field(u32(want, verdictError), "bad e1")
-	want = field(u32(want, verdictError), errEmptyKey.Error())
+	want = u32(want, abi.VerdictKeep)
+	want = u32(want, abi.VerdictDrop)
+	want = field(u32(u32(want, abi.VerdictRewrite), abi.FlagKey), "new.k.x")
+	want = field(u32(u32(want, abi.VerdictRewrite), abi.FlagValue), "put:old")
+	want = field(field(u32(u32(want, abi.VerdictRewrite), abi.FlagKey|abi.FlagValue), "both"), "")
+	want = field(u32(want, abi.VerdictError), "bad e1")
+	want = field(u32(want, abi.VerdictError), errEmptyKey.Error())
 	if !bytes.Equal(m.out, want) {
 		t.Fatalf("output\n%q\nwant\n%q", m.out, want)
 	}
@@ -97,11 +99,11 @@ func TestRecord(t *testing.T) {
 		verdict    int32
 		out        []byte
 	}{
-		{"a", "1", verdictKeep, nil},
-		{"d", "1", verdictDrop, nil},
-		{"k", "1", verdictRewrite, field(u32(nil, flagKey), "new.k")},
-		{"v", "xy", verdictRewrite, field(u32(nil, flagValue), "put:xy")},
-		{"e", "", verdictError, field(nil, "bad e")},
+		{"a", "1", abi.VerdictKeep, nil},
+		{"d", "1", abi.VerdictDrop, nil},
+		{"k", "1", abi.VerdictRewrite, field(u32(nil, abi.FlagKey), "new.k")},
+		{"v", "xy", abi.VerdictRewrite, field(u32(nil, abi.FlagValue), "put:xy")},
+		{"e", "", abi.VerdictError, field(nil, "bad e")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -138,7 +140,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := testModule(t, sample, valid)
-			if v := tt.call(m); v != statusError || !bytes.Equal(m.out, field(nil, tt.want)) {
+			if v := tt.call(m); v != abi.StatusError || !bytes.Equal(m.out, field(nil, tt.want)) {
 				t.Fatalf("status %d output %q, want error %q", v, m.out, tt.want)
 			}
 		})
@@ -148,7 +150,7 @@ func TestBadInput(t *testing.T) {
 func TestInit(t *testing.T) {
 	config := []byte(`{"n":1}`)
 	m := testModule(t, sample, config)
-	if v := m.init(base, uint32(len(config))); v != statusOK {
+	if v := m.init(base, uint32(len(config))); v != abi.StatusOK {
 		t.Fatalf("init without Init: status %d", v)
 	}
 	var got string
@@ -156,7 +158,7 @@ func TestInit(t *testing.T) {
 		got = string(c)
 		return errors.New("refused")
 	}
-	if v := m.init(base, uint32(len(config))); v != statusError || !bytes.Equal(m.out, field(nil, "refused")) {
+	if v := m.init(base, uint32(len(config))); v != abi.StatusError || !bytes.Equal(m.out, field(nil, "refused")) {
 		t.Fatalf("status %d output %q, want the refusal", v, m.out)
 	}
 	if got != string(config) {

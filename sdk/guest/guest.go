@@ -42,34 +42,22 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"strconv"
+
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
 // Op is the operation a record carries.
-type Op uint8
+type Op = abi.Op
 
 // The operations of ABI v1.
 const (
 	// OpPut sets the key to the record's value.
-	OpPut Op = 1
+	OpPut = abi.OpPut
 	// OpDelete deletes the key; the record's value is empty.
-	OpDelete Op = 2
+	OpDelete = abi.OpDelete
 	// OpPurge deletes the key and its history; the record's value is empty.
-	OpPurge Op = 3
+	OpPurge = abi.OpPurge
 )
-
-// String returns "put", "delete", "purge", or the number for an unknown op.
-func (o Op) String() string {
-	switch o {
-	case OpPut:
-		return "put"
-	case OpDelete:
-		return "delete"
-	case OpPurge:
-		return "purge"
-	}
-	return "op(" + strconv.Itoa(int(o)) + ")"
-}
 
 // Record is one KV update handed to a transform. Key and Value point into a
 // buffer the host overwrites after the call: copy them to keep them.
