@@ -167,7 +167,7 @@ func checkCursorAuthority(t *rapid.T, js jetstream.JetStream, hooks fold.Hooks, 
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- f.Run(rctx) }()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := f.Status(ctx)
 		if st.Ready && st.Cursor >= last {
@@ -214,7 +214,7 @@ func TestCursorAuthorityModelCatchesCursorBeforeApply(t *testing.T) {
 	srv := testenv.NATS(t)
 	_, js := testenv.JetStream(t, srv.ClientURL())
 	n := 0
-	if !testenv.RapidFails(func(rt *rapid.T) { checkCursorAuthority(rt, js, fold.Hooks{CursorBeforeApply: true}, &n) }) {
+	if !testenv.RapidFails(100, func(rt *rapid.T) { checkCursorAuthority(rt, js, fold.Hooks{CursorBeforeApply: true}, &n) }) {
 		t.Fatal("the cursor-authority model did not catch a cursor committed before apply")
 	}
 }

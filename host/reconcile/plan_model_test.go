@@ -130,7 +130,7 @@ func TestRepairOrderModelCatchesMutations(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if !testenv.RapidFails(func(t *rapid.T) { checkRepairOrder(t, broken) }) {
+			if !testenv.RapidFails(1000, func(t *rapid.T) { checkRepairOrder(t, broken) }) {
 				t.Fatalf("the repair model did not catch the %s mutation", name)
 			}
 		})

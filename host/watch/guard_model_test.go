@@ -220,7 +220,7 @@ func TestFloorGuardModelCatchesMutations(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if !testenv.RapidFails(func(t *rapid.T) { checkGuard(t, broken) }) {
+			if !testenv.RapidFails(2000, func(t *rapid.T) { checkGuard(t, broken) }) {
 				t.Fatalf("the model did not catch the %s mutation", name)
 			}
 		})

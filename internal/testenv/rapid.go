@@ -2,19 +2,23 @@ package testenv
 
 import (
 	"flag"
+	"strconv"
 
 	"pgregory.net/rapid"
 )
 
-// RapidFails reports whether rapid finds a counterexample to prop within a
-// few runs of its default number of cases. Tests use it to prove that a
-// property catches a deliberately broken implementation.
-func RapidFails(prop func(*rapid.T)) bool {
+// RapidFails reports whether rapid finds a counterexample to prop within
+// five runs of checks cases each. Tests use it to prove that a property
+// catches a deliberately broken implementation; a rare counterexample needs
+// more cases than a passing property is given.
+func RapidFails(checks int, prop func(*rapid.T)) bool {
 	// An expected failure is not worth a fail file in the package's testdata.
-	if f := flag.Lookup("rapid.nofailfile"); f != nil {
-		old := f.Value.String()
-		_ = f.Value.Set("true")
-		defer func() { _ = f.Value.Set(old) }()
+	for name, value := range map[string]string{"rapid.nofailfile": "true", "rapid.checks": strconv.Itoa(checks)} {
+		if f := flag.Lookup(name); f != nil {
+			old := f.Value.String()
+			_ = f.Value.Set(value)
+			defer func() { _ = f.Value.Set(old) }()
+		}
 	}
 	for range 5 {
 		r := &recorder{}
