@@ -82,10 +82,13 @@ type Position struct {
 func StreamName(bucket string) string { return "KV_" + bucket }
 
 // FilterSubjects maps key filters (NATS subject syntax over keys) to the
-// stream's subjects. No filter means the whole bucket.
+// stream's subjects. No filter means the whole bucket, and needs no filter
+// subject at all: the stream holds only $KV.<bucket>.>, and the server
+// creates an unfiltered consumer on a large stream far faster (0.5-1 ms
+// against about 200 ms at 1M keys, measured by the benchmark).
 func FilterSubjects(bucket string, filters []string) []string {
 	if len(filters) == 0 {
-		return []string{"$KV." + bucket + ".>"}
+		return nil
 	}
 	out := make([]string, len(filters))
 	for i, f := range filters {
