@@ -18,11 +18,16 @@ const apiDefault = "127.0.0.1:7070"
 
 var httpClient = &http.Client{Timeout: 30 * time.Second}
 
-func apiGet(base, path string) (*http.Response, error) {
+// apiURL joins the --api address (host:port or a URL) and a path.
+func apiURL(base, path string) string {
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
-	resp, err := httpClient.Get(strings.TrimRight(base, "/") + path)
+	return strings.TrimRight(base, "/") + path
+}
+
+func apiGet(base, path string) (*http.Response, error) {
+	resp, err := httpClient.Get(apiURL(base, path))
 	if err != nil {
 		return nil, fmt.Errorf("is slipstream running? %w", err)
 	}
@@ -215,11 +220,7 @@ func cmdReconcile(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageErr("usage: slipstream reconcile [--api ADDR] FOLD")
 	}
-	base := *addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	resp, err := httpClient.Post(base+"/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile", "application/json", nil)
+	resp, err := httpClient.Post(apiURL(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile"), "application/json", nil)
 	if err != nil {
 		return fmt.Errorf("is slipstream running? %w", err)
 	}

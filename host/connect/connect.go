@@ -133,14 +133,6 @@ func Dial(url string, c config.NATS, logger *slog.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// redact hides a password in a URL for error messages.
-func redact(url string) string {
-	if u, err := netURL(url); err == nil {
-		return u
-	}
-	return url
-}
-
 // OpenBucket returns the bucket, creating it with settings b when it does
 // not exist and b is not nil.
 func OpenBucket(ctx context.Context, js jetstream.JetStream, name string, b *config.Bucket) (jetstream.KeyValue, error) {

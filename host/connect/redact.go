@@ -5,16 +5,19 @@ import (
 	"strings"
 )
 
-// netURL returns url with any password replaced, for logs and errors. A
-// comma-separated list is redacted element by element.
-func netURL(raw string) (string, error) {
+// redact returns a server URL with any password replaced, for logs and
+// errors. A comma-separated list is redacted element by element; an element
+// that does not parse is shown as "(unparsable URL)", since it may still
+// hold a password.
+func redact(raw string) string {
 	parts := strings.Split(raw, ",")
 	for i, p := range parts {
 		u, err := url.Parse(strings.TrimSpace(p))
 		if err != nil {
-			return "", err
+			parts[i] = "(unparsable URL)"
+			continue
 		}
 		parts[i] = u.Redacted()
 	}
-	return strings.Join(parts, ","), nil
+	return strings.Join(parts, ",")
 }

@@ -35,8 +35,6 @@ const PluginPrefix = "slipstream-store-"
 
 // Options adjust a service beyond its config; tests use them.
 type Options struct {
-	// FoldHooks switch fold defences off (tests only).
-	FoldHooks fold.Hooks
 	// CheckEvery overrides the folds' live guard period.
 	CheckEvery time.Duration
 }
@@ -143,7 +141,6 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		ReconcileEvery:   time.Duration(fc.ReconcileEvery),
 		Logger:           s.log,
 		Metrics:          metrics,
-		Hooks:            s.opts.FoldHooks,
 	}
 	if len(fc.Transforms) > 0 {
 		t, err := chain.New(ctx, chain.Config{

@@ -99,7 +99,9 @@ func equal(t *testing.T, got, want map[string]string) {
 	}
 }
 
-const chainTOML = `
+// foldTOML is a service with one fold "f" of bucket "cfg" in SQLite, the
+// test's server and plugin filled in by start.
+const foldTOML = `
 data_dir = "data"
 plugin_dir = "PLUGIN_DIR"
 [nats]
@@ -110,7 +112,9 @@ listen = "off"
 name = "f"
 bucket = "cfg"
 store = "sqlite"
-[[fold.transform]]
+`
+
+const chainTOML = foldTOML + `[[fold.transform]]
 module = "KEYFILTER"
 config = { deny = ["*.secret"] }
 [[fold.transform]]
@@ -183,18 +187,7 @@ func TestTransformConfigChangeRebuilds(t *testing.T) {
 	}
 }
 
-const failTOML = `
-data_dir = "data"
-plugin_dir = "PLUGIN_DIR"
-[nats]
-url = "NATS_URL"
-[http]
-listen = "off"
-[[fold]]
-name = "f"
-bucket = "cfg"
-store = "sqlite"
-[[fold.transform]]
+const failTOML = foldTOML + `[[fold.transform]]
 module = "MODULE"
 name = "bad"
 on_error = "ONERROR"
