@@ -41,7 +41,7 @@ func (c *client) Open(ctx context.Context, dir string, config []byte) (State, er
 	if meta == nil {
 		meta = map[string][]byte{}
 	}
-	return State{Cursor: resp.GetCursor(), Meta: meta}, nil
+	return State{Cursor: resp.GetCursor(), Meta: meta, Loading: resp.GetLoading()}, nil
 }
 
 func (c *client) Apply(ctx context.Context, b *Batch) error {
@@ -154,6 +154,16 @@ func (c *client) Stats(ctx context.Context) (Stats, error) {
 
 func (c *client) Compact(ctx context.Context) error {
 	_, err := c.rpc.Compact(ctx, &storepb.CompactRequest{})
+	return fromStatus(err)
+}
+
+func (c *client) BeginLoad(ctx context.Context) error {
+	_, err := c.rpc.BeginLoad(ctx, &storepb.LoadRequest{})
+	return fromStatus(err)
+}
+
+func (c *client) EndLoad(ctx context.Context) error {
+	_, err := c.rpc.EndLoad(ctx, &storepb.LoadRequest{})
 	return fromStatus(err)
 }
 

@@ -40,6 +40,9 @@ func describe(s Store) Info {
 	if _, ok := s.(Compacter); ok && !info.Has(CapCompact) {
 		info.Capabilities = append(info.Capabilities, CapCompact)
 	}
+	if _, ok := s.(Loader); ok && !info.Has(CapBulkLoad) {
+		info.Capabilities = append(info.Capabilities, CapBulkLoad)
+	}
 	return info
 }
 
@@ -62,7 +65,7 @@ func (s *server) Open(ctx context.Context, req *storepb.OpenRequest) (*storepb.O
 		return nil, toStatus(err)
 	}
 	s.open = true
-	return &storepb.OpenResponse{Cursor: st.Cursor, Meta: st.Meta}, nil
+	return &storepb.OpenResponse{Cursor: st.Cursor, Meta: st.Meta, Loading: st.Loading}, nil
 }
 
 // closeStore closes the store if it is open; used by Close and on shutdown.
@@ -233,6 +236,31 @@ func (s *server) Compact(ctx context.Context, _ *storepb.CompactRequest) (*store
 		}
 	}
 	return &storepb.CompactResponse{}, nil
+}
+
+func (s *server) BeginLoad(ctx context.Context, _ *storepb.LoadRequest) (*storepb.LoadResponse, error) {
+	return s.load(ctx, Loader.BeginLoad)
+}
+
+func (s *server) EndLoad(ctx context.Context, _ *storepb.LoadRequest) (*storepb.LoadResponse, error) {
+	return s.load(ctx, Loader.EndLoad)
+}
+
+// load runs BeginLoad or EndLoad, serialized with Apply.
+func (s *server) load(ctx context.Context, call func(Loader, context.Context) error) (*storepb.LoadResponse, error) {
+	release, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if l, ok := s.store.(Loader); ok {
+		s.applyMu.Lock()
+		defer s.applyMu.Unlock()
+		if err := call(l, ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &storepb.LoadResponse{}, nil
 }
 
 // toStatus carries the sentinel errors across the process boundary.

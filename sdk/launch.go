@@ -102,6 +102,18 @@ func (p *Plugin) Compact(ctx context.Context) error {
 	return p.Store.(*client).Compact(ctx)
 }
 
+// BeginLoad tells the store a bulk load into it begins (see Loader); a
+// no-op for stores that do not declare CapBulkLoad.
+func (p *Plugin) BeginLoad(ctx context.Context) error {
+	return p.Store.(*client).BeginLoad(ctx)
+}
+
+// EndLoad tells the store the bulk load is over (see Loader); a no-op for
+// stores that do not declare CapBulkLoad.
+func (p *Plugin) EndLoad(ctx context.Context) error {
+	return p.Store.(*client).EndLoad(ctx)
+}
+
 // Exited reports whether the plugin process has ended.
 func (p *Plugin) Exited() bool { return p.client.Exited() }
 

@@ -69,6 +69,9 @@ type Batch struct {
 type State struct {
 	Cursor uint64
 	Meta   map[string][]byte
+	// Loading reports a bulk load that was begun and not yet ended (see
+	// Loader); the host ends it once it has caught up.
+	Loading bool
 }
 
 // Entry is one key of the fold.
@@ -129,6 +132,29 @@ type Compacter interface {
 	Compact(ctx context.Context) error
 }
 
+// Loader is implemented by stores that fill an empty fold faster when they
+// know a bulk load is under way. Declares CapBulkLoad.
+//
+// The host calls BeginLoad on a store that holds nothing (cursor 0, no
+// keys) before it re-lists a bucket into it, and EndLoad once it has caught
+// up, before it reads from the store or publishes it to readers. Between the
+// two:
+//   - Apply keeps its whole contract: every batch is atomic with its cursor
+//     and durable once Apply returns.
+//   - A key may be put many times and deleted, since a re-list overlaps live
+//     writes; the last mutation wins, as always.
+//   - Get, Scan and Stats stay correct but may be slow. They do not end the
+//     load: a read never changes the store.
+//
+// A load outlives Close and crashes: Open reports State.Loading until
+// EndLoad has returned. BeginLoad on a store that holds keys or a cursor
+// fails; EndLoad on a store that is not loading does nothing. EndLoad, like
+// Apply, is atomic: after a crash the store is either still loading or done.
+type Loader interface {
+	BeginLoad(ctx context.Context) error
+	EndLoad(ctx context.Context) error
+}
+
 // Describer is implemented by stores that name themselves.
 type Describer interface {
 	Describe() Info
@@ -158,4 +184,7 @@ const (
 	CapCompact = "compact"
 	// CapKeysOnlyScan: Scan with KeysOnly avoids reading values.
 	CapKeysOnlyScan = "keys-only-scan"
+	// CapBulkLoad: BeginLoad and EndLoad do real work (the Loader
+	// interface).
+	CapBulkLoad = "bulk-load"
 )

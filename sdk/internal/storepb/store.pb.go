@@ -223,9 +223,11 @@ func (x *OpenRequest) GetConfig() []byte {
 }
 
 type OpenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cursor        uint64                 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	Meta          map[string][]byte      `protobuf:"bytes,2,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Cursor uint64                 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Meta   map[string][]byte      `protobuf:"bytes,2,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// loading: a bulk load was begun and has not ended.
+	Loading       bool `protobuf:"varint,3,opt,name=loading,proto3" json:"loading,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +274,13 @@ func (x *OpenResponse) GetMeta() map[string][]byte {
 		return x.Meta
 	}
 	return nil
+}
+
+func (x *OpenResponse) GetLoading() bool {
+	if x != nil {
+		return x.Loading
+	}
+	return false
 }
 
 type Mutation struct {
@@ -835,6 +844,78 @@ func (x *StatsResponse) GetDiskBytes() uint64 {
 	return 0
 }
 
+type LoadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadRequest) Reset() {
+	*x = LoadRequest{}
+	mi := &file_store_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadRequest) ProtoMessage() {}
+
+func (x *LoadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadRequest.ProtoReflect.Descriptor instead.
+func (*LoadRequest) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{14}
+}
+
+type LoadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadResponse) Reset() {
+	*x = LoadResponse{}
+	mi := &file_store_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadResponse) ProtoMessage() {}
+
+func (x *LoadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadResponse.ProtoReflect.Descriptor instead.
+func (*LoadResponse) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{15}
+}
+
 type CompactRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -843,7 +924,7 @@ type CompactRequest struct {
 
 func (x *CompactRequest) Reset() {
 	*x = CompactRequest{}
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +936,7 @@ func (x *CompactRequest) String() string {
 func (*CompactRequest) ProtoMessage() {}
 
 func (x *CompactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +949,7 @@ func (x *CompactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
 func (*CompactRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{14}
+	return file_store_proto_rawDescGZIP(), []int{16}
 }
 
 type CompactResponse struct {
@@ -879,7 +960,7 @@ type CompactResponse struct {
 
 func (x *CompactResponse) Reset() {
 	*x = CompactResponse{}
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +972,7 @@ func (x *CompactResponse) String() string {
 func (*CompactResponse) ProtoMessage() {}
 
 func (x *CompactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +985,7 @@ func (x *CompactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
 func (*CompactResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{15}
+	return file_store_proto_rawDescGZIP(), []int{17}
 }
 
 type CloseRequest struct {
@@ -915,7 +996,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1008,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1021,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{16}
+	return file_store_proto_rawDescGZIP(), []int{18}
 }
 
 type CloseResponse struct {
@@ -951,7 +1032,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1044,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1057,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{17}
+	return file_store_proto_rawDescGZIP(), []int{19}
 }
 
 var File_store_proto protoreflect.FileDescriptor
@@ -991,10 +1072,11 @@ const file_store_proto_rawDesc = "" +
 	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"7\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x16\n" +
-	"\x06config\x18\x02 \x01(\fR\x06config\"\xa0\x01\n" +
+	"\x06config\x18\x02 \x01(\fR\x06config\"\xba\x01\n" +
 	"\fOpenResponse\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12?\n" +
-	"\x04meta\x18\x02 \x03(\v2+.slipstream.store.v1.OpenResponse.MetaEntryR\x04meta\x1a7\n" +
+	"\x04meta\x18\x02 \x03(\v2+.slipstream.store.v1.OpenResponse.MetaEntryR\x04meta\x12\x18\n" +
+	"\aloading\x18\x03 \x01(\bR\aloading\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"w\n" +
@@ -1037,7 +1119,9 @@ const file_store_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x03 \x01(\x04R\tdiskBytes\"\x10\n" +
+	"disk_bytes\x18\x03 \x01(\x04R\tdiskBytes\"\r\n" +
+	"\vLoadRequest\"\x0e\n" +
+	"\fLoadResponse\"\x10\n" +
 	"\x0eCompactRequest\"\x11\n" +
 	"\x0fCompactResponse\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
@@ -1046,7 +1130,7 @@ const file_store_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x022\xd8\x05\n" +
+	"\tOP_DELETE\x10\x022\xfa\x06\n" +
 	"\x05Store\x12K\n" +
 	"\x04Info\x12 .slipstream.store.v1.InfoRequest\x1a!.slipstream.store.v1.InfoResponse\x12K\n" +
 	"\x04Open\x12 .slipstream.store.v1.OpenRequest\x1a!.slipstream.store.v1.OpenResponse\x12N\n" +
@@ -1055,7 +1139,9 @@ const file_store_proto_rawDesc = "" +
 	"\x03Get\x12\x1f.slipstream.store.v1.GetRequest\x1a .slipstream.store.v1.GetResponse\x12M\n" +
 	"\x04Scan\x12 .slipstream.store.v1.ScanRequest\x1a!.slipstream.store.v1.ScanResponse0\x01\x12N\n" +
 	"\x05Stats\x12!.slipstream.store.v1.StatsRequest\x1a\".slipstream.store.v1.StatsResponse\x12T\n" +
-	"\aCompact\x12#.slipstream.store.v1.CompactRequest\x1a$.slipstream.store.v1.CompactResponse\x12N\n" +
+	"\aCompact\x12#.slipstream.store.v1.CompactRequest\x1a$.slipstream.store.v1.CompactResponse\x12P\n" +
+	"\tBeginLoad\x12 .slipstream.store.v1.LoadRequest\x1a!.slipstream.store.v1.LoadResponse\x12N\n" +
+	"\aEndLoad\x12 .slipstream.store.v1.LoadRequest\x1a!.slipstream.store.v1.LoadResponse\x12N\n" +
 	"\x05Close\x12!.slipstream.store.v1.CloseRequest\x1a\".slipstream.store.v1.CloseResponseB9Z7github.com/slipstreamkv/slipstream/sdk/internal/storepbb\x06proto3"
 
 var (
@@ -1071,7 +1157,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_store_proto_goTypes = []any{
 	(Op)(0),                 // 0: slipstream.store.v1.Op
 	(*InfoRequest)(nil),     // 1: slipstream.store.v1.InfoRequest
@@ -1088,18 +1174,20 @@ var file_store_proto_goTypes = []any{
 	(*ScanResponse)(nil),    // 12: slipstream.store.v1.ScanResponse
 	(*StatsRequest)(nil),    // 13: slipstream.store.v1.StatsRequest
 	(*StatsResponse)(nil),   // 14: slipstream.store.v1.StatsResponse
-	(*CompactRequest)(nil),  // 15: slipstream.store.v1.CompactRequest
-	(*CompactResponse)(nil), // 16: slipstream.store.v1.CompactResponse
-	(*CloseRequest)(nil),    // 17: slipstream.store.v1.CloseRequest
-	(*CloseResponse)(nil),   // 18: slipstream.store.v1.CloseResponse
-	nil,                     // 19: slipstream.store.v1.OpenResponse.MetaEntry
-	nil,                     // 20: slipstream.store.v1.ApplyRequest.MetaEntry
+	(*LoadRequest)(nil),     // 15: slipstream.store.v1.LoadRequest
+	(*LoadResponse)(nil),    // 16: slipstream.store.v1.LoadResponse
+	(*CompactRequest)(nil),  // 17: slipstream.store.v1.CompactRequest
+	(*CompactResponse)(nil), // 18: slipstream.store.v1.CompactResponse
+	(*CloseRequest)(nil),    // 19: slipstream.store.v1.CloseRequest
+	(*CloseResponse)(nil),   // 20: slipstream.store.v1.CloseResponse
+	nil,                     // 21: slipstream.store.v1.OpenResponse.MetaEntry
+	nil,                     // 22: slipstream.store.v1.ApplyRequest.MetaEntry
 }
 var file_store_proto_depIdxs = []int32{
-	19, // 0: slipstream.store.v1.OpenResponse.meta:type_name -> slipstream.store.v1.OpenResponse.MetaEntry
+	21, // 0: slipstream.store.v1.OpenResponse.meta:type_name -> slipstream.store.v1.OpenResponse.MetaEntry
 	0,  // 1: slipstream.store.v1.Mutation.op:type_name -> slipstream.store.v1.Op
 	5,  // 2: slipstream.store.v1.ApplyRequest.mutations:type_name -> slipstream.store.v1.Mutation
-	20, // 3: slipstream.store.v1.ApplyRequest.meta:type_name -> slipstream.store.v1.ApplyRequest.MetaEntry
+	22, // 3: slipstream.store.v1.ApplyRequest.meta:type_name -> slipstream.store.v1.ApplyRequest.MetaEntry
 	11, // 4: slipstream.store.v1.ScanResponse.entries:type_name -> slipstream.store.v1.Entry
 	1,  // 5: slipstream.store.v1.Store.Info:input_type -> slipstream.store.v1.InfoRequest
 	3,  // 6: slipstream.store.v1.Store.Open:input_type -> slipstream.store.v1.OpenRequest
@@ -1108,19 +1196,23 @@ var file_store_proto_depIdxs = []int32{
 	8,  // 9: slipstream.store.v1.Store.Get:input_type -> slipstream.store.v1.GetRequest
 	10, // 10: slipstream.store.v1.Store.Scan:input_type -> slipstream.store.v1.ScanRequest
 	13, // 11: slipstream.store.v1.Store.Stats:input_type -> slipstream.store.v1.StatsRequest
-	15, // 12: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
-	17, // 13: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
-	2,  // 14: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
-	4,  // 15: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
-	7,  // 16: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
-	7,  // 17: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
-	9,  // 18: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
-	12, // 19: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
-	14, // 20: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
-	16, // 21: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
-	18, // 22: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
-	14, // [14:23] is the sub-list for method output_type
-	5,  // [5:14] is the sub-list for method input_type
+	17, // 12: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
+	15, // 13: slipstream.store.v1.Store.BeginLoad:input_type -> slipstream.store.v1.LoadRequest
+	15, // 14: slipstream.store.v1.Store.EndLoad:input_type -> slipstream.store.v1.LoadRequest
+	19, // 15: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
+	2,  // 16: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
+	4,  // 17: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
+	7,  // 18: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
+	7,  // 19: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
+	9,  // 20: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
+	12, // 21: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
+	14, // 22: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
+	18, // 23: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
+	16, // 24: slipstream.store.v1.Store.BeginLoad:output_type -> slipstream.store.v1.LoadResponse
+	16, // 25: slipstream.store.v1.Store.EndLoad:output_type -> slipstream.store.v1.LoadResponse
+	20, // 26: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
+	16, // [16:27] is the sub-list for method output_type
+	5,  // [5:16] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -1137,7 +1229,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

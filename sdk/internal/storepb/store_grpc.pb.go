@@ -30,6 +30,8 @@ const (
 	Store_Scan_FullMethodName        = "/slipstream.store.v1.Store/Scan"
 	Store_Stats_FullMethodName       = "/slipstream.store.v1.Store/Stats"
 	Store_Compact_FullMethodName     = "/slipstream.store.v1.Store/Compact"
+	Store_BeginLoad_FullMethodName   = "/slipstream.store.v1.Store/BeginLoad"
+	Store_EndLoad_FullMethodName     = "/slipstream.store.v1.Store/EndLoad"
 	Store_Close_FullMethodName       = "/slipstream.store.v1.Store/Close"
 )
 
@@ -50,6 +52,10 @@ type StoreClient interface {
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error)
+	// BeginLoad and EndLoad bracket a bulk load into an empty store
+	// (capability "bulk-load"); no-ops for stores without it.
+	BeginLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
+	EndLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
 
@@ -153,6 +159,26 @@ func (c *storeClient) Compact(ctx context.Context, in *CompactRequest, opts ...g
 	return out, nil
 }
 
+func (c *storeClient) BeginLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoadResponse)
+	err := c.cc.Invoke(ctx, Store_BeginLoad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) EndLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoadResponse)
+	err := c.cc.Invoke(ctx, Store_EndLoad_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storeClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseResponse)
@@ -180,6 +206,10 @@ type StoreServer interface {
 	Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	Compact(context.Context, *CompactRequest) (*CompactResponse, error)
+	// BeginLoad and EndLoad bracket a bulk load into an empty store
+	// (capability "bulk-load"); no-ops for stores without it.
+	BeginLoad(context.Context, *LoadRequest) (*LoadResponse, error)
+	EndLoad(context.Context, *LoadRequest) (*LoadResponse, error)
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedStoreServer()
 }
@@ -214,6 +244,12 @@ func (UnimplementedStoreServer) Stats(context.Context, *StatsRequest) (*StatsRes
 }
 func (UnimplementedStoreServer) Compact(context.Context, *CompactRequest) (*CompactResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Compact not implemented")
+}
+func (UnimplementedStoreServer) BeginLoad(context.Context, *LoadRequest) (*LoadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginLoad not implemented")
+}
+func (UnimplementedStoreServer) EndLoad(context.Context, *LoadRequest) (*LoadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndLoad not implemented")
 }
 func (UnimplementedStoreServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -365,6 +401,42 @@ func _Store_Compact_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_BeginLoad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).BeginLoad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_BeginLoad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).BeginLoad(ctx, req.(*LoadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_EndLoad_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).EndLoad(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_EndLoad_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).EndLoad(ctx, req.(*LoadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Store_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseRequest)
 	if err := dec(in); err != nil {
@@ -413,6 +485,14 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Compact",
 			Handler:    _Store_Compact_Handler,
+		},
+		{
+			MethodName: "BeginLoad",
+			Handler:    _Store_BeginLoad_Handler,
+		},
+		{
+			MethodName: "EndLoad",
+			Handler:    _Store_EndLoad_Handler,
 		},
 		{
 			MethodName: "Close",
