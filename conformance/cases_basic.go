@@ -303,6 +303,15 @@ func caseUseAfterClose(h *harness) {
 			call func() error
 		}{"Compact", func() error { return s.Compact(h.ctx) }})
 	}
+	if h.info.Has(sdk.CapBulkLoad) {
+		calls = append(calls, []struct {
+			name string
+			call func() error
+		}{
+			{"BeginLoad", func() error { return s.BeginLoad(h.ctx) }},
+			{"EndLoad", func() error { return s.EndLoad(h.ctx) }},
+		}...)
+	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, sdk.ErrClosed) {
 			h.Errorf("%s after Close = %v; want sdk.ErrClosed", c.name, err)

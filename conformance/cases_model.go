@@ -114,11 +114,19 @@ func runModel(h *harness, d drawer, in instance) instance {
 	}
 	s := h.openOn(in, h.dir())
 	m := newModel()
+	// A store that loads starts some runs with BeginLoad; a run ends its
+	// load with EndLoad at a random step, or not at all.
+	loads := h.info.Has(sdk.CapBulkLoad)
+	if loads && d.intn("begin load", 3) == 2 { // not 0: failures shrink to runs without a load
+		s.beginLoad()
+		m.loading = true
+		h.expectData(s, m, "after BeginLoad")
+	}
 	var last *sdk.Batch
 	steps := d.intn("steps", 24) + 1
 	for i := range steps {
 		var what string
-		switch op := d.intn("operation", 14); {
+		switch op := d.intn("operation", 16); {
 		case op < 8:
 			last = drawBatch(d, m.cursor)
 			s.apply(last)
@@ -136,6 +144,15 @@ func runModel(h *harness, d drawer, in instance) instance {
 			s = s.crash()
 			what = "crash and reopen"
 			h.expectState(s, m, fmt.Sprintf("step %d (%s)", i, what))
+		case op == 14 && loads:
+			s.endLoad() // does nothing if the store is not loading
+			m.loading = false
+			what = "EndLoad"
+		case op == 15 && loads && (m.cursor != 0 || len(m.data) > 0):
+			what = "BeginLoad on a store that holds keys or a cursor"
+			if err := s.BeginLoad(h.ctx); err == nil {
+				h.Fatalf("step %d: %s succeeded; want an error", i, what)
+			}
 		default:
 			r := drawRange(d)
 			what = "Scan" + showRange(r)

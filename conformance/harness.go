@@ -155,6 +155,20 @@ func (s *store) apply(b *sdk.Batch) {
 	}
 }
 
+// beginLoad starts a bulk load (sdk.Loader).
+func (s *store) beginLoad() {
+	if err := s.BeginLoad(s.h.ctx); err != nil {
+		s.h.Fatalf("BeginLoad: %v", err)
+	}
+}
+
+// endLoad ends a bulk load.
+func (s *store) endLoad() {
+	if err := s.EndLoad(s.h.ctx); err != nil {
+		s.h.Fatalf("EndLoad: %v", err)
+	}
+}
+
 // get returns the entry for key and whether the store has it.
 func (s *store) get(key []byte) (sdk.Entry, bool) {
 	e, err := s.Get(s.h.ctx, key)

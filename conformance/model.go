@@ -16,6 +16,8 @@ type model struct {
 	cursor uint64
 	meta   map[string][]byte
 	data   map[string]sdk.Entry
+	// loading: a bulk load was begun and not ended (sdk.State.Loading).
+	loading bool
 }
 
 func newModel() *model {
@@ -38,7 +40,7 @@ func (m *model) apply(b *sdk.Batch) {
 }
 
 func (m *model) clone() *model {
-	return &model{cursor: m.cursor, meta: maps.Clone(m.meta), data: maps.Clone(m.data)}
+	return &model{cursor: m.cursor, meta: maps.Clone(m.meta), data: maps.Clone(m.data), loading: m.loading}
 }
 
 // inRange is the contract's meaning of sdk.Range for one key, without Limit.
@@ -106,6 +108,9 @@ func diffState(got sdk.State, m *model) string {
 	var diffs []string
 	if got.Cursor != m.cursor {
 		diffs = append(diffs, fmt.Sprintf("cursor %d, want %d", got.Cursor, m.cursor))
+	}
+	if got.Loading != m.loading {
+		diffs = append(diffs, fmt.Sprintf("Loading %v, want %v", got.Loading, m.loading))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m.meta)) {
 		v, ok := got.Meta[k]

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/slipstreamkv/slipstream/conformance"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -70,43 +71,59 @@ func TestPlugins(t *testing.T) {
 // BenchmarkApply measures Apply through a plugin process, as the host
 // calls it: batches of 1000 new entries with 40-byte keys and 200-byte
 // values, each committed with its cursor (store_config {}: the default
-// durability). The example store is left out: it rewrites the whole fold
-// per batch by design.
+// durability), applied plainly ("insert") and in a bulk load ("load", whose
+// EndLoad is reported apart as endload-ms). The example store is left out:
+// it rewrites the whole fold per batch by design.
 func BenchmarkApply(b *testing.B) {
 	for _, p := range plugins {
 		if p.name == "example" {
 			continue
 		}
-		b.Run(p.name, func(b *testing.B) {
-			ctx := context.Background()
-			pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pl.Kill()
-			if _, err := pl.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
-				b.Fatal(err)
-			}
-			const batchSize = 1000
-			value := bytes.Repeat([]byte("v"), 200)
-			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
-			b.ResetTimer()
-			for i := range b.N {
-				for j := range batch.Mutations {
-					n := i*batchSize + j
-					key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", n%7919, n%100, n)
-					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
-				}
-				batch.Cursor = uint64((i + 1) * batchSize)
-				if err := pl.Apply(ctx, batch); err != nil {
+		for _, mode := range []string{"insert", "load"} {
+			b.Run(p.name+"/"+mode, func(b *testing.B) {
+				ctx := context.Background()
+				pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
-			b.StopTimer()
-			if err := pl.Shutdown(ctx); err != nil {
-				b.Fatal(err)
-			}
-		})
+				defer pl.Kill()
+				if _, err := pl.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
+					b.Fatal(err)
+				}
+				if mode == "load" {
+					if err := pl.BeginLoad(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				const batchSize = 1000
+				value := bytes.Repeat([]byte("v"), 200)
+				batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
+				b.ResetTimer()
+				for i := range b.N {
+					for j := range batch.Mutations {
+						n := i*batchSize + j
+						k := uint32(n * 2654435761) // distinct, in random order
+						key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%010d", k%7919, k%100, k)
+						batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
+					}
+					batch.Cursor = uint64((i + 1) * batchSize)
+					if err := pl.Apply(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+				b.StopTimer()
+				if mode == "load" {
+					start := time.Now()
+					if err := pl.EndLoad(ctx); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(time.Since(start).Milliseconds()), "endload-ms")
+				}
+				if err := pl.Shutdown(ctx); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
 	}
 }

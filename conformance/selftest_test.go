@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/slipstreamkv/slipstream/conformance/internal/refstore"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -312,6 +313,20 @@ var brokenStores = []struct {
 	{name: "calls after Close still served", wrap: func(r *refstore.Store) sdk.Store {
 		return &wrapped{Store: r, close: func(*refstore.Store, context.Context) error { return nil }}
 	}, caught: []string{"use-after-close"}},
+	// Broken bulk loads (sdk.Loader): the reference store appends a load's
+	// batches to a log that EndLoad folds into its data.
+	{name: "load keeps the first put of a key", knobs: refstore.Knobs{LoadFirstWins: true},
+		caught: []string{"bulk-load", "model"}},
+	{name: "load loses its deletes", knobs: refstore.Knobs{LoadDropsDeletes: true},
+		caught: []string{"bulk-load", "model"}},
+	{name: "load not recorded in the file", knobs: refstore.Knobs{VolatileLoading: true},
+		caught: []string{"bulk-load", "bulk-load-refused", "bulk-load-crash", "model"}},
+	{name: "load counts rows as keys", knobs: refstore.Knobs{LoadCountsRows: true},
+		caught: []string{"bulk-load", "model"}},
+	{name: "load begun on a store that holds data", knobs: refstore.Knobs{LoadAnywhere: true},
+		caught: []string{"bulk-load-refused", "bulk-load", "model"}},
+	{name: "load buffered until EndLoad", knobs: refstore.Knobs{LoadBuffered: true},
+		caught: []string{"bulk-load-crash", "model"}},
 }
 
 // TestBrokenStoresFail proves the suite can fail: each broken store fails
@@ -324,13 +339,17 @@ func TestBrokenStoresFail(t *testing.T) {
 	root := t.TempDir()
 	for _, b := range brokenStores {
 		target := refTarget(b.name, b.knobs, b.wrap)
+		info, err := probe(&target)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, name := range b.caught {
 			t.Run(b.name+"/"+name, func(t *testing.T) {
 				tc, ok := byName[name]
 				if !ok {
 					t.Fatalf("no case %q", name)
 				}
-				res := runCase(&target, sdk.Info{}, tc, root)
+				res := runCase(&target, info, tc, root)
 				if res.skipped != "" {
 					t.Fatalf("case skipped: %s", res.skipped)
 				}
@@ -350,11 +369,7 @@ func TestSplitCommitPluginFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a plugin")
 	}
-	bin := filepath.Join(t.TempDir(), "splitcommit")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/splitcommit").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	target := Plugin(bin)
+	target := Plugin(buildTestdata(t, "splitcommit"))
 	var tc testCase
 	for _, c := range cases() {
 		if c.Name == "kill-mid-apply" {
@@ -366,4 +381,52 @@ func TestSplitCommitPluginFails(t *testing.T) {
 		t.Fatalf("kill-mid-apply passed against a plugin that commits data and cursor separately; logs: %v", res.logs)
 	}
 	t.Logf("fails as it should: %s", res.failures[0])
+}
+
+// buildTestdata builds the plugin in testdata/name and returns its path.
+func buildTestdata(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/"+name).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestReferencePluginLoads runs the bulk-load cases, and use-after-close,
+// against the reference store as a plugin process: BeginLoad, EndLoad and
+// State.Loading cross the sdk's gRPC boundary, and bulk-load-crash kills the
+// process in the middle of a load's Apply and of its EndLoad. (The model
+// case's loads run in-process, in TestReferencePasses.)
+func TestReferencePluginLoads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a plugin")
+	}
+	target := Plugin(buildTestdata(t, "refplugin"))
+	info, err := probe(&target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Has(sdk.CapBulkLoad) {
+		t.Fatalf("the reference plugin does not declare %q: %+v", sdk.CapBulkLoad, info)
+	}
+	root := t.TempDir()
+	for _, tc := range cases() {
+		if tc.Capability != sdk.CapBulkLoad && tc.Name != "use-after-close" {
+			continue
+		}
+		t.Run(tc.Name, func(t *testing.T) {
+			res := runCase(&target, info, tc, root)
+			if res.skipped != "" {
+				t.Fatalf("case skipped: %s", res.skipped)
+			}
+			for _, l := range res.logs {
+				t.Log(l)
+			}
+			for _, f := range res.failures {
+				t.Error(f)
+			}
+			t.Logf("took %v", res.elapsed.Round(time.Millisecond))
+		})
+	}
 }

@@ -68,6 +68,7 @@ func (t Target) WithConfig(config []byte) Target {
 type instance interface {
 	sdk.Store
 	sdk.Compacter
+	sdk.Loader
 	// info is what the store declares about itself.
 	info() sdk.Info
 	// kill ends the instance as a crash would: no Close, nothing survives
@@ -113,6 +114,9 @@ func (l localInstance) info() sdk.Info {
 	if _, ok := l.Store.(sdk.Compacter); ok && !info.Has(sdk.CapCompact) {
 		info.Capabilities = append(info.Capabilities, sdk.CapCompact)
 	}
+	if _, ok := l.Store.(sdk.Loader); ok && !info.Has(sdk.CapBulkLoad) {
+		info.Capabilities = append(info.Capabilities, sdk.CapBulkLoad)
+	}
 	return info
 }
 
@@ -121,6 +125,23 @@ func (l localInstance) info() sdk.Info {
 func (l localInstance) Compact(ctx context.Context) error {
 	if c, ok := l.Store.(sdk.Compacter); ok {
 		return c.Compact(ctx)
+	}
+	return nil
+}
+
+// BeginLoad and EndLoad forward to the store if it loads; the suite calls
+// them only when the store declares sdk.CapBulkLoad. (A plugin instance has
+// them from sdk.Plugin, which does the same across the process boundary.)
+func (l localInstance) BeginLoad(ctx context.Context) error {
+	if ld, ok := l.Store.(sdk.Loader); ok {
+		return ld.BeginLoad(ctx)
+	}
+	return nil
+}
+
+func (l localInstance) EndLoad(ctx context.Context) error {
+	if ld, ok := l.Store.(sdk.Loader); ok {
+		return ld.EndLoad(ctx)
 	}
 	return nil
 }

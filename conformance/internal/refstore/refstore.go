@@ -47,6 +47,31 @@ type Knobs struct {
 	OverwriteMeta bool
 	// AcceptCorrupt: Open starts over when its file does not decode.
 	AcceptCorrupt bool
+
+	// The bulk-load knobs. During a load (sdk.Loader) the store appends
+	// each batch's mutations to a log, and EndLoad folds the log into the
+	// data; readers see the fold of both.
+
+	// LoadFirstWins: EndLoad keeps the first put of a key the load put more
+	// than once, instead of the last.
+	LoadFirstWins bool
+	// LoadDropsDeletes: EndLoad folds the load's puts and forgets its
+	// deletes.
+	LoadDropsDeletes bool
+	// VolatileLoading: the file does not record that a load is under way,
+	// so Open in the middle of one reports State.Loading false.
+	VolatileLoading bool
+	// LoadCountsRows: EndLoad records the rows the load wrote (every put)
+	// as the key count, instead of the keys left, and Stats reports it
+	// from then on.
+	LoadCountsRows bool
+	// LoadAnywhere: BeginLoad on a store that holds keys or a cursor
+	// succeeds, and starts the fold over, empty.
+	LoadAnywhere bool
+	// LoadBuffered: during a load, Apply commits the cursor and metadata
+	// but keeps the load's log in memory until EndLoad or Close, so a crash
+	// loses it.
+	LoadBuffered bool
 }
 
 // splitPause is how long a SplitCommit store waits between its two commits:
@@ -64,8 +89,11 @@ type Store struct {
 	open   bool
 	killed bool
 	dir    string
-	mem    state // what readers see
+	mem    state // what readers see, through data()
 	disk   state // what the file holds; the lazy knobs make it lag
+	// folded is mem.Data with mem.Log folded in, kept while the log is not
+	// empty.
+	folded map[string]sdk.Entry
 }
 
 // New returns a closed store broken by k.
@@ -76,6 +104,13 @@ type state struct {
 	Cursor uint64
 	Meta   map[string][]byte
 	Data   map[string]sdk.Entry
+	// Loading: a bulk load was begun and not ended. Log is what the load
+	// has applied since, in order; EndLoad folds it into Data.
+	Loading bool
+	Log     []sdk.Mutation
+	// KeySkew is added to the key count Stats reports: always 0 but with
+	// the LoadCountsRows knob.
+	KeySkew int64
 }
 
 func emptyState() state {
@@ -83,7 +118,47 @@ func emptyState() state {
 }
 
 func (s state) clone() state {
-	return state{Cursor: s.Cursor, Meta: maps.Clone(s.Meta), Data: maps.Clone(s.Data)}
+	return state{Cursor: s.Cursor, Meta: maps.Clone(s.Meta), Data: maps.Clone(s.Data),
+		Loading: s.Loading, Log: slices.Clone(s.Log), KeySkew: s.KeySkew}
+}
+
+// fold applies log to a copy of data: the last mutation of a key wins, but
+// with the knobs that break EndLoad.
+func fold(data map[string]sdk.Entry, log []sdk.Mutation, k Knobs) map[string]sdk.Entry {
+	out := maps.Clone(data)
+	put := map[string]bool{}
+	for _, m := range log {
+		key := string(m.Key)
+		switch m.Op {
+		case sdk.OpPut:
+			if k.LoadFirstWins && put[key] {
+				continue
+			}
+			put[key] = true
+			out[key] = sdk.Entry{Key: m.Key, Value: m.Value, Revision: m.Revision}
+		case sdk.OpDelete:
+			if !k.LoadDropsDeletes {
+				delete(out, key)
+			}
+		}
+	}
+	return out
+}
+
+// data is the fold readers see: mem.Data, with the load's log folded in.
+func (r *Store) data() map[string]sdk.Entry {
+	if len(r.mem.Log) == 0 {
+		return r.mem.Data
+	}
+	return r.folded
+}
+
+// refold recomputes what data returns after r.mem changed.
+func (r *Store) refold() {
+	r.folded = nil
+	if len(r.mem.Log) > 0 {
+		r.folded = fold(r.mem.Data, r.mem.Log, Knobs{})
+	}
 }
 
 const fileName = "ref.gob"
@@ -113,7 +188,8 @@ func (r *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		return sdk.State{}, err
 	}
 	r.open, r.dir, r.mem, r.disk = true, dir, st, st.clone()
-	return sdk.State{Cursor: st.Cursor, Meta: maps.Clone(st.Meta)}, nil
+	r.refold()
+	return sdk.State{Cursor: st.Cursor, Meta: maps.Clone(st.Meta), Loading: st.Loading}, nil
 }
 
 func read(path string) (state, error) {
@@ -136,8 +212,12 @@ func read(path string) (state, error) {
 
 // write commits r.disk: a checksummed gob file, renamed into place.
 func (r *Store) write() error {
+	d := r.disk
+	if r.VolatileLoading {
+		d.Loading = false
+	}
 	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(r.disk); err != nil {
+	if err := gob.NewEncoder(&buf).Encode(d); err != nil {
 		return err
 	}
 	sum := sha256.Sum256(buf.Bytes())
@@ -171,6 +251,16 @@ func (r *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		return err
 	}
 	next := r.mem.clone()
+	if !next.Loading && len(next.Log) > 0 {
+		// A log left by a load the file forgot (VolatileLoading).
+		next.Data, next.Log = fold(next.Data, next.Log, Knobs{}), nil
+	}
+	if next.Loading {
+		for _, m := range b.Mutations {
+			next.Log = append(next.Log, sdk.Mutation{Op: m.Op, Key: bytes.Clone(m.Key), Value: bytes.Clone(m.Value), Revision: m.Revision})
+		}
+		b = &sdk.Batch{Cursor: b.Cursor, Meta: b.Meta} // nothing left for the loop below
+	}
 	for i, m := range b.Mutations {
 		switch m.Op {
 		case sdk.OpPut:
@@ -202,13 +292,16 @@ func (r *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		next.Meta[k] = bytes.Clone(v)
 	}
 	r.mem = next
+	r.refold()
 	switch {
 	case r.LazyData || r.VolatileData:
 		r.disk.Cursor, r.disk.Meta = next.Cursor, maps.Clone(next.Meta)
 	case r.LazyCursor:
-		r.disk.Data = maps.Clone(next.Data)
+		r.disk.Data, r.disk.Log = maps.Clone(next.Data), slices.Clone(next.Log)
+	case r.LoadBuffered && next.Loading:
+		r.disk.Cursor, r.disk.Meta = next.Cursor, maps.Clone(next.Meta)
 	case r.SplitCommit:
-		r.disk.Data = maps.Clone(next.Data)
+		r.disk.Data, r.disk.Log = maps.Clone(next.Data), slices.Clone(next.Log)
 		if err := r.write(); err != nil {
 			return err
 		}
@@ -227,7 +320,7 @@ func (r *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
 	if err := r.usable(); err != nil {
 		return sdk.Entry{}, err
 	}
-	e, ok := r.mem.Data[string(key)]
+	e, ok := r.data()[string(key)]
 	if !ok {
 		return sdk.Entry{}, sdk.ErrNotFound
 	}
@@ -242,7 +335,8 @@ func (r *Store) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error
 	if err := r.usable(); err != nil {
 		return err
 	}
-	keys := slices.Sorted(maps.Keys(r.mem.Data))
+	data := r.data()
+	keys := slices.Sorted(maps.Keys(data))
 	i := sort.Search(len(keys), func(i int) bool {
 		k := keys[i]
 		return k >= string(rg.Prefix) && k >= string(rg.Start) && (len(rg.After) == 0 || k > string(rg.After))
@@ -252,7 +346,7 @@ func (r *Store) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error
 		if !bytes.HasPrefix([]byte(k), rg.Prefix) || (len(rg.End) > 0 && k >= string(rg.End)) {
 			break
 		}
-		e := r.mem.Data[k]
+		e := data[k]
 		if rg.KeysOnly {
 			e.Value = nil
 		}
@@ -271,10 +365,11 @@ func (r *Store) Stats(context.Context) (sdk.Stats, error) {
 		return sdk.Stats{}, err
 	}
 	var st sdk.Stats
-	for _, e := range r.mem.Data {
+	for _, e := range r.data() {
 		st.Keys++
 		st.Bytes += uint64(len(e.Key) + len(e.Value))
 	}
+	st.Keys = uint64(int64(st.Keys) + r.mem.KeySkew)
 	return st, nil
 }
 
@@ -286,11 +381,62 @@ func (r *Store) Close(context.Context) error {
 		return err
 	}
 	r.open = false
-	if r.LazyData || r.LazyCursor {
+	if r.LazyData || r.LazyCursor || r.LoadBuffered {
 		r.disk = r.mem.clone()
 		return r.write()
 	}
 	return nil
+}
+
+// BeginLoad starts a bulk load into a store that holds no key and no
+// cursor.
+func (r *Store) BeginLoad(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if r.mem.Cursor != 0 || len(r.data()) > 0 {
+		if !r.LoadAnywhere {
+			return fmt.Errorf("reference store: BeginLoad on a store that holds cursor %d and %d keys", r.mem.Cursor, len(r.data()))
+		}
+		r.mem, r.disk = emptyState(), emptyState()
+		r.refold()
+	}
+	r.mem.Loading, r.disk.Loading = true, true
+	return r.write()
+}
+
+// EndLoad folds the load's log into the data, in one commit.
+func (r *Store) EndLoad(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	if !r.mem.Loading {
+		return nil
+	}
+	if r.LoadBuffered {
+		r.disk = r.mem.clone()
+	}
+	// The file and memory each fold their own log: the lazy knobs keep
+	// the file behind, and keep it so.
+	for _, st := range []*state{&r.mem, &r.disk} {
+		data := fold(st.Data, st.Log, r.Knobs)
+		if r.LoadCountsRows {
+			rows := int64(len(st.Data))
+			for _, m := range st.Log {
+				if m.Op == sdk.OpPut {
+					rows++
+				}
+			}
+			st.KeySkew += rows - int64(len(data))
+		}
+		st.Data, st.Log, st.Loading = data, nil, false
+	}
+	r.refold()
+	return r.write()
 }
 
 // Kill stops the store as a crash would: nothing more reaches the file and
