@@ -8,15 +8,18 @@
 //
 //	CREATE TABLE kv (
 //	    id       INTEGER PRIMARY KEY, -- storage order only; not stable, do not use
-//	    key      BLOB NOT NULL UNIQUE, -- the fold key, raw bytes (UTF-8 for NATS keys)
-//	    value    BLOB NOT NULL,        -- the value, raw bytes; may be empty
-//	    revision INTEGER NOT NULL      -- the stream sequence that wrote it
+//	    key      BLOB NOT NULL,       -- the fold key, raw bytes (UTF-8 for NATS keys)
+//	    value    BLOB NOT NULL,       -- the value, raw bytes; may be empty
+//	    revision INTEGER NOT NULL     -- the stream sequence that wrote it
 //	);
+//	CREATE UNIQUE INDEX kv_key ON kv (key);
 //
 // Rows are appended in rowid order and found by the unique index on key:
 // a bulk load of keys in random order then dirties index pages (small
 // entries) instead of row pages, which made inserts about 1.8 times faster
-// than a WITHOUT ROWID table keyed by key (BenchmarkApply).
+// than a WITHOUT ROWID table keyed by key (BenchmarkApply). A database of
+// layout version 1 declares key UNIQUE in the table instead of kv_key; it
+// reads the same.
 //
 //	CREATE TABLE meta (
 //	    name  TEXT PRIMARY KEY,     -- host metadata, e.g. slipstream.stream
@@ -27,13 +30,23 @@
 //	    id     INTEGER PRIMARY KEY CHECK (id = 1),
 //	    cursor INTEGER NOT NULL,    -- last stream sequence whose effect is in kv
 //	    keys   INTEGER NOT NULL,    -- number of rows in kv
-//	    bytes  INTEGER NOT NULL     -- sum of length(key)+length(value) over kv
+//	    bytes  INTEGER NOT NULL,    -- sum of length(key)+length(value) over kv
+//	    loading INTEGER NOT NULL    -- 1 during a bulk load (below), else 0
 //	);
+//
+// While loading = 1 the fold is being filled in bulk-load mode
+// (sdk.Loader): kv has no kv_key index and may hold several rows of a key
+// (the newest, highest id, counts), deletes wait in a table load_deletes
+// (key, before: rows of key with id <= before are deleted), and keys and
+// bytes count rows. EndLoad settles all of it in one transaction. The host
+// publishes a generation only after its load has ended, so a reader of the
+// published fold never sees one; a reader of other files checks loading.
 //
 // Keys sort in byte order (BLOB comparison is memcmp). Every batch and its
 // cursor are committed in one transaction, so a reader sees a fold that
-// matches its cursor. The layout is versioned by PRAGMA user_version (1);
-// a change to it bumps the version and is announced in the release notes.
+// matches its cursor. The layout is versioned by PRAGMA user_version (2);
+// a change to it bumps the version and is announced in the release notes;
+// the plugin upgrades an older file in place when it opens it.
 //
 // # Configuration (the fold's store_config table)
 //

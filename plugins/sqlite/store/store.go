@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -23,32 +24,47 @@ import (
 const Version = "1.0.0"
 
 // layoutVersion is PRAGMA user_version of a database this package created.
-const layoutVersion = 1
+const layoutVersion = 2
 
 // rowsPerStatement is how many rows one multi-row statement carries: large
 // enough to amortize the cgo and statement overhead, small enough to stay
 // far below SQLite's bound-parameter limit.
 const rowsPerStatement = 128
 
-const schema = `
-CREATE TABLE IF NOT EXISTS kv (
+// kvTable is the fold's table. Its unique index on key (kvIndex) is
+// created with it, except during a bulk load, which builds it at the end.
+const kvTable = `
+CREATE TABLE kv (
     id       INTEGER PRIMARY KEY,
-    key      BLOB NOT NULL UNIQUE,
+    key      BLOB NOT NULL,
     value    BLOB NOT NULL,
     revision INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
+);`
+
+const kvIndex = `CREATE UNIQUE INDEX kv_key ON kv (key);`
+
+// schema is the rest of a new database.
+const schema = `
+CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state (
-    id     INTEGER PRIMARY KEY CHECK (id = 1),
-    cursor INTEGER NOT NULL,
-    keys   INTEGER NOT NULL,
-    bytes  INTEGER NOT NULL
+CREATE TABLE state (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor  INTEGER NOT NULL,
+    keys    INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL,
+    loading INTEGER NOT NULL DEFAULT 0
 );
-INSERT OR IGNORE INTO state (id, cursor, keys, bytes) VALUES (1, 0, 0, 0);
+INSERT INTO state (id, cursor, keys, bytes) VALUES (1, 0, 0, 0);
 `
+
+// upgrades[v] brings a database of layout version v to v+1.
+var upgrades = map[int]string{
+	// Version 1 had no bulk load; its kv table declares key UNIQUE, which
+	// serves as the index kv_key does in version 2.
+	1: `ALTER TABLE state ADD COLUMN loading INTEGER NOT NULL DEFAULT 0;`,
+}
 
 // Config is the fold's store_config table.
 type Config struct {
@@ -82,11 +98,17 @@ type Store struct {
 	w   *sql.DB // the writer: one connection
 	r   *sql.DB // readers: a small pool, query-only
 
-	mu    sync.Mutex // guards the counters below, written only by Apply
+	wmu     sync.Mutex  // serializes the writer: Apply, BeginLoad, EndLoad
+	loading atomic.Bool // a bulk load is under way (see load.go)
+
+	mu    sync.Mutex // guards the counters below, written only under wmu
 	keys  int64
 	bytes int64
 
 	get *sql.Stmt
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // the writer's prepared statements, by text
 }
 
 // New returns an unopened store.
@@ -97,7 +119,8 @@ func (s *Store) SetLogger(l *slog.Logger) { s.log = l }
 
 // Describe implements sdk.Describer.
 func (s *Store) Describe() sdk.Info {
-	return sdk.Info{Name: "sqlite", Version: Version, Capabilities: []string{sdk.CapCompact, sdk.CapKeysOnlyScan}}
+	return sdk.Info{Name: "sqlite", Version: Version,
+		Capabilities: []string{sdk.CapCompact, sdk.CapKeysOnlyScan, sdk.CapBulkLoad}}
 }
 
 // Open implements sdk.Store.
@@ -134,7 +157,7 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	get, err := r.PrepareContext(ctx, `SELECT value, revision FROM kv WHERE key = ?`)
+	get, err := r.PrepareContext(ctx, qGet)
 	if err != nil {
 		w.Close()
 		r.Close()
@@ -155,14 +178,18 @@ func (s *Store) init(ctx context.Context, w *sql.DB, cfg Config) (sdk.State, err
 		return sdk.State{}, fmt.Errorf("database layout version %d is newer than this plugin's (%d)", version, layoutVersion)
 	}
 	pragmas := fmt.Sprintf(`PRAGMA wal_autocheckpoint=%d; PRAGMA cache_size=-%d;`, cfg.WALAutocheckpoint, cfg.CacheSize/1024)
-	if _, err := w.ExecContext(ctx, pragmas+schema+fmt.Sprintf(`PRAGMA user_version=%d;`, layoutVersion)); err != nil {
+	if _, err := w.ExecContext(ctx, pragmas); err != nil {
+		return sdk.State{}, err
+	}
+	if err := migrate(ctx, w, version); err != nil {
 		return sdk.State{}, err
 	}
 	st := sdk.State{Meta: map[string][]byte{}}
-	if err := w.QueryRowContext(ctx, `SELECT cursor, keys, bytes FROM state WHERE id = 1`).Scan(
-		&st.Cursor, &s.keys, &s.bytes); err != nil {
+	if err := w.QueryRowContext(ctx, `SELECT cursor, keys, bytes, loading FROM state WHERE id = 1`).Scan(
+		&st.Cursor, &s.keys, &s.bytes, &st.Loading); err != nil {
 		return sdk.State{}, err
 	}
+	s.loading.Store(st.Loading)
 	rows, err := w.QueryContext(ctx, `SELECT name, value FROM meta`)
 	if err != nil {
 		return sdk.State{}, err
@@ -177,6 +204,41 @@ func (s *Store) init(ctx context.Context, w *sql.DB, cfg Config) (sdk.State, err
 		st.Meta[name] = value
 	}
 	return st, rows.Err()
+}
+
+// migrate creates the layout in a new database, or upgrades an older one,
+// in one transaction.
+func migrate(ctx context.Context, w *sql.DB, version int) error {
+	if version == layoutVersion {
+		return nil
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var steps []string
+	if version == 0 {
+		var tables int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema`).Scan(&tables); err != nil {
+			return err
+		}
+		if tables > 0 {
+			return errors.New("the database holds tables but no slipstream layout version")
+		}
+		steps = []string{kvTable, kvIndex, schema}
+	} else {
+		for v := version; v < layoutVersion; v++ {
+			steps = append(steps, upgrades[v])
+		}
+	}
+	steps = append(steps, fmt.Sprintf(`PRAGMA user_version=%d;`, layoutVersion))
+	for _, q := range steps {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("layout version %d: %w", version, err)
+		}
+	}
+	return tx.Commit()
 }
 
 func (s *Store) opened() error {
@@ -194,7 +256,15 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	if err := s.opened(); err != nil {
 		return err
 	}
-	muts := lastPerKey(b.Mutations)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.loading.Load() {
+		return s.applyLoading(ctx, b, lastPerKey(b.Mutations, false))
+	}
+	muts := lastPerKey(b.Mutations, true)
+	if err := s.prepare(ctx, qExisting, qUpsert, qDelete, qState); err != nil {
+		return err
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -203,7 +273,7 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 
 	var oldKeys, oldBytes, putBytes, puts int64
 	for chunk := range slices.Chunk(muts, rowsPerStatement) {
-		n, nb, err := existing(ctx, tx, chunk)
+		n, nb, err := s.existing(ctx, tx, chunk)
 		if err != nil {
 			return err
 		}
@@ -216,9 +286,9 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		}
 		var err error
 		if run[0].Op == sdk.OpPut {
-			err = upsert(ctx, tx, run)
+			err = s.upsert(ctx, tx, run)
 		} else {
-			err = remove(ctx, tx, run)
+			err = s.remove(ctx, tx, run)
 		}
 		run = run[:0]
 		return err
@@ -241,8 +311,13 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	s.mu.Lock()
 	keys, nbytes := s.keys-oldKeys+puts, s.bytes-oldBytes+putBytes
 	s.mu.Unlock()
-	if _, err := tx.ExecContext(ctx, `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`,
-		int64(b.Cursor), keys, nbytes); err != nil {
+	return s.commit(ctx, tx, b, keys, nbytes)
+}
+
+// commit writes the batch's cursor, metadata and the new counters, and
+// commits tx.
+func (s *Store) commit(ctx context.Context, tx *sql.Tx, b *sdk.Batch, keys, nbytes int64) error {
+	if err := s.txExec(ctx, tx, qState, int64(b.Cursor), keys, nbytes); err != nil {
 		return fmt.Errorf("sqlite: cursor: %w", err)
 	}
 	for name, value := range b.Meta {
@@ -260,8 +335,66 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	return nil
 }
 
-// lastPerKey keeps the last mutation of each key, sorted by key.
-func lastPerKey(ms []sdk.Mutation) []*sdk.Mutation {
+// Statements Apply runs in every batch, prepared once on the writer's
+// connection (see prepare) rather than parsed again per batch.
+var (
+	qExisting = `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
+		placeholders(rowsPerStatement, "?") + `)`
+	qUpsertTail = ` ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision`
+	qInsert     = `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(rowsPerStatement, "(?,?,?)")
+	qUpsert     = qInsert + qUpsertTail
+	qDelete     = `DELETE FROM kv WHERE key IN (` + placeholders(rowsPerStatement, "?") + `)`
+	qState      = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
+	qLoadDelete = `INSERT INTO load_deletes (key, before) VALUES ` + placeholders(rowsPerStatement, "(?,?)")
+)
+
+// prepare readies qs on the writer. It must run outside a transaction:
+// the writer has one connection, and a statement prepared on the pool is
+// reused by a transaction on that connection.
+func (s *Store) prepare(ctx context.Context, qs ...string) error {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	for _, q := range qs {
+		if _, ok := s.stmts[q]; ok {
+			continue
+		}
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		if s.stmts == nil {
+			s.stmts = map[string]*sql.Stmt{}
+		}
+		s.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns q for use in tx: prepared if prepare readied it, else nil.
+func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
+	s.stmtMu.Lock()
+	st, ok := s.stmts[q]
+	s.stmtMu.Unlock()
+	if !ok {
+		return nil
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+// txExec runs q in tx as a prepared statement.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
+	var err error
+	if st := s.stmt(ctx, tx, q); st != nil {
+		_, err = st.ExecContext(ctx, args...)
+	} else {
+		_, err = tx.ExecContext(ctx, q, args...)
+	}
+	return err
+}
+
+// lastPerKey keeps the last mutation of each key, sorted by key when asked
+// (an index then takes its pages in order).
+func lastPerKey(ms []sdk.Mutation, sorted bool) []*sdk.Mutation {
 	last := make(map[string]int, len(ms))
 	for i := range ms {
 		last[string(ms[i].Key)] = i
@@ -270,7 +403,9 @@ func lastPerKey(ms []sdk.Mutation) []*sdk.Mutation {
 	for _, i := range last {
 		out = append(out, &ms[i])
 	}
-	slices.SortFunc(out, func(a, b *sdk.Mutation) int { return bytes.Compare(a.Key, b.Key) })
+	if sorted {
+		slices.SortFunc(out, func(a, b *sdk.Mutation) int { return bytes.Compare(a.Key, b.Key) })
+	}
 	return out
 }
 
@@ -286,38 +421,46 @@ func placeholders(n int, group string) string {
 }
 
 // existing counts the rows and bytes the chunk's keys hold before the batch.
-func existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation) (n, nbytes int64, err error) {
+func (s *Store) existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation) (n, nbytes int64, err error) {
 	args := make([]any, len(chunk))
 	for i, m := range chunk {
 		args[i] = m.Key
 	}
 	q := `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
 		placeholders(len(chunk), "?") + `)`
-	if err := tx.QueryRowContext(ctx, q, args...).Scan(&n, &nbytes); err != nil {
+	row := tx.QueryRowContext
+	if st := s.stmt(ctx, tx, q); st != nil {
+		row = func(ctx context.Context, _ string, args ...any) *sql.Row { return st.QueryRowContext(ctx, args...) }
+	}
+	if err := row(ctx, q, args...).Scan(&n, &nbytes); err != nil {
 		return 0, 0, fmt.Errorf("sqlite: read existing keys: %w", err)
 	}
 	return n, nbytes, nil
 }
 
-func upsert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
+func (s *Store) upsert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
+	return s.insert(ctx, tx, run, qUpsertTail)
+}
+
+// insert writes run as new rows; onConflict, when set, makes it an upsert.
+func (s *Store) insert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation, onConflict string) error {
 	args := make([]any, 0, 3*len(run))
 	for _, m := range run {
 		args = append(args, m.Key, nonNil(m.Value), int64(m.Revision))
 	}
-	q := `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(len(run), "(?,?,?)") +
-		` ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision`
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+	q := `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(len(run), "(?,?,?)") + onConflict
+	if err := s.txExec(ctx, tx, q, args...); err != nil {
 		return fmt.Errorf("sqlite: put: %w", err)
 	}
 	return nil
 }
 
-func remove(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
+func (s *Store) remove(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
 	args := make([]any, len(run))
 	for i, m := range run {
 		args[i] = m.Key
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE key IN (`+placeholders(len(run), "?")+`)`, args...); err != nil {
+	if err := s.txExec(ctx, tx, `DELETE FROM kv WHERE key IN (`+placeholders(len(run), "?")+`)`, args...); err != nil {
 		return fmt.Errorf("sqlite: delete: %w", err)
 	}
 	return nil
@@ -338,7 +481,17 @@ func (s *Store) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 	}
 	e := sdk.Entry{Key: key}
 	var rev int64
-	err := s.get.QueryRowContext(ctx, key).Scan(&e.Value, &rev)
+	var err error
+	if s.loading.Load() {
+		err = s.whileLoading(ctx, func(q querier, loading bool) error {
+			if !loading {
+				return q.QueryRowContext(ctx, qGet, key).Scan(&e.Value, &rev)
+			}
+			return q.QueryRowContext(ctx, qGetLoading, key).Scan(&e.Value, &rev)
+		})
+	} else {
+		err = s.get.QueryRowContext(ctx, key).Scan(&e.Value, &rev)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return sdk.Entry{}, sdk.ErrNotFound
 	}
@@ -379,15 +532,29 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 	if r.After != nil {
 		bound("key > ?", r.After)
 	}
-	q := `SELECT ` + cols + ` FROM kv`
+	cond := ""
 	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+		cond = ` WHERE ` + strings.Join(where, " AND ")
 	}
-	q += ` ORDER BY key`
+	tail := ` ORDER BY key`
 	if r.Limit > 0 {
-		q += fmt.Sprintf(` LIMIT %d`, r.Limit)
+		tail += fmt.Sprintf(` LIMIT %d`, r.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	if s.loading.Load() {
+		return s.whileLoading(ctx, func(q querier, loading bool) error {
+			from := `kv` + cond
+			if loading {
+				from = loadingView(cond)
+			}
+			return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
+		})
+	}
+	return scanRows(ctx, s.r, `SELECT `+cols+` FROM kv`+cond+tail, args, r.KeysOnly, fn)
+}
+
+// scanRows runs a Scan's query and calls fn for each row.
+func scanRows(ctx context.Context, q querier, query string, args []any, keysOnly bool, fn func(sdk.Entry) error) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite: scan: %w", err)
 	}
@@ -395,7 +562,7 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 	for rows.Next() {
 		var e sdk.Entry
 		var rev int64
-		if r.KeysOnly {
+		if keysOnly {
 			err = rows.Scan(&e.Key, &rev)
 		} else {
 			err = rows.Scan(&e.Key, &e.Value, &rev)
@@ -429,14 +596,36 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 	if err := s.opened(); err != nil {
 		return sdk.Stats{}, err
 	}
+	if s.loading.Load() {
+		// The counters hold rows during a load; count the keys.
+		var st sdk.Stats
+		err := s.whileLoading(ctx, func(q querier, loading bool) error {
+			from := `kv`
+			if loading {
+				from = loadingView("")
+			}
+			return q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM `+from).Scan(&st.Keys, &st.Bytes)
+		})
+		if err != nil {
+			return sdk.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
+		}
+		st.DiskBytes = s.diskBytes(ctx)
+		return st, nil
+	}
 	s.mu.Lock()
 	st := sdk.Stats{Keys: uint64(s.keys), Bytes: uint64(s.bytes)}
 	s.mu.Unlock()
-	var pages, size int64
-	if err := s.r.QueryRowContext(ctx, `SELECT page_count, page_size FROM pragma_page_count(), pragma_page_size()`).Scan(&pages, &size); err == nil {
-		st.DiskBytes = uint64(pages * size)
-	}
+	st.DiskBytes = s.diskBytes(ctx)
 	return st, nil
+}
+
+// diskBytes is the database's size in pages, or 0 when unknown.
+func (s *Store) diskBytes(ctx context.Context) uint64 {
+	var pages, size int64
+	if err := s.r.QueryRowContext(ctx, `SELECT page_count, page_size FROM pragma_page_count(), pragma_page_size()`).Scan(&pages, &size); err != nil {
+		return 0
+	}
+	return uint64(pages * size)
 }
 
 // Compact implements sdk.Compacter: it folds the WAL into the database and
@@ -455,6 +644,12 @@ func (s *Store) Close(context.Context) error {
 		return err
 	}
 	s.get.Close()
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
 	err := errors.Join(s.r.Close(), s.w.Close())
 	s.w, s.r, s.get = nil, nil, nil
 	return err

@@ -1,0 +1,247 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/mattn/go-sqlite3"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// A bulk load (sdk.Loader) fills an empty fold without the unique index on
+// key: puts are appended to kv as plain rows, deletes are noted in
+// load_deletes with the highest row id they cover, and EndLoad builds the
+// index once, sorting every key in one pass instead of dirtying an index
+// page per row. A key put several times during the load has several rows
+// until EndLoad keeps the newest.
+//
+// Everything the load writes is committed with the batch's cursor, and
+// state.loading says a load is under way, so a crash resumes it: the host
+// re-applies from the cursor and ends the load when it catches up.
+
+const loadDeletesTable = `
+CREATE TABLE load_deletes (
+    key    BLOB NOT NULL,
+    before INTEGER NOT NULL -- rows of key with id <= before are deleted
+);`
+
+// BeginLoad implements sdk.Loader.
+func (s *Store) BeginLoad(ctx context.Context) error {
+	if err := s.opened(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin load: %w", err)
+	}
+	defer tx.Rollback()
+	var cursor int64
+	var rows bool
+	if err := tx.QueryRowContext(ctx, `SELECT cursor, EXISTS (SELECT 1 FROM kv) FROM state WHERE id = 1`).Scan(&cursor, &rows); err != nil {
+		return fmt.Errorf("sqlite: begin load: %w", err)
+	}
+	if cursor != 0 || rows {
+		return fmt.Errorf("sqlite: a bulk load needs an empty store (cursor %d, holds keys: %v)", cursor, rows)
+	}
+	if s.loading.Load() {
+		return nil
+	}
+	// The table is recreated rather than its index dropped: a layout
+	// version 1 table carries the index as a column constraint.
+	for _, q := range []string{`DROP TABLE kv`, kvTable, loadDeletesTable, `UPDATE state SET loading = 1 WHERE id = 1`} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlite: begin load: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: begin load: %w", err)
+	}
+	s.loading.Store(true)
+	return nil
+}
+
+// applyLoading is Apply during a bulk load: puts are appended without
+// looking for the key, deletes are noted for EndLoad. The counters hold
+// rows, not keys, until EndLoad counts again.
+func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Mutation) error {
+	if err := s.prepare(ctx, qInsert, qLoadDelete, qState); err != nil {
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var puts, deletes []*sdk.Mutation
+	var putBytes int64
+	for _, m := range muts {
+		if m.Op == sdk.OpPut {
+			puts = append(puts, m)
+			putBytes += int64(len(m.Key) + len(m.Value))
+		} else {
+			deletes = append(deletes, m)
+		}
+	}
+	if len(deletes) > 0 {
+		// Every row of these keys so far has an id <= the current
+		// maximum; this batch's puts are of other keys.
+		var before int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM kv`).Scan(&before); err != nil {
+			return fmt.Errorf("sqlite: delete: %w", err)
+		}
+		for chunk := range slices.Chunk(deletes, rowsPerStatement) {
+			args := make([]any, 0, 2*len(chunk))
+			for _, m := range chunk {
+				args = append(args, m.Key, before)
+			}
+			q := `INSERT INTO load_deletes (key, before) VALUES ` + placeholders(len(chunk), "(?,?)")
+			if err := s.txExec(ctx, tx, q, args...); err != nil {
+				return fmt.Errorf("sqlite: delete: %w", err)
+			}
+		}
+	}
+	for chunk := range slices.Chunk(puts, rowsPerStatement) {
+		if err := s.insert(ctx, tx, chunk, ""); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	keys, nbytes := s.keys+int64(len(puts)), s.bytes+putBytes
+	s.mu.Unlock()
+	return s.commit(ctx, tx, b, keys, nbytes)
+}
+
+// EndLoad implements sdk.Loader: it keeps the newest row of each key,
+// applies the deletes, builds the unique index and counts the fold, in one
+// transaction.
+func (s *Store) EndLoad(ctx context.Context) error {
+	if err := s.opened(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.endLoad(ctx)
+}
+
+// querier is what reads need of a *sql.DB or *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// whileLoading runs a read that began during a bulk load in one read
+// transaction, and tells it whether the load is still under way in that
+// snapshot (EndLoad may have committed since the read looked).
+func (s *Store) whileLoading(ctx context.Context, read func(q querier, loading bool) error) error {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var loading bool
+	if err := tx.QueryRowContext(ctx, `SELECT loading FROM state WHERE id = 1`).Scan(&loading); err != nil {
+		return err
+	}
+	return read(tx, loading)
+}
+
+// qGet reads one key through the unique index.
+const qGet = `SELECT value, revision FROM kv WHERE key = ?`
+
+// qGetLoading reads one key during a load: its newest row, unless a delete
+// noted later covers it. Without the index it scans the table.
+const qGetLoading = `SELECT value, revision FROM kv WHERE key = ?1
+	AND id > coalesce((SELECT max(before) FROM load_deletes WHERE key = ?1), 0)
+	ORDER BY id DESC LIMIT 1`
+
+// loadingView is a FROM clause holding what kv will hold after EndLoad,
+// restricted by cond (a WHERE clause on key, or ""): the newest row of
+// each key unless a delete noted later covers it.
+func loadingView(cond string) string {
+	return `(SELECT kv.key AS key, value, revision FROM
+		(SELECT id, key, value, revision, max(id) OVER (PARTITION BY key) AS newest FROM kv` + cond + `) AS kv
+		LEFT JOIN (SELECT key, max(before) AS before FROM load_deletes GROUP BY key) AS d ON d.key = kv.key
+		WHERE kv.id = kv.newest AND kv.id > coalesce(d.before, 0))`
+}
+
+func (s *Store) endLoad(ctx context.Context) error {
+	if !s.loading.Load() {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: end load: %w", err)
+	}
+	defer tx.Rollback()
+	exec := func(q string) error {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlite: end load: %w", err)
+		}
+		return nil
+	}
+	// Most loads put each key once: the unique index then builds in one
+	// sort. A duplicate fails it, and the older rows go first.
+	_, err = tx.ExecContext(ctx, kvIndex)
+	switch {
+	case err == nil:
+	case isConstraint(err):
+		if err := dedupe(ctx, tx); err != nil {
+			return err
+		}
+		if err := exec(kvIndex); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("sqlite: end load: index: %w", err)
+	}
+	if err := exec(`DELETE FROM kv WHERE id IN (
+		SELECT kv.id FROM load_deletes AS d JOIN kv ON kv.key = d.key AND kv.id <= d.before)`); err != nil {
+		return err
+	}
+	var keys, nbytes int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv`).Scan(&keys, &nbytes); err != nil {
+		return fmt.Errorf("sqlite: end load: count: %w", err)
+	}
+	if err := exec(`DROP TABLE load_deletes`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE state SET loading = 0, keys = ?, bytes = ? WHERE id = 1`, keys, nbytes); err != nil {
+		return fmt.Errorf("sqlite: end load: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: end load: %w", err)
+	}
+	s.mu.Lock()
+	s.keys, s.bytes = keys, nbytes
+	s.mu.Unlock()
+	s.loading.Store(false)
+	return nil
+}
+
+// dedupe deletes every row of a key but its newest (highest id), in one
+// pass over a temporary index in key order.
+func dedupe(ctx context.Context, tx *sql.Tx) error {
+	for _, q := range []string{
+		`CREATE INDEX kv_load ON kv (key, id)`,
+		`DELETE FROM kv WHERE id IN (
+			SELECT id FROM (SELECT id, key, lead(key) OVER (ORDER BY key, id) AS next FROM kv)
+			WHERE key = next)`,
+		`DROP INDEX kv_load`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlite: end load: dedupe: %w", err)
+		}
+	}
+	return nil
+}
+
+// isConstraint reports a constraint violation (a duplicate key).
+func isConstraint(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrConstraint
+}
