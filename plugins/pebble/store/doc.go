@@ -1,6 +1,6 @@
 // Package store is the slipstream fold store on pebble
 // (github.com/cockroachdb/pebble/v2), served as a plugin by
-// plugins/pebble. It implements [sdk.Store], [sdk.Compacter],
+// plugins/pebble. It implements [sdk.Store], [sdk.Compacter], [sdk.Loader],
 // [sdk.Describer] and [sdk.LoggerSetter].
 //
 // # Key layout
@@ -11,14 +11,16 @@
 //
 //	\x00s/format   layout version, "1"; written when the directory is created
 //	\x00s/cursor   8-byte big-endian cursor of the last committed batch
-//	\x00s/stats    16 bytes: big-endian live key count, then key+value bytes
+//	\x00s/stats    16 bytes: big-endian live key count, then key+value bytes;
+//	               absent during a bulk load
+//	\x00s/loading  empty; present while a bulk load is under way
 //	\x00m/<name>   host metadata <name> (opaque bytes)
 //	\x01d/<key>    fold entry <key>: 8-byte big-endian revision, then the value
 //
-// Every Apply writes its mutations, the cursor, the metadata and the updated
-// stats in one pebble batch, committed with pebble.Sync unless the store
-// config says otherwise, so a crash leaves either all of a batch or none of
-// it. Readers use the database directly: pebble applies a batch atomically,
+// Every Apply writes its mutations, the cursor, the metadata and (outside a
+// bulk load) the updated stats in one pebble batch, committed with
+// pebble.Sync unless the store config says otherwise, so a crash leaves
+// either all of a batch or none of it. Readers use the database directly: pebble applies a batch atomically,
 // so Get and Scan see all of a concurrent Apply or none of it.
 //
 // The key count and byte total are maintained incrementally: Apply looks up
@@ -28,11 +30,37 @@
 // of Apply's own CPU time; the alternative, a full scan per Stats call, would
 // cost seconds on a large fold.
 //
+// # Bulk load
+//
+// BeginLoad, on a store with cursor 0 and no data key, commits one batch
+// that writes \x00s/loading and deletes \x00s/stats: from then on the
+// counts are unknown, and Apply writes each batch (mutations, cursor,
+// metadata) without reading anything, which removes the per-key lookups
+// above. The batches stay atomic and durable as always; a key may be put and
+// deleted any number of times, pebble keeps the last write. The loading
+// record outlives Close and crashes, and Open reports it as
+// [sdk.State.Loading]. EndLoad counts the data keys and their bytes in one
+// ordered pass (lengths only, no value is read), then commits the stats
+// record and the removal of \x00s/loading in one batch, with the configured
+// sync; Apply waits for it. EndLoad on a store that is not loading does
+// nothing; BeginLoad on a store that is already loading and still empty
+// does nothing.
+//
+// Stats during a load is exact: it counts the data keys by the same full
+// pass as EndLoad, from one pebble snapshot, and leaves the load running (a
+// read never changes the store). The host does not read a fold before it
+// ends its load, so the cost is only paid by a caller that asks.
+//
+// A plugin older than bulk load (same layout version) refuses to open a
+// store in the middle of a load, since the stats record is missing, rather
+// than keep wrong counts; a finished load leaves the usual layout.
+//
 // # Config
 //
 // The fold's store_config table, as JSON; unknown keys are an error:
 //
-//	sync           bool, default true: fsync every batch commit
+//	sync           bool, default true: fsync every batch commit (Apply,
+//	               BeginLoad, EndLoad)
 //	cache_size     bytes of block cache, default 64 MiB
 //	memtable_size  bytes per memtable, default pebble's (4 MiB)
 package store

@@ -14,6 +14,7 @@ var (
 	formatKey  = []byte("\x00s/format")
 	cursorKey  = []byte("\x00s/cursor")
 	statsKey   = []byte("\x00s/stats")
+	loadingKey = []byte("\x00s/loading")
 	metaPrefix = []byte("\x00m/")
 	metaEnd    = []byte("\x00m0") // '0' follows '/': the first key past every meta key
 	dataPrefix = []byte("\x01d/")

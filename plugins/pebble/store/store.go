@@ -24,9 +24,14 @@ type Store struct {
 	db *pebble.DB
 	wo *pebble.WriteOptions
 
-	// applyMu serializes Apply: each batch reads the stats the previous one
-	// wrote. sdk.Serve serializes too; in-process callers might not.
+	// applyMu serializes Apply, BeginLoad and EndLoad: each batch reads the
+	// stats the previous one wrote. sdk.Serve serializes too; in-process
+	// callers might not.
 	applyMu sync.Mutex
+	// loading mirrors loadingKey: a bulk load is under way, Apply keeps no
+	// counts. Written by Open (mu write-held) and by BeginLoad and EndLoad
+	// (applyMu held); read by Apply (applyMu held).
+	loading bool
 }
 
 // New returns a closed store that logs nowhere until SetLogger.
@@ -37,6 +42,7 @@ func New() *Store {
 var (
 	_ sdk.Store        = (*Store)(nil)
 	_ sdk.Compacter    = (*Store)(nil)
+	_ sdk.Loader       = (*Store)(nil)
 	_ sdk.Describer    = (*Store)(nil)
 	_ sdk.LoggerSetter = (*Store)(nil)
 )
@@ -48,7 +54,7 @@ func (s *Store) SetLogger(l *slog.Logger) {
 
 // Describe names the store; its version is the on-disk layout version.
 func (s *Store) Describe() sdk.Info {
-	return sdk.Info{Name: "pebble", Version: layoutVersion, Capabilities: []string{sdk.CapCompact}}
+	return sdk.Info{Name: "pebble", Version: layoutVersion, Capabilities: []string{sdk.CapCompact, sdk.CapBulkLoad}}
 }
 
 // Open opens or creates the database in dir. A directory holding a pebble
@@ -88,7 +94,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		_ = db.Close()
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	s.db, s.wo = db, pebble.NoSync
+	s.db, s.wo, s.loading = db, pebble.NoSync, st.Loading
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
@@ -115,11 +121,17 @@ func load(db *pebble.DB) (sdk.State, error) {
 	if err != nil {
 		return sdk.State{}, err
 	}
-	if rec, err = get(db, statsKey); err != nil {
-		return sdk.State{}, fmt.Errorf("stats record: %w", err)
-	}
-	if _, err := decodeCounts(rec); err != nil {
+	loading, err := isLoading(db)
+	if err != nil {
 		return sdk.State{}, err
+	}
+	if !loading { // a load keeps no stats record
+		if rec, err = get(db, statsKey); err != nil {
+			return sdk.State{}, fmt.Errorf("stats record: %w", err)
+		}
+		if _, err := decodeCounts(rec); err != nil {
+			return sdk.State{}, err
+		}
 	}
 	meta := map[string][]byte{}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: metaPrefix, UpperBound: metaEnd})
@@ -136,7 +148,19 @@ func load(db *pebble.DB) (sdk.State, error) {
 	if err := it.Close(); err != nil {
 		return sdk.State{}, fmt.Errorf("metadata: %w", err)
 	}
-	return sdk.State{Cursor: cursor, Meta: meta}, nil
+	return sdk.State{Cursor: cursor, Meta: meta, Loading: loading}, nil
+}
+
+// isLoading reports whether r holds the loading record.
+func isLoading(r pebble.Reader) (bool, error) {
+	_, err := get(r, loadingKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("loading record: %w", err)
+	}
+	return true, nil
 }
 
 // initialize writes the store's records into a new database, refusing one
@@ -185,7 +209,8 @@ func (s *Store) open() (*pebble.DB, error) {
 }
 
 // Apply commits the batch's mutations, cursor, metadata and updated stats in
-// one pebble batch.
+// one pebble batch. During a bulk load it keeps no stats, and so reads
+// nothing: the batch is written blind.
 func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
@@ -197,19 +222,24 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rec, err := get(db, statsKey)
-	if err != nil {
-		return fmt.Errorf("pebble: apply: stats record: %w", err)
-	}
-	c, err := decodeCounts(rec)
-	if err != nil {
-		return fmt.Errorf("pebble: apply: %w", err)
-	}
-	// sizes starts as the key+value size each key of the batch has in the
-	// store (-1: absent) and follows the batch's mutations.
-	sizes, err := storedSizes(db, b.Mutations)
-	if err != nil {
-		return fmt.Errorf("pebble: apply: %w", err)
+	var (
+		c counts
+		// sizes starts as the key+value size each key of the batch has in
+		// the store (-1: absent) and follows the batch's mutations; nil
+		// during a load.
+		sizes map[string]int
+	)
+	if !s.loading {
+		rec, err := get(db, statsKey)
+		if err != nil {
+			return fmt.Errorf("pebble: apply: stats record: %w", err)
+		}
+		if c, err = decodeCounts(rec); err != nil {
+			return fmt.Errorf("pebble: apply: %w", err)
+		}
+		if sizes, err = storedSizes(db, b.Mutations); err != nil {
+			return fmt.Errorf("pebble: apply: %w", err)
+		}
 	}
 	wb := db.NewBatch()
 	defer wb.Close()
@@ -225,14 +255,18 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		default:
 			return fmt.Errorf("pebble: apply: mutation %d has unknown op %v", i, m.Op)
 		}
-		c = c.replace(sizes[string(m.Key)], now)
-		sizes[string(m.Key)] = now
+		if sizes != nil {
+			c = c.replace(sizes[string(m.Key)], now)
+			sizes[string(m.Key)] = now
+		}
 	}
 	_ = wb.Set(cursorKey, encodeUint64(b.Cursor), nil)
 	for name, v := range b.Meta {
 		_ = wb.Set(metaKey(name), v, nil)
 	}
-	_ = wb.Set(statsKey, c.encode(), nil)
+	if sizes != nil {
+		_ = wb.Set(statsKey, c.encode(), nil)
+	}
 	if err := ctx.Err(); err != nil {
 		return err // the last moment at which giving up commits nothing
 	}
@@ -368,22 +402,158 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 }
 
 // Stats reports the counters committed with the last batch and pebble's
-// disk usage.
-func (s *Store) Stats(context.Context) (sdk.Stats, error) {
+// disk usage. During a bulk load, which keeps no counters, it counts the
+// data keys instead: exact, but a full scan.
+func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 	db, err := s.open()
 	if err != nil {
 		return sdk.Stats{}, err
 	}
 	defer s.mu.RUnlock()
-	rec, err := get(db, statsKey)
+	c, err := storedCounts(ctx, db)
 	if err != nil {
-		return sdk.Stats{}, fmt.Errorf("pebble: stats record: %w", err)
-	}
-	c, err := decodeCounts(rec)
-	if err != nil {
-		return sdk.Stats{}, fmt.Errorf("pebble: %w", err)
+		return sdk.Stats{}, fmt.Errorf("pebble: stats: %w", err)
 	}
 	return sdk.Stats{Keys: c.keys, Bytes: c.bytes, DiskBytes: db.Metrics().DiskSpaceUsage()}, nil
+}
+
+// storedCounts returns the stats record, or during a bulk load the counts
+// of the data keys.
+func storedCounts(ctx context.Context, db *pebble.DB) (counts, error) {
+	rec, err := get(db, statsKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		// A load is under way, or was until a moment ago: read the stats
+		// record, the loading record and the data from one snapshot, so an
+		// EndLoad or BeginLoad committed meanwhile cannot mix two states.
+		snap := db.NewSnapshot()
+		defer snap.Close()
+		rec, err = get(snap, statsKey)
+		if errors.Is(err, pebble.ErrNotFound) {
+			loading, lerr := isLoading(snap)
+			switch {
+			case lerr != nil:
+				return counts{}, lerr
+			case loading:
+				return countData(ctx, snap)
+			}
+		}
+	}
+	if err != nil {
+		return counts{}, fmt.Errorf("stats record: %w", err)
+	}
+	return decodeCounts(rec)
+}
+
+// countData counts the data keys of r and their key+value bytes, in one
+// pass in key order that reads no value (only its length).
+func countData(ctx context.Context, r pebble.Reader) (c counts, err error) {
+	it, err := r.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: dataPrefix, UpperBound: dataEnd})
+	if err != nil {
+		return counts{}, err
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for valid := it.First(); valid; valid = it.Next() {
+		if c.keys%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return counts{}, err
+			}
+		}
+		lv := it.LazyValue()
+		n := lv.Len()
+		if n < 8 {
+			return counts{}, fmt.Errorf("key %q: %w", it.Key()[len(dataPrefix):], errShortRecord)
+		}
+		c.keys++
+		c.bytes += uint64(len(it.Key()) - len(dataPrefix) + n - 8)
+	}
+	return c, nil
+}
+
+// BeginLoad starts a bulk load into an empty store: it drops the stats
+// record and writes the loading record, in one batch. Until EndLoad, Apply
+// writes its batches without looking up the keys they touch. BeginLoad on a
+// store that is already loading and still empty does nothing; on a store
+// that holds a data key or a cursor it fails.
+func (s *Store) BeginLoad(ctx context.Context) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rec, err := get(db, cursorKey)
+	if err != nil {
+		return fmt.Errorf("pebble: begin load: cursor record: %w", err)
+	}
+	cursor, err := decodeUint64("cursor", rec)
+	if err != nil {
+		return fmt.Errorf("pebble: begin load: %w", err)
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: dataPrefix, UpperBound: dataEnd})
+	if err != nil {
+		return fmt.Errorf("pebble: begin load: %w", err)
+	}
+	hasKeys := it.First()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("pebble: begin load: %w", err)
+	}
+	if cursor != 0 || hasKeys {
+		return fmt.Errorf("pebble: begin load: the store is not empty (cursor %d, holds keys: %v); a bulk load needs a new store", cursor, hasKeys)
+	}
+	if s.loading {
+		return nil
+	}
+	wb := db.NewBatch()
+	defer wb.Close()
+	_ = wb.Set(loadingKey, nil, nil)
+	_ = wb.Delete(statsKey, nil)
+	if err := wb.Commit(s.wo); err != nil {
+		return fmt.Errorf("pebble: begin load: %w", err)
+	}
+	s.loading = true
+	return nil
+}
+
+// EndLoad ends a bulk load: it counts the data keys in one ordered pass,
+// then writes the stats record and removes the loading record in one batch.
+// It does nothing on a store that is not loading. Apply waits for it.
+func (s *Store) EndLoad(ctx context.Context) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	db, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if !s.loading {
+		return nil
+	}
+	// applyMu keeps every write out until the commit, so the counts are
+	// those of the data the batch below finds.
+	c, err := countData(ctx, db)
+	if err != nil {
+		return fmt.Errorf("pebble: end load: counting keys: %w", err)
+	}
+	wb := db.NewBatch()
+	defer wb.Close()
+	_ = wb.Set(statsKey, c.encode(), nil)
+	_ = wb.Delete(loadingKey, nil)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := wb.Commit(s.wo); err != nil {
+		return fmt.Errorf("pebble: end load: %w", err)
+	}
+	s.loading = false
+	return nil
 }
 
 // Compact compacts the whole data range, as after a bulk load: it flushes

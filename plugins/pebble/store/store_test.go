@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -211,7 +213,8 @@ func TestCompactReclaimsDeletedData(t *testing.T) {
 
 // BenchmarkApply applies batches of 1000 entries with 40-byte keys and
 // 200-byte values: new keys (a bootstrap), then overwrites of 100k keys in
-// random order.
+// random order, then new keys in random order under a bulk load (BeginLoad
+// on the fresh store; EndLoad, untimed, is reported as endload-ms).
 func BenchmarkApply(b *testing.B) {
 	const batchSize, keySpace = 1000, 100_000
 	value := bytes.Repeat([]byte("v"), 200)
@@ -220,27 +223,51 @@ func BenchmarkApply(b *testing.B) {
 	}
 	for _, bench := range []struct {
 		name, config string
-		key          func(i, j int) []byte
+		load         bool
+		// key returns the j-th key of batch i; perm is a random permutation
+		// of the b.N*batchSize entry numbers.
+		key func(perm []int, i, j int) []byte
 	}{
-		{"insert/sync", `{"sync": true}`, func(i, j int) []byte { return key(i*batchSize + j) }},
-		{"insert/nosync", `{"sync": false}`, func(i, j int) []byte { return key(i*batchSize + j) }},
-		{"overwrite/sync", `{"sync": true}`, func(i, j int) []byte { return key((i*batchSize + j) * 7919 % keySpace) }},
+		{"insert/sync", `{"sync": true}`, false, func(_ []int, i, j int) []byte { return key(i*batchSize + j) }},
+		{"insert/nosync", `{"sync": false}`, false, func(_ []int, i, j int) []byte { return key(i*batchSize + j) }},
+		{"overwrite/sync", `{"sync": true}`, false, func(_ []int, i, j int) []byte { return key((i*batchSize + j) * 7919 % keySpace) }},
+		{"load/sync", `{"sync": true}`, true, func(perm []int, i, j int) []byte { return key(perm[i*batchSize+j]) }},
+		{"load/nosync", `{"sync": false}`, true, func(perm []int, i, j int) []byte { return key(perm[i*batchSize+j]) }},
 	} {
 		b.Run(bench.name, func(b *testing.B) {
 			ctx := context.Background()
 			s := openStore(b, b.TempDir(), bench.config)
 			defer s.Close(ctx)
+			var perm []int
+			if bench.load {
+				perm = rand.New(rand.NewPCG(1, 2)).Perm(b.N * batchSize)
+				if err := s.BeginLoad(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
 			batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
+			b.ResetTimer()
 			for i := range b.N {
 				for j := range batch.Mutations {
-					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: bench.key(i, j), Value: value, Revision: uint64(i*batchSize + j + 1)}
+					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: bench.key(perm, i, j), Value: value, Revision: uint64(i*batchSize + j + 1)}
 				}
 				batch.Cursor = uint64((i + 1) * batchSize)
 				if err := s.Apply(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.StopTimer()
 			b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+			if bench.load {
+				start := time.Now()
+				if err := s.EndLoad(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "endload-ms")
+				if st, err := s.Stats(ctx); err != nil || st.Keys != uint64(b.N*batchSize) {
+					b.Fatalf("Stats after EndLoad = %+v, %v; want %d keys", st, err, b.N*batchSize)
+				}
+			}
 		})
 	}
 }
