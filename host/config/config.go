@@ -135,6 +135,9 @@ type Fold struct {
 	TombstoneHorizon Duration `toml:"tombstone_horizon"`
 	// ReconcileEvery is the period of reconciles; 0 means never.
 	ReconcileEvery Duration `toml:"reconcile_every"`
+	// BulkLoad lets a store that declares the bulk-load capability fill a
+	// new generation in load mode (default true).
+	BulkLoad bool `toml:"bulk_load"`
 }
 
 // Batch bounds the batches a fold applies to its store. A batch is flushed
@@ -231,6 +234,7 @@ func (b *Bucket) setDefaults() {
 }
 
 func (f *Fold) setDefaults() {
+	f.BulkLoad = true
 	f.Batch = Batch{MaxEntries: 1000, MaxBytes: 4 << 20, Window: Duration(10 * time.Millisecond)}
 }
 

@@ -118,6 +118,7 @@ module = "t.wasm"
 			Transforms: []Transform{{
 				Module: filepath.Join(dir, "t.wasm"), Name: "t", OnError: "stall",
 			}},
+			BulkLoad: true,
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -170,6 +171,7 @@ store_config = { cache = "1GiB", levels = [1, 2.5], nested = { on = true } }
 batch = { max_entries = 1_000_000, max_bytes = 1024, window = "10s" }
 tombstone_horizon = "168h"
 reconcile_every = 0
+bulk_load = false
 [[fold.transform]]
 module = "m.wasm"
 name = "filter"

@@ -82,6 +82,9 @@ type Config struct {
 	TombstoneHorizon time.Duration
 	// ReconcileEvery runs a reconcile periodically; 0 means never.
 	ReconcileEvery time.Duration
+	// NoBulkLoad keeps new generations out of the store's bulk-load mode
+	// (sdk.Loader), which is used by default when the store has it.
+	NoBulkLoad bool
 	// RetryMin and RetryMax bound the jittered backoff between failed
 	// sessions; defaults 100ms and 30s. A session that committed something
 	// before failing starts the backoff over.
@@ -152,6 +155,8 @@ type generation struct {
 	h      Handle
 	cursor uint64 // committed; guarded by Fold.mu
 	meta   map[string][]byte
+	// loading: the store is in a bulk load, ended before it is published.
+	loading bool
 }
 
 // Fold is one fold and its supervisor.

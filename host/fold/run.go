@@ -106,7 +106,7 @@ func (f *Fold) openGen(ctx context.Context, n int) (*generation, error) {
 		_ = h.Shutdown(sctx)
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
 	}
-	return &generation{n: n, dir: dir, h: h, cursor: st.Cursor, meta: st.Meta}, nil
+	return &generation{n: n, dir: dir, h: h, cursor: st.Cursor, meta: st.Meta, loading: st.Loading}, nil
 }
 
 // alive returns g if its plugin still runs, or reopens the generation.
@@ -132,6 +132,9 @@ func (f *Fold) prepare(ctx context.Context) (*generation, error) {
 		f.mu.RUnlock()
 		g, err := f.alive(ctx, pub, f.layout.published)
 		if err != nil {
+			return nil, err
+		}
+		if err := f.endLoad(ctx, g); err != nil {
 			return nil, err
 		}
 		f.mu.Lock()
@@ -293,6 +296,11 @@ func (f *Fold) session(ctx context.Context) error {
 	isPub := tgt == f.pub
 	hasPub := f.pub != nil
 	f.mu.RUnlock()
+	if !isPub && cursor == 0 && !tgt.loading {
+		if err := f.beginLoad(ctx, tgt); err != nil {
+			return err
+		}
+	}
 	switch {
 	case !isPub && hasPub:
 		f.setState(StateRebuilding, "")
@@ -391,6 +399,9 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 	if !b.caughtUp {
 		return nil
 	}
+	if err := f.endLoad(ctx, g); err != nil {
+		return err
+	}
 	if !isPub {
 		if err := f.publish(ctx, g); err != nil {
 			return err
@@ -400,6 +411,41 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 	f.synced, f.syncedAt = true, time.Now()
 	f.mu.Unlock()
 	f.setState(StateSynced, "")
+	return nil
+}
+
+// beginLoad puts a new, empty generation's store in bulk-load mode when it
+// has one (sdk.Loader) and the fold allows it.
+func (f *Fold) beginLoad(ctx context.Context, g *generation) error {
+	l, ok := g.h.(sdk.Loader)
+	if !ok || f.cfg.NoBulkLoad {
+		return nil
+	}
+	if err := l.BeginLoad(ctx); err != nil {
+		return fmt.Errorf("store begin load (generation %d): %w", g.n, err)
+	}
+	g.loading = true
+	return nil
+}
+
+// endLoad ends g's bulk load, if it is in one: a generation is published
+// to readers only after its store has ended the load.
+func (f *Fold) endLoad(ctx context.Context, g *generation) error {
+	if !g.loading {
+		return nil
+	}
+	l, ok := g.h.(sdk.Loader)
+	if !ok {
+		return fmt.Errorf("generation %d is in a bulk load but its store has no EndLoad", g.n)
+	}
+	start := time.Now()
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
+	if err := l.EndLoad(ectx); err != nil {
+		return fmt.Errorf("store end load (generation %d): %w", g.n, err)
+	}
+	g.loading = false
+	f.log.Info("bulk load ended", "generation", g.n, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -139,6 +139,7 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		CheckEvery:       s.opts.CheckEvery,
 		TombstoneHorizon: time.Duration(fc.TombstoneHorizon),
 		ReconcileEvery:   time.Duration(fc.ReconcileEvery),
+		NoBulkLoad:       !fc.BulkLoad,
 		Logger:           s.log,
 		Metrics:          metrics,
 	}
