@@ -2,9 +2,12 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +36,8 @@ const parentPoll = 250 * time.Millisecond
 // open batch before it ends the plugin.
 func Serve(s Store) {
 	logger := NewPluginLogger(os.Stderr, slog.LevelDebug)
+	stopProfile := startProfile(logger)
+	defer stopProfile()
 	if ls, ok := s.(LoggerSetter); ok {
 		ls.SetLogger(logger)
 	}
@@ -53,7 +58,43 @@ func Serve(s Store) {
 	shutdown(p, logger, "host ended the plugin")
 }
 
+// ProfileEnv names an environment variable that, set to a path in the
+// host's environment, makes every plugin write a CPU profile of itself to
+// PATH.PID until it exits (go tool pprof reads it).
+const ProfileEnv = "SLIPSTREAM_PLUGIN_CPUPROFILE"
+
+var stopProfileOnce sync.Once
+
+// startProfile starts the CPU profile ProfileEnv asks for, and returns what
+// stops it.
+func startProfile(logger *slog.Logger) func() {
+	path := os.Getenv(ProfileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		logger.Warn("cpu profile not written", "env", ProfileEnv, "err", err)
+		return func() {}
+	}
+	stop := func() {
+		stopProfileOnce.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
+	profileStop = stop
+	return stop
+}
+
+// profileStop ends a running CPU profile before the process exits.
+var profileStop = func() {}
+
 func shutdown(p *grpcPlugin, logger *slog.Logger, why string) {
+	defer profileStop()
 	if p.srv == nil {
 		return
 	}
