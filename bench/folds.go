@@ -249,6 +249,22 @@ func (h inProcessHandle) Shutdown(ctx context.Context) error {
 // Exited is always false: the store lives in this process.
 func (inProcessHandle) Exited() bool { return false }
 
+// BeginLoad and EndLoad reach the store's bulk-load mode, as a plugin's do.
+func (h inProcessHandle) BeginLoad(ctx context.Context) error {
+	if l, ok := h.Store.(sdk.Loader); ok {
+		return l.BeginLoad(ctx)
+	}
+	return nil
+}
+
+// EndLoad: see BeginLoad.
+func (h inProcessHandle) EndLoad(ctx context.Context) error {
+	if l, ok := h.Store.(sdk.Loader); ok {
+		return l.EndLoad(ctx)
+	}
+	return nil
+}
+
 // trackedPlugin is a plugin whose CPU time and peak RSS are recorded when it
 // is shut down.
 type trackedPlugin struct {
