@@ -105,12 +105,18 @@ func (p *Plugin) Compact(ctx context.Context) error {
 // BeginLoad tells the store a bulk load into it begins (see Loader); a
 // no-op for stores that do not declare CapBulkLoad.
 func (p *Plugin) BeginLoad(ctx context.Context) error {
+	if !p.info.Has(CapBulkLoad) {
+		return nil // a plugin built before the capability has no such call
+	}
 	return p.Store.(*client).BeginLoad(ctx)
 }
 
 // EndLoad tells the store the bulk load is over (see Loader); a no-op for
 // stores that do not declare CapBulkLoad.
 func (p *Plugin) EndLoad(ctx context.Context) error {
+	if !p.info.Has(CapBulkLoad) {
+		return nil
+	}
 	return p.Store.(*client).EndLoad(ctx)
 }
 

@@ -3,6 +3,7 @@ package fold_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // messages records the messages a fold logs.
@@ -176,5 +178,42 @@ func TestBulkLoadWithWritesDuringBootstrap(t *testing.T) {
 				t.Errorf("no generation published; logs: %q", log.seen)
 			}
 		})
+	}
+}
+
+// refusingLoader is a plugin whose store refuses every bulk load.
+type refusingLoader struct{ *sdk.Plugin }
+
+func (refusingLoader) BeginLoad(context.Context) error { return errors.New("no loads here") }
+
+// TestRefusedBulkLoadFillsBatchByBatch: a store that refuses BeginLoad (a
+// cursor-0 store holding keys, a plugin built before the capability) is
+// filled batch by batch instead of stalling the fold.
+func TestRefusedBulkLoadFillsBatchByBatch(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	putAll(t, js, "cfg", 3000, "k", "v")
+	_, last := lastSeq(t, js, "cfg")
+
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	log := &messages{}
+	h.cfg.Logger = slog.New(log)
+	launch := h.cfg.Launch
+	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
+		p, err := launch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return refusingLoader{p.(*sdk.Plugin)}, nil
+	}
+	h.start()
+	h.waitSynced(last)
+	diff(t, h.contents(), testenv.Contents(t, kv, ""))
+	if n := log.count("store refused a bulk load; filling it batch by batch"); n != 1 {
+		t.Errorf("logged the refusal %d times, want once", n)
+	}
+	if n := log.count("bulk load ended"); n != 0 {
+		t.Errorf("a refused load was ended %d times", n)
 	}
 }

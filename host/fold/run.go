@@ -297,9 +297,7 @@ func (f *Fold) session(ctx context.Context) error {
 	hasPub := f.pub != nil
 	f.mu.RUnlock()
 	if !isPub && cursor == 0 && !tgt.loading {
-		if err := f.beginLoad(ctx, tgt); err != nil {
-			return err
-		}
+		f.beginLoad(ctx, tgt)
 	}
 	switch {
 	case !isPub && hasPub:
@@ -400,6 +398,9 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 		return nil
 	}
 	if err := f.endLoad(ctx, g); err != nil {
+		if ctx.Err() != nil {
+			return nil // shutting down: not published; the load ends on the next start
+		}
 		return err
 	}
 	if !isPub {
@@ -415,17 +416,18 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 }
 
 // beginLoad puts a new, empty generation's store in bulk-load mode when it
-// has one (sdk.Loader) and the fold allows it.
-func (f *Fold) beginLoad(ctx context.Context, g *generation) error {
+// has one (sdk.Loader) and the fold allows it. The load is only a faster
+// way to fill the store: a store that refuses it is filled batch by batch.
+func (f *Fold) beginLoad(ctx context.Context, g *generation) {
 	l, ok := g.h.(sdk.Loader)
 	if !ok || f.cfg.NoBulkLoad {
-		return nil
+		return
 	}
 	if err := l.BeginLoad(ctx); err != nil {
-		return fmt.Errorf("store begin load (generation %d): %w", g.n, err)
+		f.log.Warn("store refused a bulk load; filling it batch by batch", "generation", g.n, "err", err)
+		return
 	}
 	g.loading = true
-	return nil
 }
 
 // endLoad ends g's bulk load, if it is in one: a generation is published
@@ -438,10 +440,11 @@ func (f *Fold) endLoad(ctx context.Context, g *generation) error {
 	if !ok {
 		return fmt.Errorf("generation %d is in a bulk load but its store has no EndLoad", g.n)
 	}
+	// No deadline: ending a load sorts or counts the whole fold, which
+	// takes as long as the fold is large. A shutdown cancels it; the store
+	// is then still loading and the load ends on the next start.
 	start := time.Now()
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
-	defer cancel()
-	if err := l.EndLoad(ectx); err != nil {
+	if err := l.EndLoad(ctx); err != nil {
 		return fmt.Errorf("store end load (generation %d): %w", g.n, err)
 	}
 	g.loading = false

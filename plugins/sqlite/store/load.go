@@ -51,6 +51,17 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	if s.loading.Load() {
 		return nil
 	}
+	// Readers take the path that reads the loading flag in their own
+	// snapshot from now on: one that looked at the flag before this commit
+	// could otherwise read the loading table as if it were not.
+	s.loads.Add(1)
+	s.loading.Store(true)
+	committed := false
+	defer func() {
+		if !committed {
+			s.loading.Store(false)
+		}
+	}()
 	// The table is recreated rather than its index dropped: a layout
 	// version 1 table carries the index as a column constraint.
 	for _, q := range []string{`DROP TABLE kv`, kvTable, loadDeletesTable, `UPDATE state SET loading = 1 WHERE id = 1`} {
@@ -61,7 +72,7 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: begin load: %w", err)
 	}
-	s.loading.Store(true)
+	committed = true
 	return nil
 }
 
@@ -134,10 +145,10 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// whileLoading runs a read that began during a bulk load in one read
-// transaction, and tells it whether the load is still under way in that
-// snapshot (EndLoad may have committed since the read looked).
-func (s *Store) whileLoading(ctx context.Context, read func(q querier, loading bool) error) error {
+// snapshot runs a read in one read transaction and tells it whether a
+// bulk load is under way in that snapshot: the flag in memory may be out of
+// date by a BeginLoad or EndLoad committed meanwhile.
+func (s *Store) snapshot(ctx context.Context, read func(q querier, loading bool) error) error {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return err

@@ -100,6 +100,9 @@ type Store struct {
 
 	wmu     sync.Mutex  // serializes the writer: Apply, BeginLoad, EndLoad
 	loading atomic.Bool // a bulk load is under way (see load.go)
+	// loads counts BeginLoads, raised before each commits: a read that
+	// did not see loading set checks it did not change while it ran.
+	loads atomic.Uint64
 
 	mu    sync.Mutex // guards the counters below, written only under wmu
 	keys  int64
@@ -501,15 +504,17 @@ func (s *Store) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 	e := sdk.Entry{Key: key}
 	var rev int64
 	var err error
-	if s.loading.Load() {
-		err = s.whileLoading(ctx, func(q querier, loading bool) error {
+	loads := s.loads.Load()
+	if !s.loading.Load() {
+		err = s.get.QueryRowContext(ctx, key).Scan(&e.Value, &rev)
+	}
+	if s.loading.Load() || s.loads.Load() != loads {
+		err = s.snapshot(ctx, func(q querier, loading bool) error {
 			if !loading {
 				return q.QueryRowContext(ctx, qGet, key).Scan(&e.Value, &rev)
 			}
 			return q.QueryRowContext(ctx, qGetLoading, key).Scan(&e.Value, &rev)
 		})
-	} else {
-		err = s.get.QueryRowContext(ctx, key).Scan(&e.Value, &rev)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return sdk.Entry{}, sdk.ErrNotFound
@@ -559,16 +564,13 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 	if r.Limit > 0 {
 		tail += fmt.Sprintf(` LIMIT %d`, r.Limit)
 	}
-	if s.loading.Load() {
-		return s.whileLoading(ctx, func(q querier, loading bool) error {
-			from := `kv` + cond
-			if loading {
-				from = loadingView(cond)
-			}
-			return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
-		})
-	}
-	return scanRows(ctx, s.r, `SELECT `+cols+` FROM kv`+cond+tail, args, r.KeysOnly, fn)
+	return s.snapshot(ctx, func(q querier, loading bool) error {
+		from := `kv` + cond
+		if loading {
+			from = loadingView(cond)
+		}
+		return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
+	})
 }
 
 // scanRows runs a Scan's query and calls fn for each row.
@@ -615,10 +617,14 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 	if err := s.opened(); err != nil {
 		return sdk.Stats{}, err
 	}
-	if s.loading.Load() {
+	loads := s.loads.Load()
+	s.mu.Lock()
+	st := sdk.Stats{Keys: uint64(s.keys), Bytes: uint64(s.bytes)}
+	s.mu.Unlock()
+	if s.loading.Load() || s.loads.Load() != loads {
 		// The counters hold rows during a load; count the keys.
 		var st sdk.Stats
-		err := s.whileLoading(ctx, func(q querier, loading bool) error {
+		err := s.snapshot(ctx, func(q querier, loading bool) error {
 			from := `kv`
 			if loading {
 				from = loadingView("")
@@ -631,9 +637,6 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 		st.DiskBytes = s.diskBytes(ctx)
 		return st, nil
 	}
-	s.mu.Lock()
-	st := sdk.Stats{Keys: uint64(s.keys), Bytes: uint64(s.bytes)}
-	s.mu.Unlock()
 	st.DiskBytes = s.diskBytes(ctx)
 	return st, nil
 }
