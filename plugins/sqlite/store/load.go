@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/mattn/go-sqlite3"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -80,14 +79,6 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 // looking for the key, deletes are noted for EndLoad. The counters hold
 // rows, not keys, until EndLoad counts again.
 func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Mutation) error {
-	if err := s.prepare(ctx, qInsert, qLoadDelete, qState); err != nil {
-		return err
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
-	}
-	defer tx.Rollback()
 	var puts, deletes []*sdk.Mutation
 	var putBytes int64
 	for _, m := range muts {
@@ -98,33 +89,64 @@ func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Muta
 			deletes = append(deletes, m)
 		}
 	}
-	if len(deletes) > 0 {
-		// Every row of these keys so far has an id <= the current
-		// maximum; this batch's puts are of other keys.
-		var before int64
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM kv`).Scan(&before); err != nil {
-			return fmt.Errorf("sqlite: delete: %w", err)
-		}
-		for chunk := range slices.Chunk(deletes, rowsPerStatement) {
-			args := make([]any, 0, 2*len(chunk))
-			for _, m := range chunk {
-				args = append(args, m.Key, before)
-			}
-			q := `INSERT INTO load_deletes (key, before) VALUES ` + placeholders(len(chunk), "(?,?)")
-			if err := s.txExec(ctx, tx, q, args...); err != nil {
-				return fmt.Errorf("sqlite: delete: %w", err)
-			}
-		}
-	}
-	for chunk := range slices.Chunk(puts, rowsPerStatement) {
-		if err := s.insert(ctx, tx, chunk, ""); err != nil {
-			return err
-		}
-	}
 	s.mu.Lock()
 	keys, nbytes := s.keys+int64(len(puts)), s.bytes+putBytes
 	s.mu.Unlock()
-	return s.commit(ctx, tx, b, keys, nbytes)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := s.raw
+	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	if err := s.loadBatch(ctx, c, b, puts, deletes, keys, nbytes); err != nil {
+		_ = c.exec(`ROLLBACK`)
+		return err
+	}
+	if err := c.exec(`COMMIT`); err != nil {
+		_ = c.exec(`ROLLBACK`)
+		return err
+	}
+	s.mu.Lock()
+	s.keys, s.bytes = keys, nbytes
+	s.mu.Unlock()
+	return nil
+}
+
+// loadBatch writes one batch of a load in the open transaction of c.
+func (s *Store) loadBatch(ctx context.Context, c *rawConn, b *sdk.Batch, puts, deletes []*sdk.Mutation, keys, nbytes int64) error {
+	if len(deletes) > 0 {
+		// Every row of these keys so far has an id <= the current
+		// maximum; this batch's puts are of other keys.
+		before, err := c.run(`SELECT coalesce(max(id), 0) FROM kv`)
+		if err != nil {
+			return err
+		}
+		for _, m := range deletes {
+			if _, err := c.run(`INSERT INTO load_deletes (key, before) VALUES (?, ?)`, m.Key, before); err != nil {
+				return err
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := c.insertRows(puts); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := c.run(qState, int64(b.Cursor), keys, nbytes); err != nil {
+		return err
+	}
+	for name, value := range b.Meta {
+		if _, err := c.run(`INSERT INTO meta (name, value) VALUES (?, ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, nonNil(value)); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // EndLoad implements sdk.Loader: it keeps the newest row of each key,

@@ -95,8 +95,9 @@ func parseConfig(raw []byte) (Config, error) {
 // Store is a fold kept in one SQLite database.
 type Store struct {
 	log *slog.Logger
-	w   *sql.DB // the writer: one connection
-	r   *sql.DB // readers: a small pool, query-only
+	w   *sql.DB  // the writer: one connection
+	raw *rawConn // a second writer for the rows of a bulk load (raw.go)
+	r   *sql.DB  // readers: a small pool, query-only
 
 	wmu     sync.Mutex  // serializes the writer: Apply, BeginLoad, EndLoad
 	loading atomic.Bool // a bulk load is under way (see load.go)
@@ -166,7 +167,14 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 		r.Close()
 		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	s.w, s.r, s.get = w, r, get
+	raw, err := openRaw(path, cfg)
+	if err != nil {
+		get.Close()
+		w.Close()
+		r.Close()
+		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	s.w, s.r, s.get, s.raw = w, r, get, raw
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
 }
@@ -348,7 +356,6 @@ var (
 	qUpsert     = qInsert + qUpsertTail
 	qDelete     = `DELETE FROM kv WHERE key IN (` + placeholders(rowsPerStatement, "?") + `)`
 	qState      = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
-	qLoadDelete = `INSERT INTO load_deletes (key, before) VALUES ` + placeholders(rowsPerStatement, "(?,?)")
 )
 
 // prepare readies qs on the writer. It must run outside a transaction:
@@ -672,7 +679,7 @@ func (s *Store) Close(context.Context) error {
 	}
 	s.stmts = nil
 	s.stmtMu.Unlock()
-	err := errors.Join(s.r.Close(), s.w.Close())
-	s.w, s.r, s.get = nil, nil, nil
+	err := errors.Join(s.raw.close(), s.r.Close(), s.w.Close())
+	s.w, s.r, s.get, s.raw = nil, nil, nil, nil
 	return err
 }
