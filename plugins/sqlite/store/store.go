@@ -349,13 +349,10 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, b *sdk.Batch, keys, nbyt
 // Statements Apply runs in every batch, prepared once on the writer's
 // connection (see prepare) rather than parsed again per batch.
 var (
-	qExisting = `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
-		placeholders(rowsPerStatement, "?") + `)`
-	qUpsertTail = ` ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision`
-	qInsert     = `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(rowsPerStatement, "(?,?,?)")
-	qUpsert     = qInsert + qUpsertTail
-	qDelete     = `DELETE FROM kv WHERE key IN (` + placeholders(rowsPerStatement, "?") + `)`
-	qState      = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
+	qExisting = existingQuery(rowsPerStatement)
+	qUpsert   = upsertQuery(rowsPerStatement)
+	qDelete   = deleteQuery(rowsPerStatement)
+	qState    = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
 )
 
 // prepare readies qs on the writer. It must run outside a transaction:
@@ -451,8 +448,7 @@ func (s *Store) existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation)
 	for i, m := range chunk {
 		args[i] = m.Key
 	}
-	q := `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
-		placeholders(len(chunk), "?") + `)`
+	q := existingQuery(len(chunk))
 	ctx, err = statementContext(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -467,18 +463,30 @@ func (s *Store) existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation)
 	return n, nbytes, nil
 }
 
-func (s *Store) upsert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
-	return s.insert(ctx, tx, run, qUpsertTail)
+// existingQuery counts the rows and bytes n keys hold.
+func existingQuery(n int) string {
+	return `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
+		placeholders(n, "?") + `)`
 }
 
-// insert writes run as new rows; onConflict, when set, makes it an upsert.
-func (s *Store) insert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation, onConflict string) error {
+// deleteQuery deletes n keys.
+func deleteQuery(n int) string {
+	return `DELETE FROM kv WHERE key IN (` + placeholders(n, "?") + `)`
+}
+
+// upsertQuery puts n rows, replacing the value and revision of a key that
+// exists.
+func upsertQuery(n int) string {
+	return `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(n, "(?,?,?)") +
+		` ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision`
+}
+
+func (s *Store) upsert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
 	args := make([]any, 0, 3*len(run))
 	for _, m := range run {
 		args = append(args, m.Key, nonNil(m.Value), int64(m.Revision))
 	}
-	q := `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(len(run), "(?,?,?)") + onConflict
-	if err := s.txExec(ctx, tx, q, args...); err != nil {
+	if err := s.txExec(ctx, tx, upsertQuery(len(run)), args...); err != nil {
 		return fmt.Errorf("sqlite: put: %w", err)
 	}
 	return nil
@@ -489,7 +497,7 @@ func (s *Store) remove(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) err
 	for i, m := range run {
 		args[i] = m.Key
 	}
-	if err := s.txExec(ctx, tx, `DELETE FROM kv WHERE key IN (`+placeholders(len(run), "?")+`)`, args...); err != nil {
+	if err := s.txExec(ctx, tx, deleteQuery(len(run)), args...); err != nil {
 		return fmt.Errorf("sqlite: delete: %w", err)
 	}
 	return nil
