@@ -141,24 +141,11 @@ func (s *Store) loadBatch(ctx context.Context, c *rawConn, b *sdk.Batch, puts, d
 		return err
 	}
 	for name, value := range b.Meta {
-		if _, err := c.run(`INSERT INTO meta (name, value) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, nonNil(value)); err != nil {
+		if _, err := c.run(qMeta, name, nonNil(value)); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
-}
-
-// EndLoad implements sdk.Loader: it keeps the newest row of each key,
-// applies the deletes, builds the unique index and counts the fold, in one
-// transaction.
-func (s *Store) EndLoad(ctx context.Context) error {
-	if err := s.opened(); err != nil {
-		return err
-	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.endLoad(ctx)
 }
 
 // querier is what reads need of a *sql.DB or *sql.Tx.
@@ -202,7 +189,14 @@ func loadingView(cond string) string {
 		WHERE kv.id = kv.newest AND kv.id > coalesce(d.before, 0))`
 }
 
-func (s *Store) endLoad(ctx context.Context) error {
+// EndLoad implements sdk.Loader: it keeps the newest row of each key,
+// applies the deletes and builds the unique index, in one transaction.
+func (s *Store) EndLoad(ctx context.Context) error {
+	if err := s.opened(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if !s.loading.Load() {
 		return nil
 	}
@@ -217,6 +211,12 @@ func (s *Store) endLoad(ctx context.Context) error {
 		}
 		return nil
 	}
+	// The counters hold the rows appended. They are the fold's counts
+	// unless a key came twice or was deleted: then count again.
+	s.mu.Lock()
+	keys, nbytes := s.keys, s.bytes
+	s.mu.Unlock()
+	recount := false
 	// Most loads put each key once: the unique index then builds in one
 	// sort. A duplicate fails it, and the older rows go first.
 	_, err = tx.ExecContext(ctx, kvIndex)
@@ -229,16 +229,25 @@ func (s *Store) endLoad(ctx context.Context) error {
 		if err := exec(kvIndex); err != nil {
 			return err
 		}
+		recount = true
 	default:
 		return fmt.Errorf("sqlite: end load: index: %w", err)
 	}
-	if err := exec(`DELETE FROM kv WHERE id IN (
-		SELECT kv.id FROM load_deletes AS d JOIN kv ON kv.key = d.key AND kv.id <= d.before)`); err != nil {
-		return err
+	var deletes bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM load_deletes)`).Scan(&deletes); err != nil {
+		return fmt.Errorf("sqlite: end load: %w", err)
 	}
-	var keys, nbytes int64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv`).Scan(&keys, &nbytes); err != nil {
-		return fmt.Errorf("sqlite: end load: count: %w", err)
+	if deletes {
+		if err := exec(`DELETE FROM kv WHERE id IN (
+			SELECT kv.id FROM load_deletes AS d JOIN kv ON kv.key = d.key AND kv.id <= d.before)`); err != nil {
+			return err
+		}
+		recount = true
+	}
+	if recount {
+		if err := tx.QueryRowContext(ctx, qCount+`kv`).Scan(&keys, &nbytes); err != nil {
+			return fmt.Errorf("sqlite: end load: count: %w", err)
+		}
 	}
 	if err := exec(`DROP TABLE load_deletes`); err != nil {
 		return err

@@ -332,8 +332,7 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, b *sdk.Batch, keys, nbyt
 		return fmt.Errorf("sqlite: cursor: %w", err)
 	}
 	for name, value := range b.Meta {
-		if err := s.txExec(ctx, tx, `INSERT INTO meta (name, value) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, nonNil(value)); err != nil {
+		if err := s.txExec(ctx, tx, qMeta, name, nonNil(value)); err != nil {
 			return fmt.Errorf("sqlite: meta: %w", err)
 		}
 	}
@@ -353,7 +352,12 @@ var (
 	qUpsert   = upsertQuery(rowsPerStatement)
 	qDelete   = deleteQuery(rowsPerStatement)
 	qState    = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
+	qMeta     = `INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
 )
+
+// qCount counts the keys and bytes (keys plus values) of the rows it is
+// followed by: a FROM clause.
+const qCount = `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM `
 
 // prepare readies qs on the writer. It must run outside a transaction:
 // the writer has one connection, and a statement prepared on the pool is
@@ -465,7 +469,7 @@ func (s *Store) existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation)
 
 // existingQuery counts the rows and bytes n keys hold.
 func existingQuery(n int) string {
-	return `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE key IN (` +
+	return qCount + `kv WHERE key IN (` +
 		placeholders(n, "?") + `)`
 }
 
@@ -644,7 +648,7 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 			if loading {
 				from = loadingView("")
 			}
-			return q.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM `+from).Scan(&st.Keys, &st.Bytes)
+			return q.QueryRowContext(ctx, qCount+from).Scan(&st.Keys, &st.Bytes)
 		})
 		if err != nil {
 			return sdk.Stats{}, fmt.Errorf("sqlite: stats: %w", err)
