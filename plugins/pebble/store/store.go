@@ -118,11 +118,7 @@ func load(db *pebble.DB) (sdk.State, error) {
 	if string(format) != layoutVersion {
 		return sdk.State{}, fmt.Errorf("layout version %q, this plugin reads version %s", format, layoutVersion)
 	}
-	rec, err := get(db, cursorKey)
-	if err != nil {
-		return sdk.State{}, fmt.Errorf("cursor record: %w", err)
-	}
-	cursor, err := decodeUint64("cursor", rec)
+	cursor, err := readCursor(db)
 	if err != nil {
 		return sdk.State{}, err
 	}
@@ -131,7 +127,8 @@ func load(db *pebble.DB) (sdk.State, error) {
 		return sdk.State{}, err
 	}
 	if !loading { // a load keeps no stats record
-		if rec, err = get(db, statsKey); err != nil {
+		rec, err := get(db, statsKey)
+		if err != nil {
 			return sdk.State{}, fmt.Errorf("stats record: %w", err)
 		}
 		if _, err := decodeCounts(rec); err != nil {
@@ -213,17 +210,36 @@ func (s *Store) open() (*pebble.DB, error) {
 	return s.db, nil
 }
 
+// writing returns the database for a writer (Apply, BeginLoad, EndLoad):
+// applyMu held, so writers run one at a time, and the database read-locked,
+// so Close waits. release undoes both.
+func (s *Store) writing() (db *pebble.DB, release func(), err error) {
+	s.applyMu.Lock()
+	if db, err = s.open(); err != nil {
+		s.applyMu.Unlock()
+		return nil, nil, err
+	}
+	return db, func() { s.mu.RUnlock(); s.applyMu.Unlock() }, nil
+}
+
+// readCursor reads the cursor record.
+func readCursor(r pebble.Reader) (uint64, error) {
+	rec, err := get(r, cursorKey)
+	if err != nil {
+		return 0, fmt.Errorf("cursor record: %w", err)
+	}
+	return decodeUint64("cursor", rec)
+}
+
 // Apply commits the batch's mutations, cursor, metadata and updated stats in
 // one pebble batch. During a bulk load it keeps no stats, and so reads
 // nothing: the batch is written blind.
 func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	db, err := s.open()
+	db, release, err := s.writing()
 	if err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer release()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -484,21 +500,15 @@ func countData(ctx context.Context, r pebble.Reader) (c counts, err error) {
 // store that is already loading and still empty does nothing; on a store
 // that holds a data key or a cursor it fails.
 func (s *Store) BeginLoad(ctx context.Context) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	db, err := s.open()
+	db, release, err := s.writing()
 	if err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer release()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rec, err := get(db, cursorKey)
-	if err != nil {
-		return fmt.Errorf("pebble: begin load: cursor record: %w", err)
-	}
-	cursor, err := decodeUint64("cursor", rec)
+	cursor, err := readCursor(db)
 	if err != nil {
 		return fmt.Errorf("pebble: begin load: %w", err)
 	}
@@ -531,13 +541,11 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 // then writes the stats record and removes the loading record in one batch.
 // It does nothing on a store that is not loading. Apply waits for it.
 func (s *Store) EndLoad(ctx context.Context) error {
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
-	db, err := s.open()
+	db, release, err := s.writing()
 	if err != nil {
 		return err
 	}
-	defer s.mu.RUnlock()
+	defer release()
 	if !s.loading {
 		return nil
 	}
