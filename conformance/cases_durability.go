@@ -80,38 +80,54 @@ func caseKillMidApply(h *harness) {
 	span := 2 * took
 	var out, in int
 	for i := range kills {
-		g := uint64(i + 3)
-		b := genBatch(filler, n, g)
-		delay := span*time.Duration(i)/kills + h.randomDelay(span/kills)
-		done := make(chan error, 1)
-		go func(s *store) { done <- s.Apply(h.ctx, b) }(s)
-		time.Sleep(delay)
-		if err := s.kill(); err != nil {
-			h.Fatalf("kill during the Apply of batch %d: %v", g, err)
-		}
-		err := <-done
-		s.release()
-		s = h.open(dir)
-		switch prev := m.cursor; s.state.Cursor {
-		case g:
-			m.apply(b)
+		b := genBatch(filler, n, uint64(i+3))
+		var landed bool
+		s, landed = h.killDuringApply(s, m, dir, b, span*time.Duration(i)/kills+h.randomDelay(span/kills), "")
+		if landed {
 			in++
-			h.Logf("killed %v into batch %d: the batch is in", delay.Round(time.Millisecond), g)
-		case prev:
-			if err == nil {
-				h.Fatalf("Apply of batch %d returned success, yet after the kill the store reopened at the previous cursor %d", g, prev)
-			}
+		} else {
 			out++
-			h.Logf("killed %v into batch %d: the batch is out", delay.Round(time.Millisecond), g)
-		default:
-			h.Fatalf("killed %v into the Apply of batch %d (cursor %d, previous %d), the store reopened at cursor %d", delay, g, g, prev, s.state.Cursor)
 		}
-		when := fmt.Sprintf("reopened at cursor %d after a kill %v into batch %d", s.state.Cursor, delay.Round(time.Millisecond), g)
-		h.expectState(s, m, when)
-		h.expectScan(s, m, when)
 	}
 	h.Logf("a batch took up to %v to apply; %d kills left it out, %d in", took.Round(time.Millisecond), out, in)
 	s.close()
+}
+
+// killDuringApply runs s.Apply(b), SIGKILLs the plugin delay later and
+// reopens the store in dir. The batch must be whole or absent (absent only
+// if Apply did not return success), and the reopened store must equal m,
+// which takes b when it landed. what names the phase in messages ("" or,
+// for instance, " of the load").
+func (h *harness) killDuringApply(s *store, m *model, dir string, b *sdk.Batch, delay time.Duration, what string) (*store, bool) {
+	h.rep.Helper()
+	g, prev := b.Cursor, m.cursor
+	done := make(chan error, 1)
+	go func(s *store) { done <- s.Apply(h.ctx, b) }(s)
+	time.Sleep(delay)
+	if err := s.kill(); err != nil {
+		h.Fatalf("kill during the Apply of batch %d%s: %v", g, what, err)
+	}
+	err := <-done
+	s.release()
+	s = h.open(dir)
+	landed := false
+	switch s.state.Cursor {
+	case g:
+		m.apply(b)
+		landed = true
+		h.Logf("killed %v into batch %d%s: the batch is in", delay.Round(time.Millisecond), g, what)
+	case prev:
+		if err == nil {
+			h.Fatalf("Apply of batch %d%s returned success, yet after the kill the store reopened at the previous cursor %d", g, what, prev)
+		}
+		h.Logf("killed %v into batch %d%s: the batch is out", delay.Round(time.Millisecond), g, what)
+	default:
+		h.Fatalf("killed %v into the Apply of batch %d%s (previous cursor %d), the store reopened at cursor %d", delay, g, what, prev, s.state.Cursor)
+	}
+	when := fmt.Sprintf("reopened at cursor %d after a kill %v into batch %d%s", s.state.Cursor, delay.Round(time.Millisecond), g, what)
+	h.expectState(s, m, when)
+	h.expectScan(s, m, when)
+	return s, landed
 }
 
 func caseApplyCancel(h *harness) {

@@ -311,34 +311,9 @@ func killMidLoad(h *harness, s *store, m *model, dir string) (*store, *model) {
 	took := time.Since(start)
 	m.apply(b)
 	for i := range 3 {
-		g := m.cursor + 1
-		b := genBatch(filler, n, g)
-		delay := 2 * took * time.Duration(i) / 3
-		delay += h.randomDelay(2 * took / 3)
-		done := make(chan error, 1)
-		go func(s *store) { done <- s.Apply(h.ctx, b) }(s)
-		time.Sleep(delay)
-		if err := s.kill(); err != nil {
-			h.Fatalf("kill during the Apply of batch %d: %v", g, err)
-		}
-		err := <-done
-		s.release()
-		s = h.open(dir)
-		switch s.state.Cursor {
-		case g:
-			m.apply(b)
-			h.Logf("killed %v into batch %d of the load: the batch is in", delay.Round(time.Millisecond), g)
-		case m.cursor:
-			if err == nil {
-				h.Fatalf("Apply of batch %d during the load returned success, yet after the kill the store reopened at the previous cursor %d", g, m.cursor)
-			}
-			h.Logf("killed %v into batch %d of the load: the batch is out", delay.Round(time.Millisecond), g)
-		default:
-			h.Fatalf("killed %v into the Apply of batch %d during the load (previous cursor %d), the store reopened at cursor %d", delay, g, m.cursor, s.state.Cursor)
-		}
-		when := fmt.Sprintf("reopened at cursor %d after a kill %v into batch %d of the load", s.state.Cursor, delay.Round(time.Millisecond), g)
-		h.expectState(s, m, when)
-		h.expectScan(s, m, when)
+		b := genBatch(filler, n, m.cursor+1)
+		delay := 2*took*time.Duration(i)/3 + h.randomDelay(2*took/3)
+		s, _ = h.killDuringApply(s, m, dir, b, delay, " of the load")
 	}
 
 	// EndLoad, killed at a random point: the load is over or not, and the
