@@ -217,3 +217,28 @@ func TestRefusedBulkLoadFillsBatchByBatch(t *testing.T) {
 		t.Errorf("a refused load was ended %d times", n)
 	}
 }
+
+// TestNoLoadWithoutTheCapability: a plugin that does not declare bulk-load
+// (the example store) fills its generations batch by batch; the host does
+// not report a load that never ran.
+func TestNoLoadWithoutTheCapability(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	putAll(t, js, "cfg", 300, "k", "v")
+	_, last := lastSeq(t, js, "cfg")
+
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	log := &messages{}
+	h.cfg.Logger = slog.New(log)
+	bin := testenv.Binary(t, "sdk/example", "slipstream-store-example")
+	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
+		return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin})
+	}
+	h.start()
+	h.waitSynced(last)
+	diff(t, h.contents(), testenv.Contents(t, kv, ""))
+	if n := log.count("bulk load ended"); n != 0 {
+		t.Errorf("logged %d bulk loads for a store without the capability", n)
+	}
+}

@@ -423,6 +423,11 @@ func (f *Fold) beginLoad(ctx context.Context, g *generation) {
 	if !ok || f.cfg.NoBulkLoad {
 		return
 	}
+	// A plugin process always offers the calls; its capability says
+	// whether its store does anything with them.
+	if d, ok := g.h.(interface{ Info() sdk.Info }); ok && !d.Info().Has(sdk.CapBulkLoad) {
+		return
+	}
 	if err := l.BeginLoad(ctx); err != nil {
 		f.log.Warn("store refused a bulk load; filling it batch by batch", "generation", g.n, "err", err)
 		return
