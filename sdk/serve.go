@@ -36,7 +36,7 @@ const parentPoll = 250 * time.Millisecond
 // open batch before it ends the plugin.
 func Serve(s Store) {
 	logger := NewPluginLogger(os.Stderr, slog.LevelDebug)
-	stopProfile := startProfile(logger)
+	startProfile(logger)
 	defer stopProfile()
 	if ls, ok := s.(LoggerSetter); ok {
 		ls.SetLogger(logger)
@@ -63,38 +63,46 @@ func Serve(s Store) {
 // PATH.PID until it exits (go tool pprof reads it).
 const ProfileEnv = "SLIPSTREAM_PLUGIN_CPUPROFILE"
 
-var stopProfileOnce sync.Once
+// profile is the open CPU profile file, if any; profileMu guards it.
+var (
+	profileMu sync.Mutex
+	profile   *os.File
+)
 
-// startProfile starts the CPU profile ProfileEnv asks for, and returns what
-// stops it.
-func startProfile(logger *slog.Logger) func() {
+// startProfile starts the CPU profile ProfileEnv asks for.
+func startProfile(logger *slog.Logger) {
 	path := os.Getenv(ProfileEnv)
 	if path == "" {
-		return func() {}
+		return
 	}
 	f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid()))
 	if err == nil {
-		err = pprof.StartCPUProfile(f)
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
 	}
 	if err != nil {
 		logger.Warn("cpu profile not written", "env", ProfileEnv, "err", err)
-		return func() {}
+		return
 	}
-	stop := func() {
-		stopProfileOnce.Do(func() {
-			pprof.StopCPUProfile()
-			f.Close()
-		})
-	}
-	profileStop = stop
-	return stop
+	profileMu.Lock()
+	profile = f
+	profileMu.Unlock()
 }
 
-// profileStop ends a running CPU profile before the process exits.
-var profileStop = func() {}
+// stopProfile ends a running CPU profile; the process may exit after it.
+func stopProfile() {
+	profileMu.Lock()
+	defer profileMu.Unlock()
+	if profile != nil {
+		pprof.StopCPUProfile()
+		profile.Close()
+		profile = nil
+	}
+}
 
 func shutdown(p *grpcPlugin, logger *slog.Logger, why string) {
-	defer profileStop()
+	defer stopProfile()
 	if p.srv == nil {
 		return
 	}
