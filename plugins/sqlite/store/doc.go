@@ -51,7 +51,22 @@
 // # Configuration (the fold's store_config table)
 //
 //	synchronous        "normal" (default) | "full" | "off"
-//	wal_autocheckpoint pages between WAL checkpoints, default 16384
+//	wal_autocheckpoint pages of WAL that start a checkpoint, default 16384;
+//	                   0: never checkpoint while open
 //	cache_size         page cache in bytes, default 64 MiB
 //	busy_timeout       milliseconds a reader waits on a lock, default 5000
+//
+// # Writes and checkpoints
+//
+// Batches are written through the SQLite C API, one cgo call per batch
+// (raw.go): per key, one lookup of its row (for the exact counters), then
+// an insert, an update or a delete of that row, all single-row prepared
+// statements stepped in C. Checkpoints run on a connection of their own
+// (checkpoint.go): a commit that leaves wal_autocheckpoint pages or more in
+// the WAL wakes it, and its PASSIVE checkpoints copy the WAL into fold.db
+// while the writer goes on. SQLite's own automatic checkpoint would run
+// inside that commit instead, syncing fold.db before returning; moving it
+// off the commit path made Apply of keys in random order about 1.6 times
+// faster (BenchmarkApply). Should the checkpoints fall behind, the writer
+// checkpoints by itself once the WAL holds four times wal_autocheckpoint.
 package store

@@ -89,63 +89,25 @@ func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Muta
 			deletes = append(deletes, m)
 		}
 	}
-	s.mu.Lock()
-	keys, nbytes := s.keys+int64(len(puts)), s.bytes+putBytes
-	s.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c := s.raw
-	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
-		return err
-	}
-	if err := s.loadBatch(ctx, c, b, puts, deletes, keys, nbytes); err != nil {
-		_ = c.exec(`ROLLBACK`)
-		return err
-	}
-	if err := c.exec(`COMMIT`); err != nil {
-		_ = c.exec(`ROLLBACK`)
-		return err
-	}
-	s.mu.Lock()
-	s.keys, s.bytes = keys, nbytes
-	s.mu.Unlock()
-	return nil
-}
-
-// loadBatch writes one batch of a load in the open transaction of c.
-func (s *Store) loadBatch(ctx context.Context, c *rawConn, b *sdk.Batch, puts, deletes []*sdk.Mutation, keys, nbytes int64) error {
-	if len(deletes) > 0 {
-		// Every row of these keys so far has an id <= the current
-		// maximum; this batch's puts are of other keys.
-		before, err := c.run(`SELECT coalesce(max(id), 0) FROM kv`)
-		if err != nil {
-			return err
-		}
-		for _, m := range deletes {
-			if _, err := c.run(`INSERT INTO load_deletes (key, before) VALUES (?, ?)`, m.Key, before); err != nil {
-				return err
+	return s.writeBatch(ctx, b, func(c *rawConn) (keys, nbytes int64, err error) {
+		if len(deletes) > 0 {
+			// Every row of these keys so far has an id <= the current
+			// maximum; this batch's puts are of other keys.
+			before, err := c.run(`SELECT coalesce(max(id), 0) FROM kv`)
+			if err != nil {
+				return 0, 0, err
+			}
+			for _, m := range deletes {
+				if _, err := c.run(`INSERT INTO load_deletes (key, before) VALUES (?, ?)`, m.Key, before); err != nil {
+					return 0, 0, err
+				}
 			}
 		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := c.insertRows(puts); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, err := c.run(qState, int64(b.Cursor), keys, nbytes); err != nil {
-		return err
-	}
-	for name, value := range b.Meta {
-		if _, err := c.run(qMeta, name, nonNil(value)); err != nil {
-			return err
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
 		}
-	}
-	return ctx.Err()
+		return int64(len(puts)), putBytes, c.insertRows(puts)
+	})
 }
 
 // querier is what reads need of a *sql.DB or *sql.Tx.

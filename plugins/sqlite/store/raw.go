@@ -22,6 +22,8 @@ int sqlite3_clear_bindings(sqlite3_stmt *stmt);
 long long sqlite3_column_int64(sqlite3_stmt *stmt, int i);
 const char *sqlite3_errmsg(sqlite3 *db);
 int sqlite3_busy_timeout(sqlite3 *db, int ms);
+void *sqlite3_wal_hook(sqlite3 *db, int (*hook)(void *, sqlite3 *, const char *, int), void *arg);
+int sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *schema, int mode, int *log, int *checkpointed);
 
 #define SLIP_ROW 100
 #define SLIP_DONE 101
@@ -47,6 +49,88 @@ static int slip_insert(sqlite3_stmt *stmt, int n, const int *klen, const int *vl
 	sqlite3_clear_bindings(stmt);
 	return rc;
 }
+
+// slip_apply writes n mutations to kv, each a put (put[i] != 0) or a
+// delete of key i, laid out in data as slip_insert's rows (a delete has no
+// value). find (key) returns a key's row id and its size, update (value,
+// revision, id) and del (id) change that row, insert adds a new one. It
+// adds the rows and bytes the keys held before to old[0] and old[1], and
+// returns SLIP_DONE or the first error.
+static int slip_apply(sqlite3_stmt *find, sqlite3_stmt *insert, sqlite3_stmt *update, sqlite3_stmt *del,
+		int n, const unsigned char *put, const int *klen, const int *vlen, const long long *rev,
+		const char *data, long long *old) {
+	static const char empty = 0;
+	int rc = SLIP_DONE;
+	for (int i = 0; i < n && rc == SLIP_DONE; i++) {
+		const char *key = data, *value = vlen[i] ? data + klen[i] : &empty;
+		data += klen[i] + vlen[i];
+		sqlite3_bind_blob(find, 1, key, klen[i], 0);
+		long long id = 0;
+		int found = 0;
+		rc = sqlite3_step(find);
+		if (rc == SLIP_ROW) {
+			found = 1;
+			id = sqlite3_column_int64(find, 0);
+			old[0]++;
+			old[1] += sqlite3_column_int64(find, 1);
+			rc = SLIP_DONE;
+		}
+		sqlite3_reset(find);
+		if (rc != SLIP_DONE) {
+			break;
+		}
+		sqlite3_stmt *st = 0;
+		if (put[i] && found) {
+			st = update;
+			sqlite3_bind_blob(st, 1, value, vlen[i], 0);
+			sqlite3_bind_int64(st, 2, rev[i]);
+			sqlite3_bind_int64(st, 3, id);
+		} else if (put[i]) {
+			st = insert;
+			sqlite3_bind_blob(st, 1, key, klen[i], 0);
+			sqlite3_bind_blob(st, 2, value, vlen[i], 0);
+			sqlite3_bind_int64(st, 3, rev[i]);
+		} else if (found) {
+			st = del;
+			sqlite3_bind_int64(st, 1, id);
+		}
+		if (st) {
+			rc = sqlite3_step(st);
+			sqlite3_reset(st);
+		}
+	}
+	sqlite3_clear_bindings(find);
+	sqlite3_clear_bindings(insert);
+	sqlite3_clear_bindings(update);
+	sqlite3_clear_bindings(del);
+	return rc;
+}
+
+// slip_wal is what the writer's WAL hook shares with Go: the WAL's size in
+// frames after the last commit, and the size at which the writer
+// checkpoints by itself (0: never).
+typedef struct {
+	int frames;
+	int limit;
+} slip_wal;
+
+// slip_wal_hook runs after each commit of the writer. It replaces SQLite's
+// automatic checkpoint, which would copy the WAL into the database inside
+// the commit that crossed wal_autocheckpoint: the store checkpoints in the
+// background instead (checkpoint.go), and the writer only when the WAL grew
+// past the limit regardless. A checkpoint's failure is not the commit's.
+static int slip_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
+	slip_wal *w = arg;
+	w->frames = frames;
+	if (w->limit > 0 && frames >= w->limit) {
+		sqlite3_wal_checkpoint_v2(db, schema, 0, 0, 0); // SQLITE_CHECKPOINT_PASSIVE
+	}
+	return 0;
+}
+
+static void slip_set_wal_hook(sqlite3 *db, slip_wal *w) {
+	sqlite3_wal_hook(db, slip_wal_hook, w);
+}
 */
 import "C"
 
@@ -58,15 +142,23 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
-// rawConn is a writer connection used through the C API, for the one
-// statement whose per-row cost matters: the inserts of a bulk load, bound
-// and stepped in C with one cgo call per batch (database/sql spends a cgo
-// call and an interface conversion per value).
+// rawConn is a writer connection used through the C API, for the
+// statements whose per-row cost matters: a batch's rows are bound and
+// stepped in C with one cgo call per batch (database/sql spends a cgo call
+// and an interface conversion per value).
 type rawConn struct {
-	db     *C.sqlite3
-	insert *C.sqlite3_stmt            // INSERT INTO kv, prepared on first use
-	stmts  map[string]*C.sqlite3_stmt // the other statements, by text
+	db    *C.sqlite3
+	wal   *C.slip_wal                // shared with the WAL hook; C memory
+	stmts map[string]*C.sqlite3_stmt // prepared statements, by text
 }
+
+// The statements of a batch's rows.
+const (
+	qInsert = `INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)`
+	qFind   = `SELECT id, length(key) + length(value) FROM kv WHERE key = ?`
+	qUpdate = `UPDATE kv SET value = ?, revision = ? WHERE id = ?`
+	qRemove = `DELETE FROM kv WHERE id = ?`
+)
 
 const (
 	openReadWrite = 0x00000002 // SQLITE_OPEN_READWRITE
@@ -87,15 +179,36 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 		}
 		return nil, err
 	}
-	c := &rawConn{db: db}
+	c := &rawConn{db: db, wal: (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))}
 	C.sqlite3_busy_timeout(db, C.int(cfg.BusyTimeout))
-	pragmas := fmt.Sprintf(`PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=%d; PRAGMA cache_size=-%d;`,
-		cfg.Synchronous, cfg.WALAutocheckpoint, cfg.CacheSize/1024)
+	pragmas := fmt.Sprintf(`PRAGMA synchronous=%s; PRAGMA cache_size=-%d;`, cfg.Synchronous, cfg.CacheSize/1024)
 	if err := c.exec(pragmas); err != nil {
 		c.close()
 		return nil, err
 	}
+	// Setting the hook turns SQLite's automatic checkpoint off on this
+	// connection; no PRAGMA wal_autocheckpoint may run on it after this.
+	c.wal.limit = C.int(walLimitFactor * cfg.WALAutocheckpoint)
+	C.slip_set_wal_hook(db, c.wal)
 	return c, nil
+}
+
+// walLimitFactor times wal_autocheckpoint is the WAL's size at which the
+// writer checkpoints by itself, when the background checkpoints fall behind.
+const walLimitFactor = 4
+
+// walFrames is the WAL's size in frames (pages) after the last commit.
+func (c *rawConn) walFrames() int { return int(c.wal.frames) }
+
+// checkpoint copies what it can of the WAL into the database without
+// waiting for readers or the writer (SQLITE_CHECKPOINT_PASSIVE).
+func (c *rawConn) checkpoint() error {
+	schema := C.CString("main")
+	defer C.free(unsafe.Pointer(schema))
+	if C.sqlite3_wal_checkpoint_v2(c.db, schema, 0, nil, nil) != 0 {
+		return c.err("checkpoint")
+	}
+	return nil
 }
 
 func (c *rawConn) err(what string) error {
@@ -112,38 +225,74 @@ func (c *rawConn) exec(q string) error {
 	return nil
 }
 
+// rows is a batch's mutations laid out for the C loops: lengths, revisions
+// and ops in arrays, keys and values back to back in data.
+type rows struct {
+	put        []C.uchar
+	klen, vlen []C.int
+	rev        []C.longlong
+	data       []byte
+}
+
+func pack(ms []*sdk.Mutation) rows {
+	r := rows{put: make([]C.uchar, len(ms)), klen: make([]C.int, len(ms)), vlen: make([]C.int, len(ms)),
+		rev: make([]C.longlong, len(ms))}
+	size := 0
+	for _, m := range ms {
+		size += len(m.Key) + len(m.Value)
+	}
+	r.data = make([]byte, 0, max(size, 1))
+	for i, m := range ms {
+		if m.Op == sdk.OpPut {
+			r.put[i] = 1
+			r.vlen[i] = C.int(len(m.Value))
+			r.data = append(r.data, m.Key...)
+			r.data = append(r.data, m.Value...)
+		} else {
+			r.data = append(r.data, m.Key...)
+		}
+		r.klen[i], r.rev[i] = C.int(len(m.Key)), C.longlong(m.Revision)
+	}
+	r.data = r.data[:max(len(r.data), 1)]
+	return r
+}
+
 // insertRows appends puts to kv as new rows, in one cgo call.
 func (c *rawConn) insertRows(puts []*sdk.Mutation) error {
 	if len(puts) == 0 {
 		return nil
 	}
-	if c.insert == nil {
-		q := C.CString(`INSERT INTO kv (key, value, revision) VALUES (?, ?, ?)`)
-		defer C.free(unsafe.Pointer(q))
-		if C.sqlite3_prepare_v2(c.db, q, -1, &c.insert, nil) != 0 {
-			return c.err("prepare insert")
-		}
+	insert, err := c.stmt(qInsert)
+	if err != nil {
+		return err
 	}
-	klen := make([]C.int, len(puts))
-	vlen := make([]C.int, len(puts))
-	rev := make([]C.longlong, len(puts))
-	size := 0
-	for _, m := range puts {
-		size += len(m.Key) + len(m.Value)
-	}
-	data := make([]byte, 0, max(size, 1))
-	for i, m := range puts {
-		klen[i], vlen[i], rev[i] = C.int(len(m.Key)), C.int(len(m.Value)), C.longlong(m.Revision)
-		data = append(data, m.Key...)
-		data = append(data, m.Value...)
-	}
-	data = data[:max(size, 1)]
-	rc := C.slip_insert(c.insert, C.int(len(puts)), &klen[0], &vlen[0], &rev[0],
-		(*C.char)(unsafe.Pointer(&data[0])))
-	if rc != C.SLIP_DONE {
+	r := pack(puts)
+	if C.slip_insert(insert, C.int(len(puts)), &r.klen[0], &r.vlen[0], &r.rev[0],
+		(*C.char)(unsafe.Pointer(&r.data[0]))) != C.SLIP_DONE {
 		return c.err("put")
 	}
 	return nil
+}
+
+// applyRows writes muts, at most one per key, to kv in one cgo call, and
+// returns the rows and bytes their keys held before.
+func (c *rawConn) applyRows(muts []*sdk.Mutation) (oldKeys, oldBytes int64, err error) {
+	if len(muts) == 0 {
+		return 0, 0, nil
+	}
+	var st [4]*C.sqlite3_stmt
+	for i, q := range []string{qFind, qInsert, qUpdate, qRemove} {
+		if st[i], err = c.stmt(q); err != nil {
+			return 0, 0, err
+		}
+	}
+	r := pack(muts)
+	var old [2]C.longlong
+	if C.slip_apply(st[0], st[1], st[2], st[3], C.int(len(muts)), &r.put[0], &r.klen[0], &r.vlen[0], &r.rev[0],
+		(*C.char)(unsafe.Pointer(&r.data[0])), &old[0]) != C.SLIP_DONE {
+		return 0, 0, c.err("apply")
+	}
+	return int64(old[0]), int64(old[1]), nil
 }
 
 // stmt returns q prepared, from the cache.
@@ -205,16 +354,16 @@ func (c *rawConn) run(q string, args ...any) (int64, error) {
 }
 
 func (c *rawConn) close() error {
-	if c.insert != nil {
-		C.sqlite3_finalize(c.insert)
-		c.insert = nil
-	}
 	for _, st := range c.stmts {
 		C.sqlite3_finalize(st)
 	}
 	c.stmts = nil
-	if C.sqlite3_close_v2(c.db) != 0 {
-		return errors.New("sqlite: closing the load writer failed")
+	rc := C.sqlite3_close_v2(c.db)
+	// sqlite3_close_v2 detached the hook, or left the connection a zombie
+	// that runs no more commits.
+	C.free(unsafe.Pointer(c.wal))
+	if rc != 0 {
+		return errors.New("sqlite: closing a C API connection failed")
 	}
 	return nil
 }

@@ -26,11 +26,6 @@ const Version = "1.0.0"
 // layoutVersion is PRAGMA user_version of a database this package created.
 const layoutVersion = 2
 
-// rowsPerStatement is how many rows one multi-row statement carries: large
-// enough to amortize the cgo and statement overhead, small enough to stay
-// far below SQLite's bound-parameter limit.
-const rowsPerStatement = 128
-
 // kvTable is the fold's table. Its unique index on key (kvIndex) is
 // created with it, except during a bulk load, which builds it at the end.
 const kvTable = `
@@ -96,10 +91,14 @@ func parseConfig(raw []byte) (Config, error) {
 type Store struct {
 	log *slog.Logger
 	w   *sql.DB  // the writer: one connection
-	raw *rawConn // a second writer for the rows of a bulk load (raw.go)
+	raw *rawConn // the writer of batches, through the C API (raw.go)
 	r   *sql.DB  // readers: a small pool, query-only
 
-	wmu     sync.Mutex  // serializes the writer: Apply, BeginLoad, EndLoad
+	ckpt   *checkpointer // background WAL checkpoints; nil if wal_autocheckpoint is 0
+	ckptMu sync.Mutex    // held by a checkpoint (checkpoint.go)
+	walMin int           // wal_autocheckpoint: the WAL's size that wakes ckpt
+
+	wmu     sync.Mutex  // serializes the writers: Apply, BeginLoad, EndLoad, Compact
 	loading atomic.Bool // a bulk load is under way (see load.go)
 	// loads counts BeginLoads, raised before each commits: a read that
 	// did not see loading set checks it did not change while it ran.
@@ -110,9 +109,6 @@ type Store struct {
 	bytes int64
 
 	get *sql.Stmt
-
-	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt // the writer's prepared statements, by text
 }
 
 // New returns an unopened store.
@@ -174,7 +170,18 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 		r.Close()
 		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	s.w, s.r, s.get, s.raw = w, r, get, raw
+	if cfg.WALAutocheckpoint > 0 {
+		conn, err := openRaw(path, cfg)
+		if err != nil {
+			raw.close()
+			get.Close()
+			w.Close()
+			r.Close()
+			return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
+		}
+		s.ckpt = startCheckpointer(conn, &s.ckptMu, s.log)
+	}
+	s.w, s.r, s.get, s.raw, s.walMin = w, r, get, raw, cfg.WALAutocheckpoint
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
 }
@@ -273,150 +280,77 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		return s.applyLoading(ctx, b, lastPerKey(b.Mutations, false))
 	}
 	muts := lastPerKey(b.Mutations, true)
-	if err := s.prepare(ctx, qExisting, qUpsert, qDelete, qState); err != nil {
-		return err
-	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
-	}
-	defer tx.Rollback()
-
-	var oldKeys, oldBytes, putBytes, puts int64
-	for chunk := range slices.Chunk(muts, rowsPerStatement) {
-		n, nb, err := s.existing(ctx, tx, chunk)
-		if err != nil {
-			return err
-		}
-		oldKeys, oldBytes = oldKeys+n, oldBytes+nb
-	}
-	var run []*sdk.Mutation
-	flush := func() error {
-		if len(run) == 0 {
-			return nil
-		}
-		var err error
-		if run[0].Op == sdk.OpPut {
-			err = s.upsert(ctx, tx, run)
-		} else {
-			err = s.remove(ctx, tx, run)
-		}
-		run = run[:0]
-		return err
-	}
+	var putKeys, putBytes int64
 	for _, m := range muts {
 		if m.Op == sdk.OpPut {
-			puts++
+			putKeys++
 			putBytes += int64(len(m.Key) + len(m.Value))
 		}
-		if len(run) > 0 && (run[0].Op != m.Op || len(run) == rowsPerStatement) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		run = append(run, m)
 	}
-	if err := flush(); err != nil {
+	return s.writeBatch(ctx, b, func(c *rawConn) (keys, nbytes int64, err error) {
+		oldKeys, oldBytes, err := c.applyRows(muts)
+		return putKeys - oldKeys, putBytes - oldBytes, err
+	})
+}
+
+// writeBatch commits, in one transaction of the writer, what rows writes
+// and the batch's cursor, metadata and counters, which rows changes by the
+// amounts it returns. The caller holds wmu.
+func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn) (keys, nbytes int64, err error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := s.raw
+	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	keys, nbytes := s.keys-oldKeys+puts, s.bytes-oldBytes+putBytes
+	keys, nbytes := s.keys, s.bytes
 	s.mu.Unlock()
-	return s.commit(ctx, tx, b, keys, nbytes)
-}
-
-// commit writes the batch's cursor, metadata and the new counters, and
-// commits tx.
-func (s *Store) commit(ctx context.Context, tx *sql.Tx, b *sdk.Batch, keys, nbytes int64) error {
-	if err := s.txExec(ctx, tx, qState, int64(b.Cursor), keys, nbytes); err != nil {
-		return fmt.Errorf("sqlite: cursor: %w", err)
-	}
-	for name, value := range b.Meta {
-		if err := s.txExec(ctx, tx, qMeta, name, nonNil(value)); err != nil {
-			return fmt.Errorf("sqlite: meta: %w", err)
+	err := func() error {
+		dk, db, err := rows(c)
+		if err != nil {
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+		keys, nbytes = keys+dk, nbytes+db
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := c.run(qState, int64(b.Cursor), keys, nbytes); err != nil {
+			return err
+		}
+		for name, value := range b.Meta {
+			if _, err := c.run(qMeta, name, nonNil(value)); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return c.exec(`COMMIT`)
+	}()
+	if err != nil {
+		_ = c.exec(`ROLLBACK`)
+		return err
 	}
 	s.mu.Lock()
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
+	if s.ckpt != nil && c.walFrames() >= s.walMin {
+		s.ckpt.signal()
+	}
 	return nil
 }
 
-// Statements Apply runs in every batch, prepared once on the writer's
-// connection (see prepare) rather than parsed again per batch.
-var (
-	qExisting = existingQuery(rowsPerStatement)
-	qUpsert   = upsertQuery(rowsPerStatement)
-	qDelete   = deleteQuery(rowsPerStatement)
-	qState    = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
-	qMeta     = `INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
+// Statements every batch runs on the writer.
+const (
+	qState = `UPDATE state SET cursor = ?, keys = ?, bytes = ? WHERE id = 1`
+	qMeta  = `INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
 )
 
 // qCount counts the keys and bytes (keys plus values) of the rows it is
 // followed by: a FROM clause.
 const qCount = `SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM `
-
-// prepare readies qs on the writer. It must run outside a transaction:
-// the writer has one connection, and a statement prepared on the pool is
-// reused by a transaction on that connection.
-func (s *Store) prepare(ctx context.Context, qs ...string) error {
-	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	for _, q := range qs {
-		if _, ok := s.stmts[q]; ok {
-			continue
-		}
-		st, err := s.w.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("sqlite: prepare: %w", err)
-		}
-		if s.stmts == nil {
-			s.stmts = map[string]*sql.Stmt{}
-		}
-		s.stmts[q] = st
-	}
-	return nil
-}
-
-// stmt returns q for use in tx: prepared if prepare readied it, else nil.
-func (s *Store) stmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
-	s.stmtMu.Lock()
-	st, ok := s.stmts[q]
-	s.stmtMu.Unlock()
-	if !ok {
-		return nil
-	}
-	return tx.StmtContext(ctx, st)
-}
-
-// txExec runs q in tx, prepared if prepare readied it.
-func (s *Store) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
-	ctx, err := statementContext(ctx)
-	if err != nil {
-		return err
-	}
-	if st := s.stmt(ctx, tx, q); st != nil {
-		_, err = st.ExecContext(ctx, args...)
-	} else {
-		_, err = tx.ExecContext(ctx, q, args...)
-	}
-	return err
-}
-
-// statementContext is the context a statement of a batch runs with: ctx
-// without its cancellation, which mattn/go-sqlite3 implements with a
-// goroutine per statement (7% of a bulk load). ctx is checked here instead,
-// between the statements of a batch, and the transaction (begun with ctx)
-// still rolls back when ctx ends.
-func statementContext(ctx context.Context) (context.Context, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return context.WithoutCancel(ctx), nil
-}
 
 // lastPerKey keeps the last mutation of each key, sorted by key when asked
 // (an index then takes its pages in order).
@@ -433,78 +367,6 @@ func lastPerKey(ms []sdk.Mutation, sorted bool) []*sdk.Mutation {
 		slices.SortFunc(out, func(a, b *sdk.Mutation) int { return bytes.Compare(a.Key, b.Key) })
 	}
 	return out
-}
-
-func placeholders(n int, group string) string {
-	var sb strings.Builder
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(group)
-	}
-	return sb.String()
-}
-
-// existing counts the rows and bytes the chunk's keys hold before the batch.
-func (s *Store) existing(ctx context.Context, tx *sql.Tx, chunk []*sdk.Mutation) (n, nbytes int64, err error) {
-	args := make([]any, len(chunk))
-	for i, m := range chunk {
-		args[i] = m.Key
-	}
-	q := existingQuery(len(chunk))
-	ctx, err = statementContext(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	row := tx.QueryRowContext
-	if st := s.stmt(ctx, tx, q); st != nil {
-		row = func(ctx context.Context, _ string, args ...any) *sql.Row { return st.QueryRowContext(ctx, args...) }
-	}
-	if err := row(ctx, q, args...).Scan(&n, &nbytes); err != nil {
-		return 0, 0, fmt.Errorf("sqlite: read existing keys: %w", err)
-	}
-	return n, nbytes, nil
-}
-
-// existingQuery counts the rows and bytes n keys hold.
-func existingQuery(n int) string {
-	return qCount + `kv WHERE key IN (` +
-		placeholders(n, "?") + `)`
-}
-
-// deleteQuery deletes n keys.
-func deleteQuery(n int) string {
-	return `DELETE FROM kv WHERE key IN (` + placeholders(n, "?") + `)`
-}
-
-// upsertQuery puts n rows, replacing the value and revision of a key that
-// exists.
-func upsertQuery(n int) string {
-	return `INSERT INTO kv (key, value, revision) VALUES ` + placeholders(n, "(?,?,?)") +
-		` ON CONFLICT (key) DO UPDATE SET value = excluded.value, revision = excluded.revision`
-}
-
-func (s *Store) upsert(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
-	args := make([]any, 0, 3*len(run))
-	for _, m := range run {
-		args = append(args, m.Key, nonNil(m.Value), int64(m.Revision))
-	}
-	if err := s.txExec(ctx, tx, upsertQuery(len(run)), args...); err != nil {
-		return fmt.Errorf("sqlite: put: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) remove(ctx context.Context, tx *sql.Tx, run []*sdk.Mutation) error {
-	args := make([]any, len(run))
-	for i, m := range run {
-		args[i] = m.Key
-	}
-	if err := s.txExec(ctx, tx, deleteQuery(len(run)), args...); err != nil {
-		return fmt.Errorf("sqlite: delete: %w", err)
-	}
-	return nil
 }
 
 // nonNil makes an empty value a zero-length BLOB rather than NULL.
@@ -675,6 +537,10 @@ func (s *Store) Compact(ctx context.Context) error {
 	if err := s.opened(); err != nil {
 		return err
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
 	_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
 	return err
 }
@@ -685,13 +551,11 @@ func (s *Store) Close(context.Context) error {
 		return err
 	}
 	s.get.Close()
-	s.stmtMu.Lock()
-	for _, st := range s.stmts {
-		st.Close()
+	var err error
+	if s.ckpt != nil {
+		err = s.ckpt.close()
 	}
-	s.stmts = nil
-	s.stmtMu.Unlock()
-	err := errors.Join(s.raw.close(), s.r.Close(), s.w.Close())
-	s.w, s.r, s.get, s.raw = nil, nil, nil, nil
+	err = errors.Join(err, s.raw.close(), s.r.Close(), s.w.Close())
+	s.w, s.r, s.get, s.raw, s.ckpt = nil, nil, nil, nil, nil
 	return err
 }

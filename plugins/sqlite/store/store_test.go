@@ -25,7 +25,7 @@ func TestConformanceInProcess(t *testing.T) {
 // cursor: new keys, overwrites of 200,000 existing ones, and new keys in a
 // bulk load (sdk.Loader), whose EndLoad is reported apart as endload-ms.
 func BenchmarkApply(b *testing.B) {
-	for _, mode := range []string{"insert", "overwrite", "load"} {
+	for _, mode := range []string{"insert", "insert-ordered", "overwrite", "load"} {
 		b.Run(mode, func(b *testing.B) {
 			s := store.New()
 			ctx := context.Background()
@@ -45,14 +45,19 @@ func BenchmarkApply(b *testing.B) {
 			next := func(i int) {
 				for j := range batch.Mutations {
 					k := i*size + j
-					if mode == "overwrite" {
+					switch mode {
+					case "insert-ordered":
+					case "overwrite":
 						k = rng.IntN(keys)
-					} else {
+					default:
 						k = int(uint32(k * 2654435761)) // distinct, in random order
 					}
 					cursor++
-					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut,
-						Key: fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%1000, k%10000, k), Value: value, Revision: cursor}
+					key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%1000, k%10000, k)
+					if mode == "insert-ordered" {
+						key = fmt.Appendf(nil, "route.endpoint.%08d.t%04d.svc-%05d", k, k%1000, k%10000)
+					}
+					batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: cursor}
 				}
 				batch.Cursor = cursor
 			}
