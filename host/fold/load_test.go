@@ -113,8 +113,8 @@ func TestBulkLoadWithWritesDuringBootstrap(t *testing.T) {
 			// Published asynchronously, so that they land while the load
 			// runs, to keys the load already holds: a put of such a key
 			// is a second row of it, a delete removes a loaded row. The
-			// first key is left alone: moving the stream's first sequence
-			// while the re-list runs would send the fold into a rebuild.
+			// oldest keys are among them: the stream's first sequence moves
+			// while the re-list runs, which must not rebuild the fold.
 			put := func(key, value string) {
 				if _, err := js.PublishAsync("$KV.cfg."+key, []byte(value)); err != nil {
 					t.Fatal(err)
@@ -127,6 +127,8 @@ func TestBulkLoadWithWritesDuringBootstrap(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			del("k000000")
+			put("k000001", "overwritten")
 			for i := range 2000 {
 				switch i % 4 {
 				case 0:

@@ -155,6 +155,9 @@ type Watch struct {
 	// guard is the frontier proven delivered at the previous Check: every
 	// message in scope at or below it has been delivered.
 	guard uint64
+	// floor: no message in scope at or below it is owed to the fold, so
+	// retention may take it undelivered (see startFloor). Never a bookmark.
+	floor uint64
 	// delivered is the highest revision handed out by Next.
 	delivered uint64
 	// lastConsumer and lastConsumerSeq identify the last message received,
@@ -204,6 +207,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		// retained message is owed to the fold.
 		w.guard = before.FirstSeq - 1
 	}
+	w.floor = startFloor(cfg.Cursor, sinfo.Config.MaxMsgsPerSubject, before.LastSeq)
 	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Bucket), occ)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: create consumer: %w", cfg.Bucket, err)
@@ -242,6 +246,29 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		w.guard = max(w.guard, before.LastSeq)
 	}
 	return w, nil
+}
+
+// startFloor is the floor of a watch: what the fold is owed nothing at
+// or below, besides what it was delivered. history is the stream's messages
+// per subject, last its last sequence before the consumer exists.
+//
+// When the bucket keeps one message per key, a re-list (cursor 0) is owed
+// nothing up to last: each message retained then is its key's only one, and
+// the fold is empty. If such a message goes before the consumer delivers it,
+// either a newer message of its key (above last) replaced it and will be
+// delivered, or the key is gone from the bucket and the fold, which holds
+// nothing else of that key, lacks it too. Without this, a bucket rewriting
+// its oldest keys faster than a bootstrap reads them would move the first
+// sequence past the delivered frontier and rebuild the fold again and
+// again. With more history per key, an ordered consumer that resets reads
+// on by sequence and may deliver an older value of a key whose newer one
+// retention then removes unseen, and a resume is owed everything after its
+// cursor: the floor is 0 and the delivered frontier alone decides.
+func startFloor(cursor uint64, history int64, last uint64) uint64 {
+	if cursor == 0 && history == 1 {
+		return last
+	}
+	return 0
 }
 
 func checkCursor(cursor, first, last uint64) error {
@@ -353,7 +380,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	}
 	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
 		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
-	frontier, err := Advance(w.guard, w.delivered, caughtUp, before.State.LastSeq, after.State.FirstSeq)
+	frontier, err := Advance(w.guard, w.floor, w.delivered, caughtUp, before.State.LastSeq, after.State.FirstSeq)
 	if err != nil {
 		return 0, err
 	}
@@ -362,16 +389,18 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 }
 
 // Advance is the floor guard's decision, kept pure so it can be model
-// tested. guard is the frontier proven at the previous check; delivered is
-// the highest revision handed out since; caughtUp says the consumer reported
-// nothing pending after lastBefore was read and everything it sent was
-// received; firstAfter is the first sequence read after that. It returns
-// the new frontier, or ErrCursorExpired when retention may have removed a
-// message in scope before the consumer reached it.
-func Advance(guard, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
-	if !ResumeOK(guard, firstAfter) {
+// tested. guard is the frontier proven at the previous check; floor is the
+// watch's floor (startFloor); delivered is the highest revision handed out
+// since; caughtUp says the consumer reported nothing pending after
+// lastBefore was read and everything it sent was received; firstAfter is the
+// first sequence read after that. It returns the new frontier, or
+// ErrCursorExpired when retention may have removed a message in scope,
+// above the floor, before the consumer reached it. The frontier is a
+// position the fold may commit as its cursor: it never includes the floor.
+func Advance(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
+	if !ResumeOK(max(guard, floor), firstAfter) {
 		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
-			ErrCursorExpired, firstAfter, guard)
+			ErrCursorExpired, firstAfter, max(guard, floor))
 	}
 	frontier := max(guard, delivered)
 	if caughtUp {

@@ -1,0 +1,99 @@
+package watch_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
+)
+
+// TestRelistSurvivesItsOldestKeysRewritten: a re-list has delivered 10 of
+// 100 keys when the 50 oldest are purged, which moves the stream's first
+// sequence far past what was delivered. With one message per key that
+// loses nothing (the purge markers follow), so the guard holds and the
+// fold ends equal to the bucket. With more history per key the guard
+// fires instead: there it cannot tell.
+func TestRelistSurvivesItsOldestKeysRewritten(t *testing.T) {
+	for _, history := range []uint8{1, 2} {
+		t.Run(fmt.Sprintf("history=%d", history), func(t *testing.T) {
+			ctx := context.Background()
+			srv := testenv.NATS(t)
+			_, js := testenv.JetStream(t, srv.ClientURL())
+			kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "b", History: history})
+			for i := range 100 {
+				if _, err := kv.Put(ctx, fmt.Sprintf("k%03d", i), []byte("v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w, err := watch.Start(ctx, js, watch.Config{Bucket: "b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			fold := map[string]string{}
+			apply := func(u watch.Update) {
+				if u.Op == watch.OpPut {
+					fold[u.Key] = string(u.Value)
+				} else {
+					delete(fold, u.Key)
+				}
+			}
+			for range 10 {
+				u, err := w.Next(ctx, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				apply(u)
+			}
+			for i := range 50 {
+				if err := kv.Purge(ctx, fmt.Sprintf("k%03d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s, err := js.Stream(ctx, "KV_b"); err != nil || s.CachedInfo().State.FirstSeq <= 11 {
+				t.Fatalf("setup: the first sequence did not pass the 10 delivered (%v)", err)
+			}
+			bookmark, err := w.Check(ctx)
+			if history > 1 {
+				if !errors.Is(err, watch.ErrCursorExpired) {
+					t.Fatalf("Check: %v, want %v", err, watch.ErrCursorExpired)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Check: %v; nothing in the re-list was lost", err)
+			}
+			// The fold may commit a bookmark as its cursor: it must not
+			// pass what was delivered while the re-list is under way.
+			if bookmark != 10 {
+				t.Fatalf("bookmark %d after 10 of the re-list's revisions, want 10", bookmark)
+			}
+			s, err := js.Stream(ctx, "KV_b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for last := s.CachedInfo().State.LastSeq; ; {
+				u, err := w.Next(ctx, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				apply(u)
+				if u.Revision == last {
+					break
+				}
+			}
+			if _, err := w.Check(ctx); err != nil {
+				t.Fatalf("Check after catching up: %v", err)
+			}
+			if want := testenv.Contents(t, kv, ""); !maps.Equal(fold, want) {
+				t.Fatalf("fold has %d keys, bucket %d: %v", len(fold), len(want), fold)
+			}
+		})
+	}
+}
