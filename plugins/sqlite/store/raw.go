@@ -225,36 +225,34 @@ func (c *rawConn) exec(q string) error {
 	return nil
 }
 
-// rows is a batch's mutations laid out for the C loops: lengths, revisions
-// and ops in arrays, keys and values back to back in data.
-type rows struct {
+// packed is a batch's mutations laid out for the C loops: lengths,
+// revisions and whether each is a put in arrays, keys and values back to
+// back in data.
+type packed struct {
 	put        []C.uchar
 	klen, vlen []C.int
 	rev        []C.longlong
 	data       []byte
 }
 
-func pack(ms []*sdk.Mutation) rows {
-	r := rows{put: make([]C.uchar, len(ms)), klen: make([]C.int, len(ms)), vlen: make([]C.int, len(ms)),
+func pack(ms []*sdk.Mutation) packed {
+	p := packed{put: make([]C.uchar, len(ms)), klen: make([]C.int, len(ms)), vlen: make([]C.int, len(ms)),
 		rev: make([]C.longlong, len(ms))}
 	size := 0
 	for _, m := range ms {
 		size += len(m.Key) + len(m.Value)
 	}
-	r.data = make([]byte, 0, max(size, 1))
+	p.data = make([]byte, 0, max(size, 1))
 	for i, m := range ms {
+		p.klen[i], p.rev[i] = C.int(len(m.Key)), C.longlong(m.Revision)
+		p.data = append(p.data, m.Key...)
 		if m.Op == sdk.OpPut {
-			r.put[i] = 1
-			r.vlen[i] = C.int(len(m.Value))
-			r.data = append(r.data, m.Key...)
-			r.data = append(r.data, m.Value...)
-		} else {
-			r.data = append(r.data, m.Key...)
+			p.put[i], p.vlen[i] = 1, C.int(len(m.Value))
+			p.data = append(p.data, m.Value...)
 		}
-		r.klen[i], r.rev[i] = C.int(len(m.Key)), C.longlong(m.Revision)
 	}
-	r.data = r.data[:max(len(r.data), 1)]
-	return r
+	p.data = p.data[:max(len(p.data), 1)] // never empty: C gets &data[0]
+	return p
 }
 
 // insertRows appends puts to kv as new rows, in one cgo call.
@@ -266,9 +264,9 @@ func (c *rawConn) insertRows(puts []*sdk.Mutation) error {
 	if err != nil {
 		return err
 	}
-	r := pack(puts)
-	if C.slip_insert(insert, C.int(len(puts)), &r.klen[0], &r.vlen[0], &r.rev[0],
-		(*C.char)(unsafe.Pointer(&r.data[0]))) != C.SLIP_DONE {
+	p := pack(puts)
+	if C.slip_insert(insert, C.int(len(puts)), &p.klen[0], &p.vlen[0], &p.rev[0],
+		(*C.char)(unsafe.Pointer(&p.data[0]))) != C.SLIP_DONE {
 		return c.err("put")
 	}
 	return nil
@@ -286,10 +284,10 @@ func (c *rawConn) applyRows(muts []*sdk.Mutation) (oldKeys, oldBytes int64, err 
 			return 0, 0, err
 		}
 	}
-	r := pack(muts)
+	p := pack(muts)
 	var old [2]C.longlong
-	if C.slip_apply(st[0], st[1], st[2], st[3], C.int(len(muts)), &r.put[0], &r.klen[0], &r.vlen[0], &r.rev[0],
-		(*C.char)(unsafe.Pointer(&r.data[0])), &old[0]) != C.SLIP_DONE {
+	if C.slip_apply(st[0], st[1], st[2], st[3], C.int(len(muts)), &p.put[0], &p.klen[0], &p.vlen[0], &p.rev[0],
+		(*C.char)(unsafe.Pointer(&p.data[0])), &old[0]) != C.SLIP_DONE {
 		return 0, 0, c.err("apply")
 	}
 	return int64(old[0]), int64(old[1]), nil
