@@ -97,3 +97,32 @@ func TestRelistSurvivesItsOldestKeysRewritten(t *testing.T) {
 		})
 	}
 }
+
+// TestNextEndsWithItsContext: a Next waiting for updates that do not come
+// returns its context's error soon after the context ends, and an empty
+// wait returns ErrNoUpdate.
+func TestNextEndsWithItsContext(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "b"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := watch.Start(ctx, js, watch.Config{Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := w.Next(ctx, 50*time.Millisecond); !errors.Is(err, watch.ErrNoUpdate) {
+		t.Fatalf("Next on an empty bucket: %v, want %v", err, watch.ErrNoUpdate)
+	}
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = w.Next(ctx, time.Minute)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next after cancel: %v, want %v", err, context.Canceled)
+	}
+	// A bound far above any scheduling delay, far below the wait.
+	if waited := time.Since(start); waited > 30*time.Second {
+		t.Fatalf("Next returned %v after its context ended, not at once", waited)
+	}
+}

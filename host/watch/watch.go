@@ -165,6 +165,11 @@ type Watch struct {
 	lastConsumer    string
 	lastConsumerSeq uint64
 	noBookmarks     bool
+
+	// stopCtx is the context whose end stops the iterator (stopWith);
+	// unstop undoes that.
+	stopCtx context.Context
+	unstop  func() bool
 }
 
 // Start checks the cursor against the stream and creates the consumer.
@@ -284,13 +289,23 @@ func checkCursor(cursor, first, last uint64) error {
 }
 
 // Next returns the next update, waiting at most wait (ErrNoUpdate after).
-func (w *Watch) Next(parent context.Context, wait time.Duration) (Update, error) {
-	ctx, cancel := context.WithTimeout(parent, wait)
-	defer cancel()
+// It returns ctx's error once ctx ends, and the watch is then stopped.
+func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
+	if err := ctx.Err(); err != nil {
+		return Update{}, err
+	}
+	// The wait is the iterator's own timer, not a context derived per
+	// call: a deadline context per message cost a third of the reader's
+	// CPU in a bootstrap. ctx ends the wait by stopping the iterator.
+	w.stopWith(ctx)
+	deadline := time.Now().Add(wait)
 	for {
-		msg, err := w.it.Next(jetstream.NextContext(ctx))
+		msg, err := w.it.Next(jetstream.NextMaxWait(max(time.Until(deadline), time.Millisecond)))
 		if err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil {
+			if ctx.Err() != nil {
+				return Update{}, ctx.Err()
+			}
+			if errors.Is(err, nats.ErrTimeout) {
 				return Update{}, ErrNoUpdate
 			}
 			return Update{}, err
@@ -307,6 +322,18 @@ func (w *Watch) Next(parent context.Context, wait time.Duration) (Update, error)
 		w.delivered = max(w.delivered, u.Revision)
 		return u, nil
 	}
+}
+
+// stopWith arranges for the iterator to stop when ctx ends, once per
+// context: callers pass the same one to every Next.
+func (w *Watch) stopWith(ctx context.Context) {
+	if w.stopCtx == ctx {
+		return
+	}
+	if w.unstop != nil {
+		w.unstop()
+	}
+	w.stopCtx, w.unstop = ctx, context.AfterFunc(ctx, w.it.Stop)
 }
 
 func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bool) {
@@ -412,6 +439,9 @@ func Advance(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAft
 // Stop ends the watch and deletes its server-side consumer, so that
 // restarts do not leave consumers behind until their inactivity threshold.
 func (w *Watch) Stop() {
+	if w.unstop != nil {
+		w.unstop()
+	}
 	if w.it != nil {
 		w.it.Stop()
 	}
