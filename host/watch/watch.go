@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 
@@ -327,7 +328,9 @@ func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 // stopWith arranges for the iterator to stop when ctx ends, once per
 // context: callers pass the same one to every Next.
 func (w *Watch) stopWith(ctx context.Context) {
-	if w.stopCtx == ctx {
+	// == panics on contexts of an uncomparable type: those are registered
+	// again on every call.
+	if t := reflect.TypeOf(ctx); t.Comparable() && reflect.TypeOf(w.stopCtx) == t && w.stopCtx == ctx {
 		return
 	}
 	if w.unstop != nil {

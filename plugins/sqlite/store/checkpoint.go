@@ -6,14 +6,15 @@ import (
 )
 
 // checkpointer copies the WAL into the database on its own connection and
-// goroutine, so that a commit never waits for a checkpoint: with SQLite's
+// goroutine, so that a commit seldom waits for a checkpoint: with SQLite's
 // automatic checkpoint, the commit that crosses wal_autocheckpoint copies
-// the WAL and syncs the database file before it returns, once every
-// wal_autocheckpoint pages. The writer wakes it after a commit that left
-// the WAL at wal_autocheckpoint pages or more; its PASSIVE checkpoints copy
-// what readers no longer need while the writer goes on, and the writer
-// starts the WAL over once one of them caught up. The writer checkpoints by
-// itself only past walLimitFactor times that size (slip_wal_hook).
+// the WAL and syncs the database file before it returns. The writer wakes
+// it after a commit that left the WAL at wal_autocheckpoint pages or more,
+// and its PASSIVE checkpoints copy the WAL while the writer goes on. As the
+// writer keeps adding to the WAL they seldom copy all of it, and SQLite
+// starts the WAL over only after a checkpoint that did: at walLimitFactor
+// times that size the writer copies the rest itself (writeBatch), which
+// bounds the WAL.
 type checkpointer struct {
 	conn *rawConn
 	log  *slog.Logger
@@ -53,8 +54,9 @@ func (c *checkpointer) run() {
 		err := c.conn.checkpoint()
 		c.mu.Unlock()
 		if err != nil {
-			// SQLITE_BUSY here is a checkpoint run by the writer at its
-			// limit or by Compact; the next commit asks again.
+			// SQLITE_BUSY here is another connection's checkpoint (the
+			// automatic one of the database/sql writer, after EndLoad);
+			// the next commit asks again.
 			c.log.Debug("sqlite background checkpoint", "err", err)
 		}
 	}

@@ -85,3 +85,40 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestWALBoundedUnderSustainedWrites: with writes that never pause, the
+// background checkpoints alone would let the WAL grow for as long as the
+// writes last; the writer's own checkpoint at four times wal_autocheckpoint
+// keeps the WAL file within that and one batch.
+func TestWALBoundedUnderSustainedWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := store.New()
+	if _, err := s.Open(ctx, dir, []byte(`{"wal_autocheckpoint": 200}`)); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	const pageFrame = 24 + 4096
+	wal := filepath.Join(dir, "fold.db-wal")
+	var cursor uint64
+	peak := int64(0)
+	for range 1500 {
+		b := &sdk.Batch{}
+		for range 50 {
+			cursor++
+			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut,
+				Key: fmt.Appendf(nil, "k%08d", cursor*7919%1000003), Value: make([]byte, 200), Revision: cursor})
+		}
+		b.Cursor = cursor
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, fileSize(t, wal)/pageFrame)
+	}
+	// 800 pages is the writer's limit; a batch of 50 keys dirties about
+	// 60 pages, and much less than 200 even where every key splits a page.
+	if peak > 800+200 {
+		t.Fatalf("the WAL reached %d pages; want at most the writer's limit (800) and one batch", peak)
+	}
+	t.Logf("peak WAL %d pages", peak)
+}

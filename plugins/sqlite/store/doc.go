@@ -61,12 +61,19 @@
 // Batches are written through the SQLite C API, one cgo call per batch
 // (raw.go): per key, one lookup of its row (for the exact counters), then
 // an insert, an update or a delete of that row, all single-row prepared
-// statements stepped in C. Checkpoints run on a connection of their own
-// (checkpoint.go): a commit that leaves wal_autocheckpoint pages or more in
-// the WAL wakes it, and its PASSIVE checkpoints copy the WAL into fold.db
-// while the writer goes on. SQLite's own automatic checkpoint would run
-// inside that commit instead, syncing fold.db before returning; moving it
-// off the commit path made Apply of keys in random order about 1.6 times
-// faster (BenchmarkApply). Should the checkpoints fall behind, the writer
-// checkpoints by itself once the WAL holds four times wal_autocheckpoint.
+// statements stepped in C.
+//
+// Checkpoints run on a connection of their own (checkpoint.go): a commit
+// that leaves wal_autocheckpoint pages or more in the WAL wakes it, and its
+// PASSIVE checkpoints copy the WAL into fold.db while the writer goes on.
+// SQLite's own automatic checkpoint would run inside that commit instead,
+// syncing fold.db before returning. As the writer keeps adding to the WAL,
+// these checkpoints seldom copy all of it, and SQLite starts the WAL over
+// only after one that did; so once the WAL holds four times
+// wal_autocheckpoint pages, the writer copies the rest itself after its
+// commit. Under sustained writes the WAL file thus grows to about four times
+// wal_autocheckpoint pages (256 MiB at the default) and is rewritten in
+// place; lower wal_autocheckpoint to trade speed for disk. Together these
+// made Apply of keys in random order about three times as fast at 1M keys
+// (BenchmarkApply; BENCHMARKS.md).
 package store

@@ -29,10 +29,9 @@ CREATE TABLE load_deletes (
 
 // BeginLoad implements sdk.Loader.
 func (s *Store) BeginLoad(ctx context.Context) error {
-	if err := s.opened(); err != nil {
+	if err := s.lockWriter(); err != nil {
 		return err
 	}
-	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -154,10 +153,9 @@ func loadingView(cond string) string {
 // EndLoad implements sdk.Loader: it keeps the newest row of each key,
 // applies the deletes and builds the unique index, in one transaction.
 func (s *Store) EndLoad(ctx context.Context) error {
-	if err := s.opened(); err != nil {
+	if err := s.lockWriter(); err != nil {
 		return err
 	}
-	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if !s.loading.Load() {
 		return nil

@@ -24,6 +24,7 @@ const char *sqlite3_errmsg(sqlite3 *db);
 int sqlite3_busy_timeout(sqlite3 *db, int ms);
 void *sqlite3_wal_hook(sqlite3 *db, int (*hook)(void *, sqlite3 *, const char *, int), void *arg);
 int sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *schema, int mode, int *log, int *checkpointed);
+int sqlite3_get_autocommit(sqlite3 *db);
 
 #define SLIP_ROW 100
 #define SLIP_DONE 101
@@ -107,24 +108,17 @@ static int slip_apply(sqlite3_stmt *find, sqlite3_stmt *insert, sqlite3_stmt *up
 }
 
 // slip_wal is what the writer's WAL hook shares with Go: the WAL's size in
-// frames after the last commit, and the size at which the writer
-// checkpoints by itself (0: never).
+// frames after the last commit.
 typedef struct {
 	int frames;
-	int limit;
 } slip_wal;
 
-// slip_wal_hook runs after each commit of the writer. It replaces SQLite's
-// automatic checkpoint, which would copy the WAL into the database inside
-// the commit that crossed wal_autocheckpoint: the store checkpoints in the
-// background instead (checkpoint.go), and the writer only when the WAL grew
-// past the limit regardless. A checkpoint's failure is not the commit's.
+// slip_wal_hook runs after each commit of the writer. Setting it turns off
+// SQLite's automatic checkpoint, which would copy the WAL into the database
+// inside the commit that crossed wal_autocheckpoint: the store decides when
+// to checkpoint from the size it records (writeBatch, checkpoint.go).
 static int slip_wal_hook(void *arg, sqlite3 *db, const char *schema, int frames) {
-	slip_wal *w = arg;
-	w->frames = frames;
-	if (w->limit > 0 && frames >= w->limit) {
-		sqlite3_wal_checkpoint_v2(db, schema, 0, 0, 0); // SQLITE_CHECKPOINT_PASSIVE
-	}
+	((slip_wal *)arg)->frames = frames;
 	return 0;
 }
 
@@ -181,24 +175,27 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 	}
 	c := &rawConn{db: db, wal: (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))}
 	C.sqlite3_busy_timeout(db, C.int(cfg.BusyTimeout))
-	pragmas := fmt.Sprintf(`PRAGMA synchronous=%s; PRAGMA cache_size=-%d;`, cfg.Synchronous, cfg.CacheSize/1024)
+	// When the writer starts the WAL over, a file that grew past the limit
+	// of writeBatch (a long read held the checkpoints back) shrinks back to
+	// it. A smaller limit would cost every cycle: rewriting the file in
+	// place is cheaper than growing it again (20-30% of Apply, measured).
+	pragmas := fmt.Sprintf(`PRAGMA synchronous=%s; PRAGMA cache_size=-%d; PRAGMA journal_size_limit=%d;`,
+		cfg.Synchronous, cfg.CacheSize/1024, int64(walLimitFactor+1)*int64(cfg.WALAutocheckpoint)*4096)
 	if err := c.exec(pragmas); err != nil {
 		c.close()
 		return nil, err
 	}
 	// Setting the hook turns SQLite's automatic checkpoint off on this
 	// connection; no PRAGMA wal_autocheckpoint may run on it after this.
-	c.wal.limit = C.int(walLimitFactor * cfg.WALAutocheckpoint)
 	C.slip_set_wal_hook(db, c.wal)
 	return c, nil
 }
 
-// walLimitFactor times wal_autocheckpoint is the WAL's size at which the
-// writer checkpoints by itself, when the background checkpoints fall behind.
-const walLimitFactor = 4
-
 // walFrames is the WAL's size in frames (pages) after the last commit.
 func (c *rawConn) walFrames() int { return int(c.wal.frames) }
+
+// inTransaction says a transaction is open on c.
+func (c *rawConn) inTransaction() bool { return C.sqlite3_get_autocommit(c.db) == 0 }
 
 // checkpoint copies what it can of the WAL into the database without
 // waiting for readers or the writer (SQLITE_CHECKPOINT_PASSIVE).

@@ -266,15 +266,25 @@ func (s *Store) opened() error {
 	return nil
 }
 
+// lockWriter takes wmu for a call that writes, and checks the store is
+// still open under it: a Close may have run while the call waited.
+func (s *Store) lockWriter() error {
+	s.wmu.Lock()
+	if err := s.opened(); err != nil {
+		s.wmu.Unlock()
+		return err
+	}
+	return nil
+}
+
 // Apply implements sdk.Store: the batch, its cursor and its metadata in one
 // transaction. Only the last mutation of each key matters, so the batch is
 // reduced to one mutation per key and written in key order, which touches
 // each B-tree page once instead of once per row.
 func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
-	if err := s.opened(); err != nil {
+	if err := s.lockWriter(); err != nil {
 		return err
 	}
-	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.loading.Load() {
 		return s.applyLoading(ctx, b, lastPerKey(b.Mutations, false))
@@ -301,6 +311,12 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 		return err
 	}
 	c := s.raw
+	if c.inTransaction() {
+		// A ROLLBACK that failed left the last batch's transaction open.
+		if err := c.exec(`ROLLBACK`); err != nil {
+			return err
+		}
+	}
 	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
 		return err
 	}
@@ -336,11 +352,31 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 	s.mu.Lock()
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
-	if s.ckpt != nil && c.walFrames() >= s.walMin {
+	if s.ckpt == nil {
+		return nil
+	}
+	switch frames := c.walFrames(); {
+	case frames >= walLimitFactor*s.walMin:
+		// The background checkpoints copy the WAL while the writer adds to
+		// it, so they seldom copy all of it, and SQLite starts the WAL over
+		// only once all of it is copied. The writer copies what is left,
+		// after the checkpoint under way: its next batch then starts over.
+		s.ckptMu.Lock()
+		err := c.checkpoint()
+		s.ckptMu.Unlock()
+		if err != nil {
+			// The batch is committed; the next one tries again.
+			s.log.Warn("sqlite checkpoint", "err", err, "wal_pages", frames)
+		}
+	case frames >= s.walMin:
 		s.ckpt.signal()
 	}
 	return nil
 }
+
+// walLimitFactor times wal_autocheckpoint is the WAL's size at which the
+// writer checkpoints itself.
+const walLimitFactor = 4
 
 // Statements every batch runs on the writer.
 const (
@@ -534,10 +570,9 @@ func (s *Store) diskBytes(ctx context.Context) uint64 {
 // Compact implements sdk.Compacter: it folds the WAL into the database and
 // truncates it, and refreshes the query planner's statistics.
 func (s *Store) Compact(ctx context.Context) error {
-	if err := s.opened(); err != nil {
+	if err := s.lockWriter(); err != nil {
 		return err
 	}
-	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.ckptMu.Lock()
 	defer s.ckptMu.Unlock()
@@ -547,9 +582,10 @@ func (s *Store) Compact(ctx context.Context) error {
 
 // Close implements sdk.Store.
 func (s *Store) Close(context.Context) error {
-	if err := s.opened(); err != nil {
+	if err := s.lockWriter(); err != nil {
 		return err
 	}
+	defer s.wmu.Unlock()
 	s.get.Close()
 	var err error
 	if s.ckpt != nil {
