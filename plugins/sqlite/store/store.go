@@ -352,8 +352,15 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 	s.mu.Lock()
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
+	s.checkpointAfterCommit(c)
+	return nil
+}
+
+// checkpointAfterCommit starts or runs the checkpoint the WAL's size calls
+// for, after a commit of the writer c.
+func (s *Store) checkpointAfterCommit(c *rawConn) {
 	if s.ckpt == nil {
-		return nil
+		return
 	}
 	switch frames := c.walFrames(); {
 	case frames >= walLimitFactor*s.walMin:
@@ -371,7 +378,6 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 	case frames >= s.walMin:
 		s.ckpt.signal()
 	}
-	return nil
 }
 
 // walLimitFactor times wal_autocheckpoint is the WAL's size at which the
