@@ -429,7 +429,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 // position the fold may commit as its cursor: it never includes the floor.
 func Advance(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
 	if !ResumeOK(max(guard, floor), firstAfter) {
-		return 0, fmt.Errorf("%w (first sequence %d passed the delivered frontier %d while watching)",
+		return 0, fmt.Errorf("%w (first sequence %d passed %d, the frontier delivered or not owed, while watching)",
 			ErrCursorExpired, firstAfter, max(guard, floor))
 	}
 	frontier := max(guard, delivered)
