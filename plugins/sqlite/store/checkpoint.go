@@ -13,24 +13,61 @@ import (
 // and its PASSIVE checkpoints copy the WAL while the writer goes on. As the
 // writer keeps adding to the WAL they seldom copy all of it, and SQLite
 // starts the WAL over only after a checkpoint that did: at walLimitFactor
-// times that size the writer copies the rest itself (writeBatch), which
+// times that size the writer copies the rest itself (afterCommit), which
 // bounds the WAL.
 type checkpointer struct {
 	conn *rawConn
 	log  *slog.Logger
+	min  int // wal_autocheckpoint: the WAL's size, in pages, that wakes it
 	// mu is held during a checkpoint: SQLite refuses a second concurrent
-	// one (SQLITE_BUSY, without waiting), so Compact takes it too.
-	mu      *sync.Mutex
+	// one (SQLITE_BUSY, without waiting).
+	mu      sync.Mutex
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 }
 
-func startCheckpointer(conn *rawConn, mu *sync.Mutex, log *slog.Logger) *checkpointer {
-	c := &checkpointer{conn: conn, log: log, mu: mu,
+// walLimitFactor times wal_autocheckpoint is the WAL's size at which the
+// writer checkpoints itself.
+const walLimitFactor = 4
+
+func startCheckpointer(conn *rawConn, min int, log *slog.Logger) *checkpointer {
+	c := &checkpointer{conn: conn, log: log, min: min,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go c.run()
 	return c
+}
+
+// afterCommit starts or runs the checkpoint the WAL's size calls for,
+// after a commit of writer. A nil checkpointer (wal_autocheckpoint 0)
+// never checkpoints.
+func (c *checkpointer) afterCommit(writer *rawConn) {
+	if c == nil {
+		return
+	}
+	switch frames := writer.walFrames(); {
+	case frames >= walLimitFactor*c.min:
+		// The background checkpoints copy the WAL while the writer adds to
+		// it, so they seldom copy all of it, and SQLite starts the WAL over
+		// only once all of it is copied. The writer copies what is left,
+		// after the checkpoint under way: its next batch then starts over.
+		if err := c.exclusive(writer.checkpoint); err != nil {
+			// The batch is committed; the next one tries again.
+			c.log.Warn("sqlite checkpoint", "err", err, "wal_pages", frames)
+		}
+	case frames >= c.min:
+		c.signal()
+	}
+}
+
+// exclusive runs checkpoint with no other checkpoint of the store under way.
+func (c *checkpointer) exclusive(checkpoint func() error) error {
+	if c == nil {
+		return checkpoint()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return checkpoint()
 }
 
 // signal asks for a checkpoint, without waiting: a request made while one
@@ -50,10 +87,7 @@ func (c *checkpointer) run() {
 			return
 		case <-c.wake:
 		}
-		c.mu.Lock()
-		err := c.conn.checkpoint()
-		c.mu.Unlock()
-		if err != nil {
+		if err := c.exclusive(c.conn.checkpoint); err != nil {
 			// SQLITE_BUSY here is another connection's checkpoint (the
 			// automatic one of the database/sql writer, after EndLoad);
 			// the next commit asks again.

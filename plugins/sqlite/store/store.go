@@ -94,9 +94,7 @@ type Store struct {
 	raw *rawConn // the writer of batches, through the C API (raw.go)
 	r   *sql.DB  // readers: a small pool, query-only
 
-	ckpt   *checkpointer // background WAL checkpoints; nil if wal_autocheckpoint is 0
-	ckptMu sync.Mutex    // held by a checkpoint (checkpoint.go)
-	walMin int           // wal_autocheckpoint: the WAL's size that wakes ckpt
+	ckpt *checkpointer // background WAL checkpoints; nil if wal_autocheckpoint is 0
 
 	wmu     sync.Mutex  // serializes the writers: Apply, BeginLoad, EndLoad, Compact
 	loading atomic.Bool // a bulk load is under way (see load.go)
@@ -179,9 +177,9 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 			r.Close()
 			return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 		}
-		s.ckpt = startCheckpointer(conn, &s.ckptMu, s.log)
+		s.ckpt = startCheckpointer(conn, cfg.WALAutocheckpoint, s.log)
 	}
-	s.w, s.r, s.get, s.raw, s.walMin = w, r, get, raw, cfg.WALAutocheckpoint
+	s.w, s.r, s.get, s.raw = w, r, get, raw
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
 }
@@ -352,37 +350,9 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 	s.mu.Lock()
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
-	s.checkpointAfterCommit(c)
+	s.ckpt.afterCommit(c)
 	return nil
 }
-
-// checkpointAfterCommit starts or runs the checkpoint the WAL's size calls
-// for, after a commit of the writer c.
-func (s *Store) checkpointAfterCommit(c *rawConn) {
-	if s.ckpt == nil {
-		return
-	}
-	switch frames := c.walFrames(); {
-	case frames >= walLimitFactor*s.walMin:
-		// The background checkpoints copy the WAL while the writer adds to
-		// it, so they seldom copy all of it, and SQLite starts the WAL over
-		// only once all of it is copied. The writer copies what is left,
-		// after the checkpoint under way: its next batch then starts over.
-		s.ckptMu.Lock()
-		err := c.checkpoint()
-		s.ckptMu.Unlock()
-		if err != nil {
-			// The batch is committed; the next one tries again.
-			s.log.Warn("sqlite checkpoint", "err", err, "wal_pages", frames)
-		}
-	case frames >= s.walMin:
-		s.ckpt.signal()
-	}
-}
-
-// walLimitFactor times wal_autocheckpoint is the WAL's size at which the
-// writer checkpoints itself.
-const walLimitFactor = 4
 
 // Statements every batch runs on the writer.
 const (
@@ -580,10 +550,10 @@ func (s *Store) Compact(ctx context.Context) error {
 		return err
 	}
 	defer s.wmu.Unlock()
-	s.ckptMu.Lock()
-	defer s.ckptMu.Unlock()
-	_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
-	return err
+	return s.ckpt.exclusive(func() error {
+		_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
+		return err
+	})
 }
 
 // Close implements sdk.Store.
