@@ -192,15 +192,7 @@ func (refusingLoader) BeginLoad(context.Context) error { return errors.New("no l
 // cursor-0 store holding keys, a plugin built before the capability) is
 // filled batch by batch instead of stalling the fold.
 func TestRefusedBulkLoadFillsBatchByBatch(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
-	putAll(t, js, "cfg", 3000, "k", "v")
-	_, last := lastSeq(t, js, "cfg")
-
-	h := newHarness(t, js, "cfg", nil, t.TempDir())
-	log := &messages{}
-	h.cfg.Logger = slog.New(log)
+	h, kv, last, log := filledBucket(t, 3000)
 	launch := h.cfg.Launch
 	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
 		p, err := launch(ctx)
@@ -224,15 +216,7 @@ func TestRefusedBulkLoadFillsBatchByBatch(t *testing.T) {
 // (the example store) fills its generations batch by batch; the host does
 // not report a load that never ran.
 func TestNoLoadWithoutTheCapability(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
-	putAll(t, js, "cfg", 300, "k", "v")
-	_, last := lastSeq(t, js, "cfg")
-
-	h := newHarness(t, js, "cfg", nil, t.TempDir())
-	log := &messages{}
-	h.cfg.Logger = slog.New(log)
+	h, kv, last, log := filledBucket(t, 300)
 	bin := testenv.Binary(t, "sdk/example", "slipstream-store-example")
 	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
 		return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin})
@@ -243,4 +227,18 @@ func TestNoLoadWithoutTheCapability(t *testing.T) {
 	if n := log.count("bulk load ended"); n != 0 {
 		t.Errorf("logged %d bulk loads for a store without the capability", n)
 	}
+}
+
+// filledBucket is a bucket "cfg" of n keys on a new server, its last
+// sequence, and a fold harness on it whose log is kept, not yet started.
+func filledBucket(t *testing.T, n int) (*harness, jetstream.KeyValue, uint64, *messages) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	putAll(t, js, "cfg", n, "k", "v")
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	log := &messages{}
+	h.cfg.Logger = slog.New(log)
+	return h, kv, last, log
 }
