@@ -22,6 +22,8 @@ const maxMessageBytes = 80 << 20
 // client implements Store over the gRPC connection to a plugin.
 type client struct {
 	rpc storepb.StoreClient
+	// packed: the plugin reads ApplyRequest.packed (it reported wire 1).
+	packed bool
 }
 
 func (c *client) info(ctx context.Context) (Info, error) {
@@ -29,6 +31,7 @@ func (c *client) info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fromStatus(err)
 	}
+	c.packed = resp.GetWire() >= 1
 	return Info{Name: resp.GetName(), Version: resp.GetVersion(), Capabilities: resp.GetCapabilities()}, nil
 }
 
@@ -50,7 +53,8 @@ func (c *client) Apply(ctx context.Context, b *Batch) error {
 		size += len(b.Mutations[i].Key) + len(b.Mutations[i].Value) + 16
 	}
 	if size <= applyChunkBytes {
-		req := &storepb.ApplyRequest{Mutations: toProto(b.Mutations), Cursor: b.Cursor, Meta: b.Meta, Last: true}
+		req := c.request(b.Mutations)
+		req.Cursor, req.Meta, req.Last = b.Cursor, b.Meta, true
 		_, err := c.rpc.Apply(ctx, req)
 		return fromStatus(err)
 	}
@@ -72,7 +76,7 @@ func (c *client) applyStream(ctx context.Context, b *Batch) error {
 		if size < applyChunkBytes && i < len(b.Mutations)-1 {
 			continue
 		}
-		req := &storepb.ApplyRequest{Mutations: toProto(b.Mutations[start : i+1])}
+		req := c.request(b.Mutations[start : i+1])
 		if i == len(b.Mutations)-1 {
 			req.Cursor, req.Meta, req.Last = b.Cursor, b.Meta, true
 		}
@@ -87,6 +91,14 @@ func (c *client) applyStream(ctx context.Context, b *Batch) error {
 	}
 	_, err = stream.CloseAndRecv()
 	return fromStatus(err)
+}
+
+// request is an ApplyRequest carrying ms, packed when the plugin reads that.
+func (c *client) request(ms []Mutation) *storepb.ApplyRequest {
+	if c.packed {
+		return &storepb.ApplyRequest{Packed: pack(ms)}
+	}
+	return &storepb.ApplyRequest{Mutations: toProto(ms)}
 }
 
 func toProto(ms []Mutation) []*storepb.Mutation {

@@ -47,7 +47,7 @@ func describe(s Store) Info {
 }
 
 func (s *server) Info(context.Context, *storepb.InfoRequest) (*storepb.InfoResponse, error) {
-	return &storepb.InfoResponse{Name: s.info.Name, Version: s.info.Version, Capabilities: s.info.Capabilities}, nil
+	return &storepb.InfoResponse{Name: s.info.Name, Version: s.info.Version, Capabilities: s.info.Capabilities, Wire: wireRevision}, nil
 }
 
 func (s *server) Open(ctx context.Context, req *storepb.OpenRequest) (*storepb.OpenResponse, error) {
@@ -109,7 +109,10 @@ func (s *server) apply(ctx context.Context, b *Batch) error {
 
 func (s *server) Apply(ctx context.Context, req *storepb.ApplyRequest) (*storepb.ApplyResponse, error) {
 	b := &Batch{Cursor: req.GetCursor(), Meta: req.GetMeta()}
-	b.Mutations = appendMutations(nil, req.GetMutations())
+	var err error
+	if b.Mutations, err = appendMutations(nil, req); err != nil {
+		return nil, err
+	}
 	if err := s.apply(ctx, b); err != nil {
 		return nil, err
 	}
@@ -124,7 +127,9 @@ func (s *server) ApplyStream(stream storepb.Store_ApplyStreamServer) error {
 			// The host went away mid-batch: nothing was applied.
 			return status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
 		}
-		b.Mutations = appendMutations(b.Mutations, req.GetMutations())
+		if b.Mutations, err = appendMutations(b.Mutations, req); err != nil {
+			return err
+		}
 		if req.GetLast() {
 			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
 			break
@@ -136,15 +141,24 @@ func (s *server) ApplyStream(stream storepb.Store_ApplyStreamServer) error {
 	return stream.SendAndClose(&storepb.ApplyResponse{})
 }
 
-func appendMutations(dst []Mutation, src []*storepb.Mutation) []Mutation {
-	for _, m := range src {
+// appendMutations appends the mutations of req to dst: those sent one
+// message each, then the packed ones.
+func appendMutations(dst []Mutation, req *storepb.ApplyRequest) ([]Mutation, error) {
+	for _, m := range req.GetMutations() {
 		op := OpPut
 		if m.GetOp() == storepb.Op_OP_DELETE {
 			op = OpDelete
 		}
 		dst = append(dst, Mutation{Op: op, Key: m.GetKey(), Value: m.GetValue(), Revision: m.GetRevision()})
 	}
-	return dst
+	if req.GetPacked() == nil {
+		return dst, nil
+	}
+	dst, err := appendPacked(dst, req.GetPacked())
+	if err != nil {
+		return dst, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return dst, nil
 }
 
 func (s *server) Get(ctx context.Context, req *storepb.GetRequest) (*storepb.GetResponse, error) {

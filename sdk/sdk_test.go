@@ -42,15 +42,22 @@ func (r *batchRecorder) applied() []*Batch {
 }
 
 // serveOnSocket serves s over gRPC on a unix socket, with the message limits
-// Serve and Launch use, and returns both ends of the protocol.
+// Serve and Launch use, and returns both ends of the protocol. The client
+// has asked for Info, as Launch does.
 func serveOnSocket(t *testing.T, s Store) (*client, storepb.StoreClient) {
+	t.Helper()
+	return serveServer(t, newServer(s))
+}
+
+// serveServer is serveOnSocket for a server given whole, with opts.
+func serveServer(t *testing.T, impl storepb.StoreServer, opts ...grpc.ServerOption) (*client, storepb.StoreClient) {
 	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "store.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes))
-	storepb.RegisterStoreServer(srv, newServer(s))
+	srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes))...)
+	storepb.RegisterStoreServer(srv, impl)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("unix://"+lis.Addr().String(),
@@ -61,34 +68,61 @@ func serveOnSocket(t *testing.T, s Store) (*client, storepb.StoreClient) {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	rpc := storepb.NewStoreClient(conn)
-	return &client{rpc: rpc}, rpc
-}
-
-// TestLargeBatchArrivesWhole sends a batch several chunks long and checks
-// the store gets it as one Apply, every mutation in order and intact.
-func TestLargeBatchArrivesWhole(t *testing.T) {
-	rec := &batchRecorder{}
-	c, _ := serveOnSocket(t, rec)
-	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
+	c := &client{rpc: rpc}
+	if _, err := c.info(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	want := &Batch{Cursor: 5000, Meta: map[string][]byte{"gen": []byte("7")}}
-	for i := range 5000 {
+	return c, rpc
+}
+
+// TestBatchesArriveWhole sends a small batch (one message) and a batch
+// several chunks long, packed (as to a plugin of this SDK) and one message
+// per mutation (as an older host sends), and checks the store gets each as
+// one Apply, every mutation in order and intact.
+func TestBatchesArriveWhole(t *testing.T) {
+	for _, packed := range []bool{true, false} {
+		for _, n := range []int{10, 5000} {
+			t.Run(fmt.Sprintf("packed=%v/%d", packed, n), func(t *testing.T) {
+				rec := &batchRecorder{}
+				c, _ := serveOnSocket(t, rec)
+				if !c.packed {
+					t.Fatal("the client does not pack for a server of this SDK")
+				}
+				c.packed = packed
+				ctx := context.Background()
+				if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
+					t.Fatal(err)
+				}
+				want := testBatch(n)
+				if err := c.Apply(ctx, want); err != nil {
+					t.Fatal(err)
+				}
+				got := rec.applied()
+				if len(got) != 1 {
+					t.Fatalf("the store saw %d Apply calls; want 1", len(got))
+				}
+				checkBatch(t, got[0], want)
+			})
+		}
+	}
+}
+
+// testBatch is n mutations: every tenth a delete, values of 0 to 8191
+// bytes (the large batch spans several 4 MiB chunks).
+func testBatch(n int) *Batch {
+	b := &Batch{Cursor: uint64(n), Meta: map[string][]byte{"gen": []byte("7")}}
+	for i := range n {
 		m := Mutation{Op: OpPut, Key: fmt.Appendf(nil, "k%05d", i), Value: bytes.Repeat([]byte{byte(i)}, i%8192), Revision: uint64(i)}
 		if i%10 == 0 {
 			m = Mutation{Op: OpDelete, Key: m.Key}
 		}
-		want.Mutations = append(want.Mutations, m)
+		b.Mutations = append(b.Mutations, m)
 	}
-	if err := c.Apply(ctx, want); err != nil {
-		t.Fatal(err)
-	}
-	got := rec.applied()
-	if len(got) != 1 {
-		t.Fatalf("the store saw %d Apply calls; want 1", len(got))
-	}
-	b := got[0]
+	return b
+}
+
+func checkBatch(t *testing.T, b, want *Batch) {
+	t.Helper()
 	if b.Cursor != want.Cursor || !bytes.Equal(b.Meta["gen"], want.Meta["gen"]) || len(b.Mutations) != len(want.Mutations) {
 		t.Fatalf("got cursor %d, meta %q, %d mutations; want %d, %q, %d", b.Cursor, b.Meta, len(b.Mutations), want.Cursor, want.Meta, len(want.Mutations))
 	}

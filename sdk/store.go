@@ -111,7 +111,10 @@ type Store interface {
 	// absent). A store reports unknown config keys as an error.
 	Open(ctx context.Context, dir string, config []byte) (State, error)
 	// Apply commits b atomically (see Batch). A store that returns an error
-	// must not have committed any part of b.
+	// must not have committed any part of b. The batch's keys and values
+	// are the store's to read until Apply returns; one that keeps any
+	// afterwards copies it (across the plugin boundary they share one
+	// buffer, which a kept slice would keep whole).
 	Apply(ctx context.Context, b *Batch) error
 	// Get returns the entry for key, or ErrNotFound.
 	Get(ctx context.Context, key []byte) (Entry, error)

@@ -110,10 +110,14 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 }
 
 type InfoResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Capabilities  []string               `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version      string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Capabilities []string               `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// wire is the revision of this protocol the plugin's SDK reads, within
+	// one ProtocolVersion: 0, the first; 1, ApplyRequest.packed. A host sends
+	// only what the plugin reads.
+	Wire          uint32 `protobuf:"varint,4,opt,name=wire,proto3" json:"wire,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -167,6 +171,13 @@ func (x *InfoResponse) GetCapabilities() []string {
 		return x.Capabilities
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetWire() uint32 {
+	if x != nil {
+		return x.Wire
+	}
+	return 0
 }
 
 type OpenRequest struct {
@@ -355,9 +366,11 @@ type ApplyRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Mutations []*Mutation            `protobuf:"bytes,1,rep,name=mutations,proto3" json:"mutations,omitempty"`
 	// cursor and meta are read from the only (Apply) or last (ApplyStream) message.
-	Cursor        uint64            `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
-	Meta          map[string][]byte `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Last          bool              `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	Cursor uint64            `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Meta   map[string][]byte `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Last   bool              `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	// packed carries mutations too (wire 1), after those of mutations.
+	Packed        *Packed `protobuf:"bytes,5,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,6 +433,94 @@ func (x *ApplyRequest) GetLast() bool {
 	return false
 }
 
+func (x *ApplyRequest) GetPacked() *Packed {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
+}
+
+// Packed is a run of mutations in a few flat fields instead of one message
+// each: decoding it allocates a handful of slices, not three per mutation.
+// Mutation i is ops[i] (an Op), key_lengths[i] bytes of key followed in
+// data by value_lengths[i] bytes of value, and revisions[i]. The four
+// counts are equal and data holds exactly the sum of the lengths.
+type Packed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []byte                 `protobuf:"bytes,1,opt,name=ops,proto3" json:"ops,omitempty"`
+	KeyLengths    []uint32               `protobuf:"varint,2,rep,packed,name=key_lengths,json=keyLengths,proto3" json:"key_lengths,omitempty"`
+	ValueLengths  []uint32               `protobuf:"varint,3,rep,packed,name=value_lengths,json=valueLengths,proto3" json:"value_lengths,omitempty"`
+	Revisions     []uint64               `protobuf:"varint,4,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Packed) Reset() {
+	*x = Packed{}
+	mi := &file_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Packed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Packed) ProtoMessage() {}
+
+func (x *Packed) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Packed.ProtoReflect.Descriptor instead.
+func (*Packed) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Packed) GetOps() []byte {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+func (x *Packed) GetKeyLengths() []uint32 {
+	if x != nil {
+		return x.KeyLengths
+	}
+	return nil
+}
+
+func (x *Packed) GetValueLengths() []uint32 {
+	if x != nil {
+		return x.ValueLengths
+	}
+	return nil
+}
+
+func (x *Packed) GetRevisions() []uint64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *Packed) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type ApplyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -428,7 +529,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +541,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[6]
+	mi := &file_store_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +554,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{6}
+	return file_store_proto_rawDescGZIP(), []int{7}
 }
 
 type GetRequest struct {
@@ -465,7 +566,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +578,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[7]
+	mi := &file_store_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +591,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{7}
+	return file_store_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRequest) GetKey() []byte {
@@ -511,7 +612,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_store_proto_msgTypes[8]
+	mi := &file_store_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +624,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[8]
+	mi := &file_store_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +637,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{8}
+	return file_store_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetResponse) GetFound() bool {
@@ -574,7 +675,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_store_proto_msgTypes[9]
+	mi := &file_store_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +687,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[9]
+	mi := &file_store_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +700,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{9}
+	return file_store_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ScanRequest) GetPrefix() []byte {
@@ -655,7 +756,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_store_proto_msgTypes[10]
+	mi := &file_store_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +768,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[10]
+	mi := &file_store_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +781,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{10}
+	return file_store_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Entry) GetKey() []byte {
@@ -713,7 +814,7 @@ type ScanResponse struct {
 
 func (x *ScanResponse) Reset() {
 	*x = ScanResponse{}
-	mi := &file_store_proto_msgTypes[11]
+	mi := &file_store_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +826,7 @@ func (x *ScanResponse) String() string {
 func (*ScanResponse) ProtoMessage() {}
 
 func (x *ScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[11]
+	mi := &file_store_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +839,7 @@ func (x *ScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
 func (*ScanResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{11}
+	return file_store_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScanResponse) GetEntries() []*Entry {
@@ -756,7 +857,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_store_proto_msgTypes[12]
+	mi := &file_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +869,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[12]
+	mi := &file_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +882,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{12}
+	return file_store_proto_rawDescGZIP(), []int{13}
 }
 
 type StatsResponse struct {
@@ -795,7 +896,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_store_proto_msgTypes[13]
+	mi := &file_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +908,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[13]
+	mi := &file_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +921,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{13}
+	return file_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsResponse) GetKeys() uint64 {
@@ -852,7 +953,7 @@ type LoadRequest struct {
 
 func (x *LoadRequest) Reset() {
 	*x = LoadRequest{}
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +965,7 @@ func (x *LoadRequest) String() string {
 func (*LoadRequest) ProtoMessage() {}
 
 func (x *LoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +978,7 @@ func (x *LoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadRequest.ProtoReflect.Descriptor instead.
 func (*LoadRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{14}
+	return file_store_proto_rawDescGZIP(), []int{15}
 }
 
 type LoadResponse struct {
@@ -888,7 +989,7 @@ type LoadResponse struct {
 
 func (x *LoadResponse) Reset() {
 	*x = LoadResponse{}
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1001,7 @@ func (x *LoadResponse) String() string {
 func (*LoadResponse) ProtoMessage() {}
 
 func (x *LoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1014,7 @@ func (x *LoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResponse.ProtoReflect.Descriptor instead.
 func (*LoadResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{15}
+	return file_store_proto_rawDescGZIP(), []int{16}
 }
 
 type CompactRequest struct {
@@ -924,7 +1025,7 @@ type CompactRequest struct {
 
 func (x *CompactRequest) Reset() {
 	*x = CompactRequest{}
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1037,7 @@ func (x *CompactRequest) String() string {
 func (*CompactRequest) ProtoMessage() {}
 
 func (x *CompactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1050,7 @@ func (x *CompactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
 func (*CompactRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{16}
+	return file_store_proto_rawDescGZIP(), []int{17}
 }
 
 type CompactResponse struct {
@@ -960,7 +1061,7 @@ type CompactResponse struct {
 
 func (x *CompactResponse) Reset() {
 	*x = CompactResponse{}
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1073,7 @@ func (x *CompactResponse) String() string {
 func (*CompactResponse) ProtoMessage() {}
 
 func (x *CompactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1086,7 @@ func (x *CompactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
 func (*CompactResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{17}
+	return file_store_proto_rawDescGZIP(), []int{18}
 }
 
 type CloseRequest struct {
@@ -996,7 +1097,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1109,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1122,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{18}
+	return file_store_proto_rawDescGZIP(), []int{19}
 }
 
 type CloseResponse struct {
@@ -1032,7 +1133,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1145,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1158,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{19}
+	return file_store_proto_rawDescGZIP(), []int{20}
 }
 
 var File_store_proto protoreflect.FileDescriptor
@@ -1065,11 +1166,12 @@ var File_store_proto protoreflect.FileDescriptor
 const file_store_proto_rawDesc = "" +
 	"\n" +
 	"\vstore.proto\x12\x13slipstream.store.v1\"\r\n" +
-	"\vInfoRequest\"`\n" +
+	"\vInfoRequest\"t\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\"\n" +
-	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\"7\n" +
+	"\fcapabilities\x18\x03 \x03(\tR\fcapabilities\x12\x12\n" +
+	"\x04wire\x18\x04 \x01(\rR\x04wire\"7\n" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03dir\x18\x01 \x01(\tR\x03dir\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\"\xba\x01\n" +
@@ -1084,15 +1186,23 @@ const file_store_proto_rawDesc = "" +
 	"\x02op\x18\x01 \x01(\x0e2\x17.slipstream.store.v1.OpR\x02op\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x04R\brevision\"\xf1\x01\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"\xa6\x02\n" +
 	"\fApplyRequest\x12;\n" +
 	"\tmutations\x18\x01 \x03(\v2\x1d.slipstream.store.v1.MutationR\tmutations\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12?\n" +
 	"\x04meta\x18\x03 \x03(\v2+.slipstream.store.v1.ApplyRequest.MetaEntryR\x04meta\x12\x12\n" +
-	"\x04last\x18\x04 \x01(\bR\x04last\x1a7\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\x123\n" +
+	"\x06packed\x18\x05 \x01(\v2\x1b.slipstream.store.v1.PackedR\x06packed\x1a7\n" +
 	"\tMetaEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x0f\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x06Packed\x12\x10\n" +
+	"\x03ops\x18\x01 \x01(\fR\x03ops\x12\x1f\n" +
+	"\vkey_lengths\x18\x02 \x03(\rR\n" +
+	"keyLengths\x12#\n" +
+	"\rvalue_lengths\x18\x03 \x03(\rR\fvalueLengths\x12\x1c\n" +
+	"\trevisions\x18\x04 \x03(\x04R\trevisions\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\x0f\n" +
 	"\rApplyResponse\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
@@ -1157,7 +1267,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_store_proto_goTypes = []any{
 	(Op)(0),                 // 0: slipstream.store.v1.Op
 	(*InfoRequest)(nil),     // 1: slipstream.store.v1.InfoRequest
@@ -1166,56 +1276,58 @@ var file_store_proto_goTypes = []any{
 	(*OpenResponse)(nil),    // 4: slipstream.store.v1.OpenResponse
 	(*Mutation)(nil),        // 5: slipstream.store.v1.Mutation
 	(*ApplyRequest)(nil),    // 6: slipstream.store.v1.ApplyRequest
-	(*ApplyResponse)(nil),   // 7: slipstream.store.v1.ApplyResponse
-	(*GetRequest)(nil),      // 8: slipstream.store.v1.GetRequest
-	(*GetResponse)(nil),     // 9: slipstream.store.v1.GetResponse
-	(*ScanRequest)(nil),     // 10: slipstream.store.v1.ScanRequest
-	(*Entry)(nil),           // 11: slipstream.store.v1.Entry
-	(*ScanResponse)(nil),    // 12: slipstream.store.v1.ScanResponse
-	(*StatsRequest)(nil),    // 13: slipstream.store.v1.StatsRequest
-	(*StatsResponse)(nil),   // 14: slipstream.store.v1.StatsResponse
-	(*LoadRequest)(nil),     // 15: slipstream.store.v1.LoadRequest
-	(*LoadResponse)(nil),    // 16: slipstream.store.v1.LoadResponse
-	(*CompactRequest)(nil),  // 17: slipstream.store.v1.CompactRequest
-	(*CompactResponse)(nil), // 18: slipstream.store.v1.CompactResponse
-	(*CloseRequest)(nil),    // 19: slipstream.store.v1.CloseRequest
-	(*CloseResponse)(nil),   // 20: slipstream.store.v1.CloseResponse
-	nil,                     // 21: slipstream.store.v1.OpenResponse.MetaEntry
-	nil,                     // 22: slipstream.store.v1.ApplyRequest.MetaEntry
+	(*Packed)(nil),          // 7: slipstream.store.v1.Packed
+	(*ApplyResponse)(nil),   // 8: slipstream.store.v1.ApplyResponse
+	(*GetRequest)(nil),      // 9: slipstream.store.v1.GetRequest
+	(*GetResponse)(nil),     // 10: slipstream.store.v1.GetResponse
+	(*ScanRequest)(nil),     // 11: slipstream.store.v1.ScanRequest
+	(*Entry)(nil),           // 12: slipstream.store.v1.Entry
+	(*ScanResponse)(nil),    // 13: slipstream.store.v1.ScanResponse
+	(*StatsRequest)(nil),    // 14: slipstream.store.v1.StatsRequest
+	(*StatsResponse)(nil),   // 15: slipstream.store.v1.StatsResponse
+	(*LoadRequest)(nil),     // 16: slipstream.store.v1.LoadRequest
+	(*LoadResponse)(nil),    // 17: slipstream.store.v1.LoadResponse
+	(*CompactRequest)(nil),  // 18: slipstream.store.v1.CompactRequest
+	(*CompactResponse)(nil), // 19: slipstream.store.v1.CompactResponse
+	(*CloseRequest)(nil),    // 20: slipstream.store.v1.CloseRequest
+	(*CloseResponse)(nil),   // 21: slipstream.store.v1.CloseResponse
+	nil,                     // 22: slipstream.store.v1.OpenResponse.MetaEntry
+	nil,                     // 23: slipstream.store.v1.ApplyRequest.MetaEntry
 }
 var file_store_proto_depIdxs = []int32{
-	21, // 0: slipstream.store.v1.OpenResponse.meta:type_name -> slipstream.store.v1.OpenResponse.MetaEntry
+	22, // 0: slipstream.store.v1.OpenResponse.meta:type_name -> slipstream.store.v1.OpenResponse.MetaEntry
 	0,  // 1: slipstream.store.v1.Mutation.op:type_name -> slipstream.store.v1.Op
 	5,  // 2: slipstream.store.v1.ApplyRequest.mutations:type_name -> slipstream.store.v1.Mutation
-	22, // 3: slipstream.store.v1.ApplyRequest.meta:type_name -> slipstream.store.v1.ApplyRequest.MetaEntry
-	11, // 4: slipstream.store.v1.ScanResponse.entries:type_name -> slipstream.store.v1.Entry
-	1,  // 5: slipstream.store.v1.Store.Info:input_type -> slipstream.store.v1.InfoRequest
-	3,  // 6: slipstream.store.v1.Store.Open:input_type -> slipstream.store.v1.OpenRequest
-	6,  // 7: slipstream.store.v1.Store.Apply:input_type -> slipstream.store.v1.ApplyRequest
-	6,  // 8: slipstream.store.v1.Store.ApplyStream:input_type -> slipstream.store.v1.ApplyRequest
-	8,  // 9: slipstream.store.v1.Store.Get:input_type -> slipstream.store.v1.GetRequest
-	10, // 10: slipstream.store.v1.Store.Scan:input_type -> slipstream.store.v1.ScanRequest
-	13, // 11: slipstream.store.v1.Store.Stats:input_type -> slipstream.store.v1.StatsRequest
-	17, // 12: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
-	15, // 13: slipstream.store.v1.Store.BeginLoad:input_type -> slipstream.store.v1.LoadRequest
-	15, // 14: slipstream.store.v1.Store.EndLoad:input_type -> slipstream.store.v1.LoadRequest
-	19, // 15: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
-	2,  // 16: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
-	4,  // 17: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
-	7,  // 18: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
-	7,  // 19: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
-	9,  // 20: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
-	12, // 21: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
-	14, // 22: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
-	18, // 23: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
-	16, // 24: slipstream.store.v1.Store.BeginLoad:output_type -> slipstream.store.v1.LoadResponse
-	16, // 25: slipstream.store.v1.Store.EndLoad:output_type -> slipstream.store.v1.LoadResponse
-	20, // 26: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
-	16, // [16:27] is the sub-list for method output_type
-	5,  // [5:16] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	23, // 3: slipstream.store.v1.ApplyRequest.meta:type_name -> slipstream.store.v1.ApplyRequest.MetaEntry
+	7,  // 4: slipstream.store.v1.ApplyRequest.packed:type_name -> slipstream.store.v1.Packed
+	12, // 5: slipstream.store.v1.ScanResponse.entries:type_name -> slipstream.store.v1.Entry
+	1,  // 6: slipstream.store.v1.Store.Info:input_type -> slipstream.store.v1.InfoRequest
+	3,  // 7: slipstream.store.v1.Store.Open:input_type -> slipstream.store.v1.OpenRequest
+	6,  // 8: slipstream.store.v1.Store.Apply:input_type -> slipstream.store.v1.ApplyRequest
+	6,  // 9: slipstream.store.v1.Store.ApplyStream:input_type -> slipstream.store.v1.ApplyRequest
+	9,  // 10: slipstream.store.v1.Store.Get:input_type -> slipstream.store.v1.GetRequest
+	11, // 11: slipstream.store.v1.Store.Scan:input_type -> slipstream.store.v1.ScanRequest
+	14, // 12: slipstream.store.v1.Store.Stats:input_type -> slipstream.store.v1.StatsRequest
+	18, // 13: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
+	16, // 14: slipstream.store.v1.Store.BeginLoad:input_type -> slipstream.store.v1.LoadRequest
+	16, // 15: slipstream.store.v1.Store.EndLoad:input_type -> slipstream.store.v1.LoadRequest
+	20, // 16: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
+	2,  // 17: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
+	4,  // 18: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
+	8,  // 19: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
+	8,  // 20: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
+	10, // 21: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
+	13, // 22: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
+	15, // 23: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
+	19, // 24: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
+	17, // 25: slipstream.store.v1.Store.BeginLoad:output_type -> slipstream.store.v1.LoadResponse
+	17, // 26: slipstream.store.v1.Store.EndLoad:output_type -> slipstream.store.v1.LoadResponse
+	21, // 27: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
+	17, // [17:28] is the sub-list for method output_type
+	6,  // [6:17] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -1229,7 +1341,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
