@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/slipstreamkv/slipstream/conformance"
+	pebblestore "github.com/slipstreamkv/slipstream/plugins/pebble/store"
+	sqlitestore "github.com/slipstreamkv/slipstream/plugins/sqlite/store"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -68,62 +70,82 @@ func TestPlugins(t *testing.T) {
 	}
 }
 
-// BenchmarkApply measures Apply through a plugin process, as the host
-// calls it: batches of 1000 new entries with 40-byte keys and 200-byte
-// values, each committed with its cursor (store_config {}: the default
-// durability), applied plainly ("insert") and in a bulk load ("load", whose
-// EndLoad is reported apart as endload-ms). The example store is left out:
-// it rewrites the whole fold per batch by design.
+// BenchmarkApply measures Apply as the host calls it: batches of 1000 new
+// entries with 40-byte keys and 200-byte values, in random key order, each
+// committed with its cursor (store_config {}: the default durability),
+// applied plainly ("insert") and in a bulk load ("load", whose EndLoad is
+// reported apart as endload-ms). Each shipped backend runs twice on the
+// same workload: through its plugin process ("plugin") and linked into
+// this process ("in-process"), so the two rates compare directly. The
+// example store is left out: it rewrites the whole fold per batch by design.
 func BenchmarkApply(b *testing.B) {
+	inProcess := map[string]func() sdk.Store{
+		"pebble": func() sdk.Store { return pebblestore.New() },
+		"sqlite": func() sdk.Store { return sqlitestore.New() },
+	}
 	for _, p := range plugins {
 		if p.name == "example" {
 			continue
 		}
-		for _, mode := range []string{"insert", "load"} {
-			b.Run(p.name+"/"+mode, func(b *testing.B) {
-				ctx := context.Background()
-				pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer pl.Kill()
-				if _, err := pl.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
-					b.Fatal(err)
-				}
-				if mode == "load" {
-					if err := pl.BeginLoad(ctx); err != nil {
-						b.Fatal(err)
+		for _, where := range []string{"plugin", "in-process"} {
+			for _, mode := range []string{"insert", "load"} {
+				b.Run(p.name+"/"+where+"/"+mode, func(b *testing.B) {
+					ctx := context.Background()
+					var s sdk.Store
+					if where == "plugin" {
+						pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
+						if err != nil {
+							b.Fatal(err)
+						}
+						defer pl.Kill()
+						s = pl
+					} else {
+						s = inProcess[p.name]()
 					}
-				}
-				const batchSize = 1000
-				value := bytes.Repeat([]byte("v"), 200)
-				batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
-				b.ResetTimer()
-				for i := range b.N {
-					for j := range batch.Mutations {
-						n := i*batchSize + j
-						k := uint32(n * 2654435761) // distinct, in random order
-						key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%010d", k%7919, k%100, k)
-						batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
-					}
-					batch.Cursor = uint64((i + 1) * batchSize)
-					if err := pl.Apply(ctx, batch); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
-				b.StopTimer()
-				if mode == "load" {
-					start := time.Now()
-					if err := pl.EndLoad(ctx); err != nil {
-						b.Fatal(err)
-					}
-					b.ReportMetric(float64(time.Since(start).Milliseconds()), "endload-ms")
-				}
-				if err := pl.Shutdown(ctx); err != nil {
-					b.Fatal(err)
-				}
-			})
+					benchApply(b, s, mode == "load")
+				})
+			}
 		}
+	}
+}
+
+func benchApply(b *testing.B, s sdk.Store, load bool) {
+	ctx := context.Background()
+	if _, err := s.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
+		b.Fatal(err)
+	}
+	loader, _ := s.(sdk.Loader)
+	if load {
+		if err := loader.BeginLoad(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const batchSize = 1000
+	value := bytes.Repeat([]byte("v"), 200)
+	batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
+	b.ResetTimer()
+	for i := range b.N {
+		for j := range batch.Mutations {
+			n := i*batchSize + j
+			k := uint32(n * 2654435761) // distinct, in random order
+			key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%010d", k%7919, k%100, k)
+			batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
+		}
+		batch.Cursor = uint64((i + 1) * batchSize)
+		if err := s.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "entries/s")
+	b.StopTimer()
+	if load {
+		start := time.Now()
+		if err := loader.EndLoad(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Milliseconds()), "endload-ms")
+	}
+	if err := s.Close(ctx); err != nil {
+		b.Fatal(err)
 	}
 }

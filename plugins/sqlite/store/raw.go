@@ -25,6 +25,17 @@ int sqlite3_busy_timeout(sqlite3 *db, int ms);
 void *sqlite3_wal_hook(sqlite3 *db, int (*hook)(void *, sqlite3 *, const char *, int), void *arg);
 int sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *schema, int mode, int *log, int *checkpointed);
 int sqlite3_get_autocommit(sqlite3 *db);
+int sqlite3_db_status(sqlite3 *db, int op, int *cur, int *hiwtr, int reset);
+
+#define SLIP_DBSTATUS_CACHE_WRITE 9
+
+// slip_pages_written is how many pages db has written to the WAL (or the
+// database) since it opened.
+static int slip_pages_written(sqlite3 *db) {
+	int cur = 0, hi = 0;
+	sqlite3_db_status(db, SLIP_DBSTATUS_CACHE_WRITE, &cur, &hi, 0);
+	return cur;
+}
 
 #define SLIP_ROW 100
 #define SLIP_DONE 101
@@ -193,6 +204,10 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 
 // walFrames is the WAL's size in frames (pages) after the last commit.
 func (c *rawConn) walFrames() int { return int(c.wal.frames) }
+
+// pagesWritten is how many pages c has written since it opened: for the
+// writer, the WAL frames its commits appended.
+func (c *rawConn) pagesWritten() int64 { return int64(C.slip_pages_written(c.db)) }
 
 // inTransaction says a transaction is open on c.
 func (c *rawConn) inTransaction() bool { return C.sqlite3_get_autocommit(c.db) == 0 }
