@@ -88,9 +88,8 @@ func (c *checkpointer) run() {
 		case <-c.wake:
 		}
 		if err := c.exclusive(c.conn.checkpoint); err != nil {
-			// SQLITE_BUSY here is another connection's checkpoint (the
-			// automatic one of the database/sql writer, after EndLoad);
-			// the next commit asks again.
+			// SQLITE_BUSY here is a checkpoint of another process that
+			// opened the file; the next commit asks again.
 			c.log.Debug("sqlite background checkpoint", "err", err)
 		}
 	}

@@ -21,6 +21,7 @@ int sqlite3_reset(sqlite3_stmt *stmt);
 int sqlite3_clear_bindings(sqlite3_stmt *stmt);
 long long sqlite3_column_int64(sqlite3_stmt *stmt, int i);
 const char *sqlite3_errmsg(sqlite3 *db);
+int sqlite3_extended_errcode(sqlite3 *db);
 int sqlite3_busy_timeout(sqlite3 *db, int ms);
 void *sqlite3_wal_hook(sqlite3 *db, int (*hook)(void *, sqlite3 *, const char *, int), void *arg);
 int sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *schema, int mode, int *log, int *checkpointed);
@@ -147,10 +148,10 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
-// rawConn is a writer connection used through the C API, for the
-// statements whose per-row cost matters: a batch's rows are bound and
-// stepped in C with one cgo call per batch (database/sql spends a cgo call
-// and an interface conversion per value).
+// rawConn is a connection used through the C API: the store's one writer
+// after Open, and the checkpointer's. A batch's rows are bound and stepped
+// in C with one cgo call per batch (database/sql spends a cgo call and an
+// interface conversion per value).
 type rawConn struct {
 	db    *C.sqlite3
 	wal   *C.slip_wal                // shared with the WAL hook; C memory
@@ -224,8 +225,16 @@ func (c *rawConn) checkpoint() error {
 }
 
 func (c *rawConn) err(what string) error {
-	return fmt.Errorf("sqlite: %s: %s", what, C.GoString(C.sqlite3_errmsg(c.db)))
+	return &rawError{what: what, msg: C.GoString(C.sqlite3_errmsg(c.db)), code: int(C.sqlite3_extended_errcode(c.db))}
 }
+
+// rawError is a failure of a statement on a rawConn.
+type rawError struct {
+	what, msg string
+	code      int // SQLite's extended result code
+}
+
+func (e *rawError) Error() string { return fmt.Sprintf("sqlite: %s: %s", e.what, e.msg) }
 
 // exec runs statements that return no rows.
 func (c *rawConn) exec(q string) error {
@@ -361,6 +370,20 @@ func (c *rawConn) run(q string, args ...any) (int64, error) {
 		return 0, nil
 	}
 	return 0, c.err(q)
+}
+
+// run2 steps q once and returns the first two columns of its first row as
+// integers.
+func (c *rawConn) run2(q string) (int64, int64, error) {
+	st, err := c.stmt(q)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer C.sqlite3_reset(st)
+	if C.sqlite3_step(st) != C.SLIP_ROW {
+		return 0, 0, c.err(q)
+	}
+	return int64(C.sqlite3_column_int64(st, 0)), int64(C.sqlite3_column_int64(st, 1)), nil
 }
 
 func (c *rawConn) close() error {

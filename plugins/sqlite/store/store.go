@@ -90,8 +90,7 @@ func parseConfig(raw []byte) (Config, error) {
 // Store is a fold kept in one SQLite database.
 type Store struct {
 	log *slog.Logger
-	w   *sql.DB  // the writer: one connection
-	raw *rawConn // the writer of batches, through the C API (raw.go)
+	raw *rawConn // the writer, through the C API (raw.go); nil once closed
 	r   *sql.DB  // readers: a small pool, query-only
 
 	ckpt *checkpointer // background WAL checkpoints; nil if wal_autocheckpoint is 0
@@ -142,29 +141,30 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 	if err != nil {
 		return sdk.State{}, err
 	}
+	// This connection creates or upgrades the layout and reads the state;
+	// every write after Open goes through raw, whose copy of the schema a
+	// schema change on another connection would leave stale (SQLite checks
+	// CREATE INDEX against that copy).
+	defer w.Close()
 	w.SetMaxOpenConns(1)
 	st, err := s.init(ctx, w, cfg)
 	if err != nil {
-		w.Close()
 		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	r, err := sql.Open("sqlite3", dsn("&_query_only=1"))
 	if err != nil {
-		w.Close()
 		return sdk.State{}, err
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	get, err := r.PrepareContext(ctx, qGet)
 	if err != nil {
-		w.Close()
 		r.Close()
 		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	raw, err := openRaw(path, cfg)
 	if err != nil {
 		get.Close()
-		w.Close()
 		r.Close()
 		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 	}
@@ -173,13 +173,12 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 		if err != nil {
 			raw.close()
 			get.Close()
-			w.Close()
 			r.Close()
 			return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
 		}
 		s.ckpt = startCheckpointer(conn, cfg.WALAutocheckpoint, s.log)
 	}
-	s.w, s.r, s.get, s.raw = w, r, get, raw
+	s.r, s.get, s.raw = r, get, raw
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
 }
@@ -258,7 +257,7 @@ func migrate(ctx context.Context, w *sql.DB, version int) error {
 }
 
 func (s *Store) opened() error {
-	if s.w == nil {
+	if s.raw == nil {
 		return sdk.ErrClosed
 	}
 	return nil
@@ -305,23 +304,10 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 // and the batch's cursor, metadata and counters, which rows changes by the
 // amounts it returns. The caller holds wmu.
 func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn) (keys, nbytes int64, err error)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c := s.raw
-	if c.inTransaction() {
-		// A ROLLBACK that failed left the last batch's transaction open.
-		if err := c.exec(`ROLLBACK`); err != nil {
-			return err
-		}
-	}
-	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	keys, nbytes := s.keys, s.bytes
 	s.mu.Unlock()
-	err := func() error {
+	err := s.transaction(ctx, func(c *rawConn) error {
 		dk, db, err := rows(c)
 		if err != nil {
 			return err
@@ -338,18 +324,45 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 				return err
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return c.exec(`COMMIT`)
-	}()
+		return nil
+	})
 	if err != nil {
-		_ = c.exec(`ROLLBACK`)
 		return err
 	}
 	s.mu.Lock()
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
+	return nil
+}
+
+// transaction runs write in one transaction of the writer and commits it,
+// unless write or ctx fails: then nothing of it is committed. After the
+// commit the checkpointer hears of the WAL's size. The caller holds wmu.
+func (s *Store) transaction(ctx context.Context, write func(*rawConn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c := s.raw
+	if c.inTransaction() {
+		// A ROLLBACK that failed left the last transaction open.
+		if err := c.exec(`ROLLBACK`); err != nil {
+			return err
+		}
+	}
+	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	err := write(c)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = c.exec(`COMMIT`)
+	}
+	if err != nil {
+		_ = c.exec(`ROLLBACK`)
+		return err
+	}
 	s.ckpt.afterCommit(c)
 	return nil
 }
@@ -550,9 +563,11 @@ func (s *Store) Compact(ctx context.Context) error {
 		return err
 	}
 	defer s.wmu.Unlock()
-	return s.ckpt.exclusive(func() error {
-		_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
+	if err := ctx.Err(); err != nil {
 		return err
+	}
+	return s.ckpt.exclusive(func() error {
+		return s.raw.exec(`PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
 	})
 }
 
@@ -567,7 +582,7 @@ func (s *Store) Close(context.Context) error {
 	if s.ckpt != nil {
 		err = s.ckpt.close()
 	}
-	err = errors.Join(err, s.raw.close(), s.r.Close(), s.w.Close())
-	s.w, s.r, s.get, s.raw, s.ckpt = nil, nil, nil, nil, nil
+	err = errors.Join(err, s.raw.close(), s.r.Close())
+	s.r, s.get, s.raw, s.ckpt = nil, nil, nil, nil
 	return err
 }
