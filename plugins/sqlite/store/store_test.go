@@ -76,12 +76,17 @@ func BenchmarkApply(b *testing.B) {
 			}
 			pages := store.PagesWritten(s)
 			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
+			for i := range b.N {
+				// Making the keys is not Apply's work (fmt is a tenth
+				// of a batch in order).
+				b.StopTimer()
 				next(i)
+				b.StartTimer()
 				if err := s.Apply(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.StopTimer()
 			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "entries/s")
 			// Pages written to the WAL per entry: what a key's place in
 			// the B-trees costs; a random key dirties a page of its own.
