@@ -70,27 +70,33 @@ func (c *client) applyStream(ctx context.Context, b *Batch) error {
 	if err != nil {
 		return fromStatus(err)
 	}
-	start, size := 0, 0
-	for i := range b.Mutations {
-		size += len(b.Mutations[i].Key) + len(b.Mutations[i].Value) + 16
-		if size < applyChunkBytes && i < len(b.Mutations)-1 {
-			continue
+	if err := c.chunks(b, stream.Send); err != nil {
+		if errors.Is(err, io.EOF) {
+			// The server closed the stream early; its status says why.
+			_, err = stream.CloseAndRecv()
 		}
-		req := c.request(b.Mutations[start : i+1])
-		if i == len(b.Mutations)-1 {
-			req.Cursor, req.Meta, req.Last = b.Cursor, b.Meta, true
-		}
-		if err := stream.Send(req); err != nil {
-			if errors.Is(err, io.EOF) {
-				// The server closed the stream early; its status says why.
-				_, err = stream.CloseAndRecv()
-			}
-			return fromStatus(err)
-		}
-		start, size = i+1, 0
+		return fromStatus(err)
 	}
 	_, err = stream.CloseAndRecv()
 	return fromStatus(err)
+}
+
+// chunks sends b as requests of about applyChunkBytes of payload each; only
+// the last carries the cursor and metadata, and is marked last.
+func (c *client) chunks(b *Batch, send func(*storepb.ApplyRequest) error) error {
+	start, size := 0, 0
+	for i := range b.Mutations {
+		size += len(b.Mutations[i].Key) + len(b.Mutations[i].Value) + 16
+		if size >= applyChunkBytes && i < len(b.Mutations)-1 {
+			if err := send(c.request(b.Mutations[start : i+1])); err != nil {
+				return err
+			}
+			start, size = i+1, 0
+		}
+	}
+	req := c.request(b.Mutations[start:])
+	req.Cursor, req.Meta, req.Last = b.Cursor, b.Meta, true
+	return send(req)
 }
 
 // request is an ApplyRequest carrying ms, packed when the plugin reads that.

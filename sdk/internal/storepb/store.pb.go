@@ -114,9 +114,9 @@ type InfoResponse struct {
 	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version      string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	Capabilities []string               `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
-	// wire is the revision of this protocol the plugin's SDK reads, within
-	// one ProtocolVersion: 0, the first; 1, ApplyRequest.packed. A host sends
-	// only what the plugin reads.
+	// wire is the revision of this protocol the plugin's SDK speaks, within
+	// one ProtocolVersion: 0, the first; 1, ApplyRequest.packed and
+	// ApplyPipe. A host uses only what the plugin speaks.
 	Wire          uint32 `protobuf:"varint,4,opt,name=wire,proto3" json:"wire,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -522,7 +522,9 @@ func (x *Packed) GetData() []byte {
 }
 
 type ApplyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cursor is the committed batch's (ApplyPipe).
+	Cursor        uint64 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +557,13 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
 	return file_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ApplyResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
 }
 
 type GetRequest struct {
@@ -1202,8 +1211,9 @@ const file_store_proto_rawDesc = "" +
 	"keyLengths\x12#\n" +
 	"\rvalue_lengths\x18\x03 \x03(\rR\fvalueLengths\x12\x1c\n" +
 	"\trevisions\x18\x04 \x03(\x04R\trevisions\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data\"\x0f\n" +
-	"\rApplyResponse\"\x1e\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"'\n" +
+	"\rApplyResponse\x12\x16\n" +
+	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"U\n" +
@@ -1240,12 +1250,13 @@ const file_store_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x022\xfa\x06\n" +
+	"\tOP_DELETE\x10\x022\xd2\a\n" +
 	"\x05Store\x12K\n" +
 	"\x04Info\x12 .slipstream.store.v1.InfoRequest\x1a!.slipstream.store.v1.InfoResponse\x12K\n" +
 	"\x04Open\x12 .slipstream.store.v1.OpenRequest\x1a!.slipstream.store.v1.OpenResponse\x12N\n" +
 	"\x05Apply\x12!.slipstream.store.v1.ApplyRequest\x1a\".slipstream.store.v1.ApplyResponse\x12V\n" +
-	"\vApplyStream\x12!.slipstream.store.v1.ApplyRequest\x1a\".slipstream.store.v1.ApplyResponse(\x01\x12H\n" +
+	"\vApplyStream\x12!.slipstream.store.v1.ApplyRequest\x1a\".slipstream.store.v1.ApplyResponse(\x01\x12V\n" +
+	"\tApplyPipe\x12!.slipstream.store.v1.ApplyRequest\x1a\".slipstream.store.v1.ApplyResponse(\x010\x01\x12H\n" +
 	"\x03Get\x12\x1f.slipstream.store.v1.GetRequest\x1a .slipstream.store.v1.GetResponse\x12M\n" +
 	"\x04Scan\x12 .slipstream.store.v1.ScanRequest\x1a!.slipstream.store.v1.ScanResponse0\x01\x12N\n" +
 	"\x05Stats\x12!.slipstream.store.v1.StatsRequest\x1a\".slipstream.store.v1.StatsResponse\x12T\n" +
@@ -1305,26 +1316,28 @@ var file_store_proto_depIdxs = []int32{
 	3,  // 7: slipstream.store.v1.Store.Open:input_type -> slipstream.store.v1.OpenRequest
 	6,  // 8: slipstream.store.v1.Store.Apply:input_type -> slipstream.store.v1.ApplyRequest
 	6,  // 9: slipstream.store.v1.Store.ApplyStream:input_type -> slipstream.store.v1.ApplyRequest
-	9,  // 10: slipstream.store.v1.Store.Get:input_type -> slipstream.store.v1.GetRequest
-	11, // 11: slipstream.store.v1.Store.Scan:input_type -> slipstream.store.v1.ScanRequest
-	14, // 12: slipstream.store.v1.Store.Stats:input_type -> slipstream.store.v1.StatsRequest
-	18, // 13: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
-	16, // 14: slipstream.store.v1.Store.BeginLoad:input_type -> slipstream.store.v1.LoadRequest
-	16, // 15: slipstream.store.v1.Store.EndLoad:input_type -> slipstream.store.v1.LoadRequest
-	20, // 16: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
-	2,  // 17: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
-	4,  // 18: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
-	8,  // 19: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
-	8,  // 20: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
-	10, // 21: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
-	13, // 22: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
-	15, // 23: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
-	19, // 24: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
-	17, // 25: slipstream.store.v1.Store.BeginLoad:output_type -> slipstream.store.v1.LoadResponse
-	17, // 26: slipstream.store.v1.Store.EndLoad:output_type -> slipstream.store.v1.LoadResponse
-	21, // 27: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
-	17, // [17:28] is the sub-list for method output_type
-	6,  // [6:17] is the sub-list for method input_type
+	6,  // 10: slipstream.store.v1.Store.ApplyPipe:input_type -> slipstream.store.v1.ApplyRequest
+	9,  // 11: slipstream.store.v1.Store.Get:input_type -> slipstream.store.v1.GetRequest
+	11, // 12: slipstream.store.v1.Store.Scan:input_type -> slipstream.store.v1.ScanRequest
+	14, // 13: slipstream.store.v1.Store.Stats:input_type -> slipstream.store.v1.StatsRequest
+	18, // 14: slipstream.store.v1.Store.Compact:input_type -> slipstream.store.v1.CompactRequest
+	16, // 15: slipstream.store.v1.Store.BeginLoad:input_type -> slipstream.store.v1.LoadRequest
+	16, // 16: slipstream.store.v1.Store.EndLoad:input_type -> slipstream.store.v1.LoadRequest
+	20, // 17: slipstream.store.v1.Store.Close:input_type -> slipstream.store.v1.CloseRequest
+	2,  // 18: slipstream.store.v1.Store.Info:output_type -> slipstream.store.v1.InfoResponse
+	4,  // 19: slipstream.store.v1.Store.Open:output_type -> slipstream.store.v1.OpenResponse
+	8,  // 20: slipstream.store.v1.Store.Apply:output_type -> slipstream.store.v1.ApplyResponse
+	8,  // 21: slipstream.store.v1.Store.ApplyStream:output_type -> slipstream.store.v1.ApplyResponse
+	8,  // 22: slipstream.store.v1.Store.ApplyPipe:output_type -> slipstream.store.v1.ApplyResponse
+	10, // 23: slipstream.store.v1.Store.Get:output_type -> slipstream.store.v1.GetResponse
+	13, // 24: slipstream.store.v1.Store.Scan:output_type -> slipstream.store.v1.ScanResponse
+	15, // 25: slipstream.store.v1.Store.Stats:output_type -> slipstream.store.v1.StatsResponse
+	19, // 26: slipstream.store.v1.Store.Compact:output_type -> slipstream.store.v1.CompactResponse
+	17, // 27: slipstream.store.v1.Store.BeginLoad:output_type -> slipstream.store.v1.LoadResponse
+	17, // 28: slipstream.store.v1.Store.EndLoad:output_type -> slipstream.store.v1.LoadResponse
+	21, // 29: slipstream.store.v1.Store.Close:output_type -> slipstream.store.v1.CloseResponse
+	18, // [18:30] is the sub-list for method output_type
+	6,  // [6:18] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name

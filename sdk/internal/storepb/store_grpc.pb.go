@@ -26,6 +26,7 @@ const (
 	Store_Open_FullMethodName        = "/slipstream.store.v1.Store/Open"
 	Store_Apply_FullMethodName       = "/slipstream.store.v1.Store/Apply"
 	Store_ApplyStream_FullMethodName = "/slipstream.store.v1.Store/ApplyStream"
+	Store_ApplyPipe_FullMethodName   = "/slipstream.store.v1.Store/ApplyPipe"
 	Store_Get_FullMethodName         = "/slipstream.store.v1.Store/Get"
 	Store_Scan_FullMethodName        = "/slipstream.store.v1.Store/Scan"
 	Store_Stats_FullMethodName       = "/slipstream.store.v1.Store/Stats"
@@ -48,6 +49,12 @@ type StoreClient interface {
 	// ApplyStream is Apply for batches larger than one gRPC message: the batch
 	// is the concatenation of every chunk, committed once after the last one.
 	ApplyStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ApplyRequest, ApplyResponse], error)
+	// ApplyPipe commits batches sent one after another without waiting for
+	// each (wire 1): a batch is its messages up to the one marked last. The
+	// plugin commits them in order, each as Apply would, answers each with
+	// its cursor, and ends the stream with the error of the first that
+	// fails: none after it is applied.
+	ApplyPipe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error)
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
@@ -110,6 +117,19 @@ func (c *storeClient) ApplyStream(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Store_ApplyStreamClient = grpc.ClientStreamingClient[ApplyRequest, ApplyResponse]
 
+func (c *storeClient) ApplyPipe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[1], Store_ApplyPipe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ApplyRequest, ApplyResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_ApplyPipeClient = grpc.BidiStreamingClient[ApplyRequest, ApplyResponse]
+
 func (c *storeClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetResponse)
@@ -122,7 +142,7 @@ func (c *storeClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.Call
 
 func (c *storeClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[1], Store_Scan_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Store_ServiceDesc.Streams[2], Store_Scan_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +222,12 @@ type StoreServer interface {
 	// ApplyStream is Apply for batches larger than one gRPC message: the batch
 	// is the concatenation of every chunk, committed once after the last one.
 	ApplyStream(grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]) error
+	// ApplyPipe commits batches sent one after another without waiting for
+	// each (wire 1): a batch is its messages up to the one marked last. The
+	// plugin commits them in order, each as Apply would, answers each with
+	// its cursor, and ends the stream with the error of the first that
+	// fails: none after it is applied.
+	ApplyPipe(grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]) error
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
@@ -232,6 +258,9 @@ func (UnimplementedStoreServer) Apply(context.Context, *ApplyRequest) (*ApplyRes
 }
 func (UnimplementedStoreServer) ApplyStream(grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]) error {
 	return status.Error(codes.Unimplemented, "method ApplyStream not implemented")
+}
+func (UnimplementedStoreServer) ApplyPipe(grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]) error {
+	return status.Error(codes.Unimplemented, "method ApplyPipe not implemented")
 }
 func (UnimplementedStoreServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
@@ -335,6 +364,13 @@ func _Store_ApplyStream_Handler(srv interface{}, stream grpc.ServerStream) error
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Store_ApplyStreamServer = grpc.ClientStreamingServer[ApplyRequest, ApplyResponse]
+
+func _Store_ApplyPipe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StoreServer).ApplyPipe(&grpc.GenericServerStream[ApplyRequest, ApplyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Store_ApplyPipeServer = grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]
 
 func _Store_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetRequest)
@@ -503,6 +539,12 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ApplyStream",
 			Handler:       _Store_ApplyStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ApplyPipe",
+			Handler:       _Store_ApplyPipe_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 		{

@@ -1,0 +1,145 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/slipstreamkv/slipstream/sdk/internal/storepb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// A Pipe sends batches to a plugin without waiting for each to commit, so
+// that the host prepares and sends a batch while the plugin applies the one
+// before. The plugin commits them in the order sent, each as Apply would;
+// the first that fails ends the pipe, and none sent after it is applied.
+//
+// One goroutine calls Send and one (possibly another) calls Wait, once per
+// batch sent, in order.
+type Pipe struct {
+	c      *client
+	stream storepb.Store_ApplyPipeClient
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	sent []uint64 // cursors of the batches sent and not yet waited for
+}
+
+// ErrNoPipe is returned by Plugin.Pipe for a plugin built with an SDK that
+// does not speak ApplyPipe: use Apply.
+var ErrNoPipe = errors.New("the plugin has no apply pipe (built with an older SDK)")
+
+// Pipe opens a pipe to the plugin; it ends with ctx or Close.
+func (p *Plugin) Pipe(ctx context.Context) (*Pipe, error) { return p.Store.(*client).pipe(ctx) }
+
+func (c *client) pipe(ctx context.Context) (*Pipe, error) {
+	if !c.packed {
+		return nil, ErrNoPipe
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := c.rpc.ApplyPipe(ctx)
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err)
+	}
+	return &Pipe{c: c, stream: stream, cancel: cancel}, nil
+}
+
+// Send sends b. It does not wait for b to commit, only for room in the
+// transport. An error means the pipe is broken: b and any batch sent
+// before it and not yet waited for may or may not have been applied, as
+// after an Apply that failed in transit.
+func (p *Pipe) Send(b *Batch) error {
+	p.mu.Lock()
+	p.sent = append(p.sent, b.Cursor)
+	p.mu.Unlock()
+	err := p.c.chunks(b, func(req *storepb.ApplyRequest) error { return p.stream.Send(req) })
+	if errors.Is(err, io.EOF) {
+		// The plugin ended the pipe: Wait returns its status.
+		return errors.New("the plugin ended the apply pipe")
+	}
+	return fromStatus(err)
+}
+
+// Wait waits until the oldest batch sent and not yet waited for is
+// committed, and returns its cursor; or returns the error that ended the
+// pipe, which that batch did not survive.
+func (p *Pipe) Wait() (uint64, error) {
+	p.mu.Lock()
+	if len(p.sent) == 0 {
+		p.mu.Unlock()
+		return 0, errors.New("apply pipe: Wait without a batch sent")
+	}
+	want := p.sent[0]
+	p.mu.Unlock()
+	resp, err := p.stream.Recv()
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the plugin ended the apply pipe before committing the batch")
+	}
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	if resp.GetCursor() != want {
+		return 0, fmt.Errorf("apply pipe: the plugin committed cursor %d, the batch sent had %d", resp.GetCursor(), want)
+	}
+	p.mu.Lock()
+	p.sent = p.sent[1:]
+	p.mu.Unlock()
+	return want, nil
+}
+
+// Close ends the pipe, from any goroutine; a Send or Wait under way
+// returns an error. Batches sent and not waited for may or may not be
+// applied: wait for each first to know.
+func (p *Pipe) Close() { p.cancel() }
+
+// ApplyPipe serves a Pipe: one goroutine receives and decodes the next
+// batch while this one applies the last.
+func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
+	ctx := stream.Context()
+	batches := make(chan *Batch, 1)
+	ended := make(chan error, 1) // why the receiving ended; nil at a clean end
+	go func() {
+		defer close(batches)
+		b := &Batch{}
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) && len(b.Mutations) == 0 {
+					err = nil
+				} else {
+					err = status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
+				}
+				ended <- err
+				return
+			}
+			if b.Mutations, err = appendMutations(b.Mutations, req); err != nil {
+				ended <- err
+				return
+			}
+			if !req.GetLast() {
+				continue
+			}
+			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				ended <- status.FromContextError(ctx.Err()).Err()
+				return
+			}
+			b = &Batch{}
+		}
+	}()
+	for b := range batches {
+		if err := s.apply(ctx, b); err != nil {
+			return err
+		}
+		if err := stream.Send(&storepb.ApplyResponse{Cursor: b.Cursor}); err != nil {
+			return err
+		}
+	}
+	return <-ended
+}
