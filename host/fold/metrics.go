@@ -37,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_batches_total",
 			Help: "Batches committed to the store."}, []string{"fold"}),
 		applyTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipstream_fold_apply_seconds",
-			Help: "Time of one Apply through the store plugin.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)},
+			Help: "Time from sending a batch to the store plugin to its commit (batches sent on the apply pipe while catching up overlap).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)},
 			[]string{"fold"}),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_rebuilds_total",
 			Help: "Rebuilds started, by reason."}, []string{"fold", "reason"}),

@@ -22,8 +22,9 @@ type batch struct {
 }
 
 // follow runs the pipeline: a reader (this goroutine) reads, decodes,
-// transforms and batches; an applier goroutine commits batches in order.
-// While the store applies batch N, batch N+1 accumulates.
+// transforms and batches; an applier goroutine commits batches in order
+// (applier.go). While the store applies batch N, batch N+1 accumulates,
+// and while catching up it is sent before N has committed.
 func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64,
 	want map[string][]byte, reconcileFirst bool) error {
 	rctx, stopReading := context.WithCancel(ctx)
@@ -33,16 +34,11 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 	var applyErr error
 	go func() {
 		defer close(applierDone)
-		for b := range applyCh {
-			if err := f.commit(ctx, tgt, b); err != nil {
-				applyErr = err
-				stopReading()
-				for range applyCh {
-				}
-				return
-			}
-			if b.done != nil {
-				close(b.done)
+		a := &applier{f: f, ctx: ctx, g: tgt}
+		if err := a.run(applyCh); err != nil {
+			applyErr = err
+			stopReading()
+			for range applyCh {
 			}
 		}
 	}()

@@ -372,28 +372,10 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := g.h.Apply(actx, &sdk.Batch{Mutations: b.muts, Cursor: b.cursor, Meta: b.meta}); err != nil {
-		return fmt.Errorf("store apply (generation %d, cursor %d): %w", g.n, b.cursor, err)
+	if err := g.h.Apply(actx, b.storeBatch()); err != nil {
+		return applyError(g, b, err)
 	}
-	f.commits.Add(1)
-	m := f.cfg.Metrics
-	m.applyTime.WithLabelValues(f.cfg.Name).Observe(time.Since(start).Seconds())
-	m.batches.WithLabelValues(f.cfg.Name).Inc()
-	m.applied.WithLabelValues(f.cfg.Name).Add(float64(len(b.muts)))
-	m.cursor.WithLabelValues(f.cfg.Name).Set(float64(b.cursor))
-	f.mu.Lock()
-	g.cursor = b.cursor
-	for k, v := range b.meta {
-		if g.meta == nil {
-			g.meta = map[string][]byte{}
-		}
-		g.meta[k] = v
-	}
-	if b.cursor > f.last {
-		f.last = b.cursor
-	}
-	isPub := g == f.pub
-	f.mu.Unlock()
+	isPub := f.committed(g, b, start)
 	if !b.caughtUp {
 		return nil
 	}
@@ -413,6 +395,39 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 	f.mu.Unlock()
 	f.setState(StateSynced, "")
 	return nil
+}
+
+func (b *batch) storeBatch() *sdk.Batch {
+	return &sdk.Batch{Mutations: b.muts, Cursor: b.cursor, Meta: b.meta}
+}
+
+func applyError(g *generation, b *batch, err error) error {
+	return fmt.Errorf("store apply (generation %d, cursor %d): %w", g.n, b.cursor, err)
+}
+
+// committed records that the store committed b, whose Apply began at start:
+// metrics, the generation's cursor and metadata. It reports whether g is
+// the published generation.
+func (f *Fold) committed(g *generation, b *batch, start time.Time) (isPub bool) {
+	f.commits.Add(1)
+	m := f.cfg.Metrics
+	m.applyTime.WithLabelValues(f.cfg.Name).Observe(time.Since(start).Seconds())
+	m.batches.WithLabelValues(f.cfg.Name).Inc()
+	m.applied.WithLabelValues(f.cfg.Name).Add(float64(len(b.muts)))
+	m.cursor.WithLabelValues(f.cfg.Name).Set(float64(b.cursor))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g.cursor = b.cursor
+	for k, v := range b.meta {
+		if g.meta == nil {
+			g.meta = map[string][]byte{}
+		}
+		g.meta[k] = v
+	}
+	if b.cursor > f.last {
+		f.last = b.cursor
+	}
+	return g == f.pub
 }
 
 // beginLoad puts a new, empty generation's store in bulk-load mode when it

@@ -1,0 +1,171 @@
+package fold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// Piper is a Handle that can send batches without waiting for each to
+// commit (sdk.Plugin, for a plugin built with an SDK that has the pipe).
+type Piper interface {
+	Pipe(ctx context.Context) (*sdk.Pipe, error)
+}
+
+// applier commits the batches of one session in order. A batch that
+// neither publishes (caught up) nor has a waiter goes down the store's pipe
+// when it has one: the plugin applies it while the next is prepared and
+// sent, and a completer goroutine moves the cursor as each commits. Any
+// other batch first waits for those in flight, then commits alone.
+type applier struct {
+	f   *Fold
+	ctx context.Context
+	g   *generation
+
+	pipe   *sdk.Pipe // nil until first used
+	noPipe bool      // the store has none
+
+	// Between a send and the drain after it: the completer's queue, the
+	// end of the completer, and its error once ended.
+	inflight chan inflight
+	done     chan struct{}
+	failed   error
+}
+
+type inflight struct {
+	b     *batch
+	start time.Time
+}
+
+// pipeDepth is how many batches the completer's queue holds; with the one
+// it waits for and the one being sent, the plugin has up to three.
+const pipeDepth = 1
+
+func (a *applier) run(batches <-chan *batch) error {
+	defer a.close()
+	for b := range batches {
+		if a.pipeable(b) {
+			ok, err := a.send(b)
+			if err != nil {
+				return err
+			}
+			if ok {
+				continue
+			}
+		}
+		if err := a.drain(); err != nil {
+			return err
+		}
+		if err := a.f.commit(a.ctx, a.g, b); err != nil {
+			return err
+		}
+		if b.done != nil {
+			close(b.done)
+		}
+	}
+	return a.drain()
+}
+
+func (a *applier) pipeable(b *batch) bool {
+	if a.noPipe || b.caughtUp || b.done != nil || a.f.cfg.Hooks.CursorBeforeApply {
+		return false
+	}
+	_, ok := a.g.h.(Piper)
+	return ok
+}
+
+// send puts b on the pipe, opening it first if need be. It reports false
+// when the store has no pipe after all: b is then the caller's to commit.
+func (a *applier) send(b *batch) (bool, error) {
+	if a.pipe == nil {
+		// Like Apply, the pipe outlives the session's end: what was sent
+		// is waited for, each batch for at most applyTimeout.
+		p, err := a.g.h.(Piper).Pipe(context.WithoutCancel(a.ctx))
+		if errors.Is(err, sdk.ErrNoPipe) {
+			a.noPipe = true
+			return false, nil
+		}
+		if err != nil {
+			return false, applyError(a.g, b, err)
+		}
+		a.pipe = p
+	}
+	if a.inflight == nil {
+		a.inflight, a.done, a.failed = make(chan inflight, pipeDepth), make(chan struct{}), nil
+		go a.complete(a.pipe, a.inflight, a.done)
+	}
+	start := time.Now()
+	if err := a.pipe.Send(b.storeBatch()); err != nil {
+		// The completer knows why the plugin ended the pipe, if it did.
+		if derr := a.drain(); derr != nil {
+			return false, derr
+		}
+		return false, applyError(a.g, b, err)
+	}
+	select {
+	case a.inflight <- inflight{b: b, start: start}:
+		return true, nil
+	case <-a.done: // the completer stopped at a failure
+		if err := a.drain(); err != nil {
+			return false, err
+		}
+		return false, applyError(a.g, b, errors.New("the apply pipe ended"))
+	}
+}
+
+// complete waits for each batch sent on p, in order, and records its
+// commit. It ends at the first failure, or when the queue is closed and
+// empty.
+func (a *applier) complete(p *sdk.Pipe, queue <-chan inflight, done chan<- struct{}) {
+	defer close(done)
+	for in := range queue {
+		var timedOut atomic.Bool
+		timer := time.AfterFunc(applyTimeout, func() { timedOut.Store(true); p.Close() })
+		_, err := p.Wait()
+		timer.Stop()
+		if err != nil {
+			if timedOut.Load() {
+				err = fmt.Errorf("no commit within %v: %w", applyTimeout, context.DeadlineExceeded)
+			}
+			a.failed = applyError(a.g, in.b, err)
+			return
+		}
+		a.f.committed(a.g, in.b, in.start)
+	}
+}
+
+// drain waits until every batch sent is committed, or returns the error
+// that stopped them.
+func (a *applier) drain() error {
+	if a.inflight == nil {
+		return nil
+	}
+	close(a.inflight)
+	<-a.done
+	err := a.failed
+	a.inflight, a.done = nil, nil
+	if err != nil {
+		// A pipe that failed is broken: the next batch opens another.
+		a.pipe.Close()
+		a.pipe = nil
+	}
+	return err
+}
+
+// close ends the pipe, and the completer if a failure left one waiting.
+func (a *applier) close() {
+	if a.inflight != nil {
+		a.pipe.Close() // a batch in flight will not be waited for
+		close(a.inflight)
+		<-a.done
+		a.inflight, a.done = nil, nil
+	}
+	if a.pipe != nil {
+		a.pipe.Close()
+		a.pipe = nil
+	}
+}
