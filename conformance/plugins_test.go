@@ -74,9 +74,11 @@ func TestPlugins(t *testing.T) {
 // entries with 40-byte keys and 200-byte values, in random key order, each
 // committed with its cursor (store_config {}: the default durability),
 // applied plainly ("insert") and in a bulk load ("load", whose EndLoad is
-// reported apart as endload-ms). Each shipped backend runs twice on the
-// same workload: through its plugin process ("plugin") and linked into
-// this process ("in-process"), so the two rates compare directly. The
+// reported apart as endload-ms). Each shipped backend runs three times on
+// the same workload: through its plugin process one Apply at a time
+// ("plugin"), through its plugin process on the apply pipe with two
+// batches ahead, as the host catches up ("plugin-pipe"), and linked into
+// this process ("in-process"), so the rates compare directly. The
 // example store is left out: it rewrites the whole fold per batch by design.
 func BenchmarkApply(b *testing.B) {
 	inProcess := map[string]func() sdk.Store{
@@ -87,29 +89,32 @@ func BenchmarkApply(b *testing.B) {
 		if p.name == "example" {
 			continue
 		}
-		for _, where := range []string{"plugin", "in-process"} {
+		for _, where := range []string{"plugin", "plugin-pipe", "in-process"} {
 			for _, mode := range []string{"insert", "load"} {
 				b.Run(p.name+"/"+where+"/"+mode, func(b *testing.B) {
 					ctx := context.Background()
-					var s sdk.Store
-					if where == "plugin" {
-						pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
-						if err != nil {
-							b.Fatal(err)
-						}
-						defer pl.Kill()
-						s = pl
-					} else {
-						s = inProcess[p.name]()
+					if where == "in-process" {
+						benchApply(b, inProcess[p.name](), mode == "load", nil)
+						return
 					}
-					benchApply(b, s, mode == "load")
+					pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer pl.Kill()
+					if where == "plugin" {
+						benchApply(b, pl, mode == "load", nil)
+						return
+					}
+					benchApply(b, pl, mode == "load", pl)
 				})
 			}
 		}
 	}
 }
 
-func benchApply(b *testing.B, s sdk.Store, load bool) {
+// benchApply applies b.N batches to s, through pl's pipe if pl is not nil.
+func benchApply(b *testing.B, s sdk.Store, load bool, pl *sdk.Plugin) {
 	ctx := context.Background()
 	if _, err := s.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
 		b.Fatal(err)
@@ -122,19 +127,49 @@ func benchApply(b *testing.B, s sdk.Store, load bool) {
 	}
 	const batchSize = 1000
 	value := bytes.Repeat([]byte("v"), 200)
-	batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize)}
-	b.ResetTimer()
-	for i := range b.N {
-		b.StopTimer() // making the keys is not Apply's work
+	var pipe *sdk.Pipe
+	if pl != nil {
+		var err error
+		if pipe, err = pl.Pipe(ctx); err != nil {
+			b.Fatal(err)
+		}
+		defer pipe.Close()
+	}
+	// The keys are made before the clock starts: not Apply's work, and a
+	// pipe would go on applying while the clock stopped.
+	batches := make([]*sdk.Batch, b.N)
+	for i := range batches {
+		batch := &sdk.Batch{Mutations: make([]sdk.Mutation, batchSize), Cursor: uint64((i + 1) * batchSize)}
 		for j := range batch.Mutations {
 			n := i*batchSize + j
 			k := uint32(n * 2654435761) // distinct, in random order
 			key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%010d", k%7919, k%100, k)
 			batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
 		}
-		batch.Cursor = uint64((i + 1) * batchSize)
-		b.StartTimer()
-		if err := s.Apply(ctx, batch); err != nil {
+		batches[i] = batch
+	}
+	const ahead = 2 // batches sent and not yet committed, at most
+	sent := 0
+	b.ResetTimer()
+	for _, batch := range batches {
+		if pipe == nil {
+			if err := s.Apply(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
+		if err := pipe.Send(batch); err != nil {
+			b.Fatal(err)
+		}
+		if sent++; sent > ahead {
+			if _, err := pipe.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			sent--
+		}
+	}
+	for ; sent > 0; sent-- {
+		if _, err := pipe.Wait(); err != nil {
 			b.Fatal(err)
 		}
 	}
