@@ -34,23 +34,11 @@ func (o olderPlugin) Apply(ctx context.Context, req *storepb.ApplyRequest) (*sto
 // plugin reporting wire 0 the mutations it can read.
 func TestOlderPluginGetsOneMessagePerMutation(t *testing.T) {
 	rec := &batchRecorder{}
-	c, _ := serveServer(t, olderPlugin{newServer(rec)})
+	c, _ := opened(t, olderPlugin{newServer(rec)})
 	if c.packed {
 		t.Fatal("the client packs for a plugin that reported wire 0")
 	}
-	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	want := testBatch(10)
-	if err := c.Apply(ctx, want); err != nil {
-		t.Fatal(err)
-	}
-	got := rec.applied()
-	if len(got) != 1 {
-		t.Fatalf("the store saw %d Apply calls; want 1", len(got))
-	}
-	checkBatch(t, got[0], want)
+	applyOne(t, c, rec, testBatch(10))
 }
 
 // TestMalformedPackedAppliesNothing sends packed runs whose fields disagree:
@@ -68,11 +56,8 @@ func TestMalformedPackedAppliesNothing(t *testing.T) {
 		"value lengths gone": func(p *storepb.Packed) { p.ValueLengths = nil },
 	}
 	rec := &batchRecorder{}
-	c, rpc := serveOnSocket(t, rec)
+	_, rpc := opened(t, newServer(rec))
 	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
 	for name, spoil := range cases {
 		p := good()
 		spoil(p)

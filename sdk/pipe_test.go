@@ -36,20 +36,23 @@ func pipeBatches() []*Batch {
 	return bs
 }
 
+// openPipe is a pipe to s, served on a socket and open.
+func openPipe(t *testing.T, s Store) *Pipe {
+	t.Helper()
+	c, _ := opened(t, newServer(s))
+	p, err := c.pipe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
 // TestPipeCommitsInOrder sends every batch before waiting for any: the
 // store gets each whole, in the order sent, and Wait returns each cursor.
 func TestPipeCommitsInOrder(t *testing.T) {
 	rec := &batchRecorder{}
-	c, _ := serveOnSocket(t, rec)
-	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := c.pipe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openPipe(t, rec)
 	want := pipeBatches()
 	for _, b := range want {
 		if err := p.Send(b); err != nil {
@@ -75,16 +78,7 @@ func TestPipeCommitsInOrder(t *testing.T) {
 // error, and the batches sent after it are not applied.
 func TestPipeStopsAtTheFirstFailure(t *testing.T) {
 	rec := &failingRecorder{failAt: 2}
-	c, _ := serveOnSocket(t, rec)
-	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	p, err := c.pipe(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openPipe(t, rec)
 	for _, b := range pipeBatches() {
 		// A Send after the plugin ended the pipe fails; that is allowed.
 		_ = p.Send(b)
@@ -105,12 +99,8 @@ func TestPipeStopsAtTheFirstFailure(t *testing.T) {
 // the whole batch before it is applied, the cut one is not.
 func TestPipeCutMidBatchAppliesOnlyWholeBatches(t *testing.T) {
 	rec := &batchRecorder{}
-	c, rpc := serveOnSocket(t, rec)
-	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
-	stream, err := rpc.ApplyPipe(ctx)
+	_, rpc := opened(t, newServer(rec))
+	stream, err := rpc.ApplyPipe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

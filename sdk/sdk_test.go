@@ -75,6 +75,30 @@ func serveServer(t *testing.T, impl storepb.StoreServer, opts ...grpc.ServerOpti
 	return c, rpc
 }
 
+// opened is a client of impl, served on a socket, with the store open.
+func opened(t *testing.T, impl storepb.StoreServer) (*client, storepb.StoreClient) {
+	t.Helper()
+	c, rpc := serveServer(t, impl)
+	if _, err := c.Open(context.Background(), t.TempDir(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return c, rpc
+}
+
+// applyOne applies want through c and checks that rec got it whole, as
+// its only batch.
+func applyOne(t *testing.T, c *client, rec *batchRecorder, want *Batch) {
+	t.Helper()
+	if err := c.Apply(context.Background(), want); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.applied()
+	if len(got) != 1 {
+		t.Fatalf("the store saw %d Apply calls; want 1", len(got))
+	}
+	checkBatch(t, got[0], want)
+}
+
 // TestBatchesArriveWhole sends a small batch (one message) and a batch
 // several chunks long, packed (as to a plugin of this SDK) and one message
 // per mutation (as an older host sends), and checks the store gets each as
@@ -84,24 +108,12 @@ func TestBatchesArriveWhole(t *testing.T) {
 		for _, n := range []int{10, 5000} {
 			t.Run(fmt.Sprintf("packed=%v/%d", packed, n), func(t *testing.T) {
 				rec := &batchRecorder{}
-				c, _ := serveOnSocket(t, rec)
+				c, _ := opened(t, newServer(rec))
 				if !c.packed {
 					t.Fatal("the client does not pack for a server of this SDK")
 				}
 				c.packed = packed
-				ctx := context.Background()
-				if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-					t.Fatal(err)
-				}
-				want := testBatch(n)
-				if err := c.Apply(ctx, want); err != nil {
-					t.Fatal(err)
-				}
-				got := rec.applied()
-				if len(got) != 1 {
-					t.Fatalf("the store saw %d Apply calls; want 1", len(got))
-				}
-				checkBatch(t, got[0], want)
+				applyOne(t, c, rec, testBatch(n))
 			})
 		}
 	}
@@ -139,11 +151,8 @@ func checkBatch(t *testing.T, b, want *Batch) {
 // the store must not see any of it.
 func TestCutStreamAppliesNothing(t *testing.T) {
 	rec := &batchRecorder{}
-	c, rpc := serveOnSocket(t, rec)
+	_, rpc := opened(t, newServer(rec))
 	ctx := context.Background()
-	if _, err := c.Open(ctx, t.TempDir(), nil); err != nil {
-		t.Fatal(err)
-	}
 	stream, err := rpc.ApplyStream(ctx)
 	if err != nil {
 		t.Fatal(err)
