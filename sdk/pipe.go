@@ -12,6 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// BatchPipe is what a Pipe does, for code that also takes other pipes (a
+// test's): see Pipe.
+type BatchPipe interface {
+	Send(b *Batch) error
+	Wait() (uint64, error)
+	Close()
+}
+
 // A Pipe sends batches to a plugin without waiting for each to commit, so
 // that the host prepares and sends a batch while the plugin applies the one
 // before. The plugin commits them in the order sent, each as Apply would;
@@ -33,7 +41,13 @@ type Pipe struct {
 var ErrNoPipe = errors.New("the plugin has no apply pipe (built with an older SDK)")
 
 // Pipe opens a pipe to the plugin; it ends with ctx or Close.
-func (p *Plugin) Pipe(ctx context.Context) (*Pipe, error) { return p.Store.(*client).pipe(ctx) }
+func (p *Plugin) Pipe(ctx context.Context) (BatchPipe, error) {
+	c, ok := p.Store.(*client)
+	if !ok {
+		return nil, ErrNoPipe
+	}
+	return c.pipe(ctx)
+}
 
 func (c *client) pipe(ctx context.Context) (*Pipe, error) {
 	if !c.packed {
@@ -83,6 +97,8 @@ func (p *Pipe) Wait() (uint64, error) {
 		return 0, fromStatus(err)
 	}
 	if resp.GetCursor() != want {
+		// The plugin is out of step: stop it applying what follows.
+		p.Close()
 		return 0, fmt.Errorf("apply pipe: the plugin committed cursor %d, the batch sent had %d", resp.GetCursor(), want)
 	}
 	p.mu.Lock()
@@ -104,11 +120,15 @@ func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
 	ended := make(chan error, 1) // why the receiving ended; nil at a clean end
 	go func() {
 		defer close(batches)
-		b := &Batch{}
+		b, partial := &Batch{}, false
 		for {
 			req, err := stream.Recv()
 			if err != nil {
-				if errors.Is(err, io.EOF) && len(b.Mutations) == 0 {
+				// The host ends a pipe by cancelling it (Close) or, from
+				// other clients, by closing its side: clean between
+				// batches, a cut batch otherwise.
+				clean := errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil
+				if clean && !partial {
 					err = nil
 				} else {
 					err = status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
@@ -120,7 +140,7 @@ func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
 				ended <- err
 				return
 			}
-			if !req.GetLast() {
+			if partial = !req.GetLast(); partial {
 				continue
 			}
 			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
@@ -134,6 +154,10 @@ func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
 		}
 	}()
 	for b := range batches {
+		// A pipe the host gave up on applies nothing more.
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
 		if err := s.apply(ctx, b); err != nil {
 			return err
 		}

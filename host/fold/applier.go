@@ -11,9 +11,10 @@ import (
 )
 
 // Piper is a Handle that can send batches without waiting for each to
-// commit (sdk.Plugin, for a plugin built with an SDK that has the pipe).
+// commit (sdk.Plugin; sdk.ErrNoPipe for a plugin built with an SDK that
+// has no pipe).
 type Piper interface {
-	Pipe(ctx context.Context) (*sdk.Pipe, error)
+	Pipe(ctx context.Context) (sdk.BatchPipe, error)
 }
 
 // applier commits the batches of one session in order. A batch that
@@ -26,8 +27,8 @@ type applier struct {
 	ctx context.Context
 	g   *generation
 
-	pipe   *sdk.Pipe // nil until first used
-	noPipe bool      // the store has none
+	pipe   sdk.BatchPipe // nil until first used
+	noPipe bool          // the store has none
 
 	// Between a send and the drain after it: the completer's queue, the
 	// end of the completer, and its error once ended.
@@ -100,10 +101,17 @@ func (a *applier) send(b *batch) (bool, error) {
 	}
 	start := time.Now()
 	if err := a.pipe.Send(b.storeBatch()); err != nil {
-		// The completer knows why the plugin ended the pipe, if it did.
+		// Why the plugin ended the pipe is the answer to the first batch
+		// it did not commit: the completer's, or b's once it is done.
+		pipe := a.pipe
 		if derr := a.drain(); derr != nil {
 			return false, derr
 		}
+		if _, werr := pipe.Wait(); werr != nil {
+			err = werr
+		}
+		pipe.Close()
+		a.pipe = nil
 		return false, applyError(a.g, b, err)
 	}
 	select {
@@ -118,16 +126,19 @@ func (a *applier) send(b *batch) (bool, error) {
 }
 
 // complete waits for each batch sent on p, in order, and records its
-// commit. It ends at the first failure, or when the queue is closed and
-// empty.
-func (a *applier) complete(p *sdk.Pipe, queue <-chan inflight, done chan<- struct{}) {
+// commit. It ends at the first failure, closing p so that the plugin
+// applies nothing after it, or when the queue is closed and empty.
+func (a *applier) complete(p sdk.BatchPipe, queue <-chan inflight, done chan<- struct{}) {
 	defer close(done)
+	// Set when a commit was late: the pipe is then closed, and whatever
+	// fails next failed because of it.
+	var timedOut atomic.Bool
 	for in := range queue {
-		var timedOut atomic.Bool
 		timer := time.AfterFunc(applyTimeout, func() { timedOut.Store(true); p.Close() })
 		_, err := p.Wait()
 		timer.Stop()
 		if err != nil {
+			p.Close()
 			if timedOut.Load() {
 				err = fmt.Errorf("no commit within %v: %w", applyTimeout, context.DeadlineExceeded)
 			}

@@ -112,8 +112,59 @@ func (s *flakyStore) Close(context.Context) error    { return nil }
 func (s *flakyStore) Shutdown(context.Context) error { return nil }
 func (s *flakyStore) Exited() bool                   { return s.exited }
 
+// flakyPiper is a flakyStore with an apply pipe. Each batch is applied
+// as it is sent, before the host has waited for the ones before it (as far
+// ahead as a plugin can be), with the same failures and crashes; the first
+// failure ends the pipe, and nothing sent after it is applied.
+type flakyPiper struct{ *flakyStore }
+
+func (s flakyPiper) Pipe(context.Context) (sdk.BatchPipe, error) {
+	return &flakyPipe{s: s.flakyStore}, nil
+}
+
+type flakyPipe struct {
+	s       *flakyStore
+	mu      sync.Mutex
+	results []error // of the batches sent and not yet waited for
+	cursors []uint64
+	ended   bool // a batch failed: the pipe takes no more
+	closed  bool
+}
+
+func (p *flakyPipe) Send(b *sdk.Batch) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.ended {
+		return errors.New("the apply pipe is closed")
+	}
+	err := p.s.Apply(context.Background(), b)
+	p.ended = err != nil
+	p.results, p.cursors = append(p.results, err), append(p.cursors, b.Cursor)
+	return nil
+}
+
+func (p *flakyPipe) Wait() (uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, context.Canceled
+	}
+	if len(p.results) == 0 {
+		return 0, errors.New("apply pipe: Wait without a batch sent")
+	}
+	err, cursor := p.results[0], p.cursors[0]
+	p.results, p.cursors = p.results[1:], p.cursors[1:]
+	return cursor, err
+}
+
+func (p *flakyPipe) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+}
+
 // checkCursorAuthority publishes a random history, folds it through stores
-// that fail and crash at random, and requires that the fold ends equal to
+// that fail and crash at random (with an apply pipe or without), and requires that the fold ends equal to
 // the bucket with the cursor at the stream's end, and that no committed
 // cursor ever went backwards.
 func checkCursorAuthority(t *rapid.T, js jetstream.JetStream, hooks fold.Hooks, n *int) {
@@ -152,11 +203,16 @@ func checkCursorAuthority(t *rapid.T, js jetstream.JetStream, hooks fold.Hooks, 
 	rng := rand.New(rand.NewPCG(rapid.Uint64().Draw(t, "seed"), 1))
 	fail := rapid.Float64Range(0, 0.4).Draw(t, "fail")
 	crash := rapid.Float64Range(0, 0.2).Draw(t, "crash")
+	piped := rapid.Bool().Draw(t, "piped")
 	cfg := fold.Config{
 		Name: bucket, Bucket: bucket, Dir: dir,
 		MaxEntries: rapid.IntRange(1, 8).Draw(t, "batch"),
 		Launch: func(context.Context) (fold.Handle, error) {
-			return &flakyStore{d: d, rng: rng, fail: fail, crash: crash}, nil
+			s := &flakyStore{d: d, rng: rng, fail: fail, crash: crash}
+			if piped {
+				return flakyPiper{s}, nil
+			}
+			return s, nil
 		},
 		CheckEvery: 20 * time.Millisecond,
 		RetryMin:   time.Millisecond,

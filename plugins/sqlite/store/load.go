@@ -149,9 +149,11 @@ func loadingView(cond string) string {
 
 // EndLoad implements sdk.Loader: it keeps the newest row of each key,
 // applies the deletes and builds the unique index, in one transaction of
-// the writer. Its commit leaves the index in the WAL, for the checkpointer
-// to copy (checkpoint.go): SQLite's own checkpoint would copy it inside the
-// commit (about a quarter of EndLoad at 1M keys).
+// the writer. Its commit leaves the index in the WAL for the checkpointer
+// to copy (checkpoint.go), unless the WAL has grown past the writer's
+// limit, as after any commit: SQLite's own checkpoint would always copy it
+// inside the commit (about a quarter of EndLoad at 1M keys). A context
+// that ends stops the sort where it is, and the store is still loading.
 func (s *Store) EndLoad(ctx context.Context) error {
 	if err := s.lockWriter(); err != nil {
 		return err

@@ -22,6 +22,7 @@ int sqlite3_clear_bindings(sqlite3_stmt *stmt);
 long long sqlite3_column_int64(sqlite3_stmt *stmt, int i);
 const char *sqlite3_errmsg(sqlite3 *db);
 int sqlite3_extended_errcode(sqlite3 *db);
+void sqlite3_interrupt(sqlite3 *db);
 int sqlite3_busy_timeout(sqlite3 *db, int ms);
 void *sqlite3_wal_hook(sqlite3 *db, int (*hook)(void *, sqlite3 *, const char *, int), void *arg);
 int sqlite3_wal_checkpoint_v2(sqlite3 *db, const char *schema, int mode, int *log, int *checkpointed);
@@ -141,6 +142,7 @@ static void slip_set_wal_hook(sqlite3 *db, slip_wal *w) {
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"unsafe"
@@ -370,6 +372,23 @@ func (c *rawConn) run(q string, args ...any) (int64, error) {
 		return 0, nil
 	}
 	return 0, c.err(q)
+}
+
+// interruptOn makes a statement of c running when ctx ends stop, with an
+// error, as soon as it can (sqlite3_interrupt, safe from another thread;
+// without a statement running it does nothing). The returned func stops
+// watching ctx and returns once no interrupt can come any more.
+func (c *rawConn) interruptOn(ctx context.Context) (stop func()) {
+	ran := make(chan struct{})
+	unwatch := context.AfterFunc(ctx, func() {
+		defer close(ran)
+		C.sqlite3_interrupt(c.db)
+	})
+	return func() {
+		if !unwatch() {
+			<-ran
+		}
+	}
 }
 
 // run2 steps q once and returns the first two columns of its first row as

@@ -352,9 +352,17 @@ func (s *Store) transaction(ctx context.Context, write func(*rawConn) error) err
 	if err := c.exec(`BEGIN IMMEDIATE`); err != nil {
 		return err
 	}
+	// A statement that runs long (EndLoad's index over a large fold) stops
+	// when ctx ends; the COMMIT is never interrupted.
+	stop := c.interruptOn(ctx)
 	err := write(c)
-	if err == nil {
-		err = ctx.Err()
+	stop()
+	if cerr := ctx.Err(); cerr != nil {
+		if err != nil {
+			err = fmt.Errorf("%w (%v)", cerr, err)
+		} else {
+			err = cerr
+		}
 	}
 	if err == nil {
 		err = c.exec(`COMMIT`)
