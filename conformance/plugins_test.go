@@ -127,7 +127,7 @@ func benchApply(b *testing.B, s sdk.Store, load bool, pl *sdk.Plugin) {
 	}
 	const batchSize = 1000
 	value := bytes.Repeat([]byte("v"), 200)
-	var pipe *sdk.Pipe
+	var pipe sdk.BatchPipe
 	if pl != nil {
 		var err error
 		if pipe, err = pl.Pipe(ctx); err != nil {
