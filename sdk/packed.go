@@ -12,7 +12,7 @@ import (
 // reports 0 and gets one message per mutation, as before.
 const wireRevision = 1
 
-// pack lays ms out as one storepb.Packed: two allocations for the whole run
+// pack lays ms out as one storepb.Packed: five allocations for the whole run
 // instead of one message per mutation, on this side and on the other.
 func pack(ms []Mutation) *storepb.Packed {
 	size := 0

@@ -167,14 +167,9 @@ func (a *applier) drain() error {
 	return err
 }
 
-// close ends the pipe, and the completer if a failure left one waiting.
+// close ends the pipe. Every path out of run has drained it first, so no
+// batch is in flight.
 func (a *applier) close() {
-	if a.inflight != nil {
-		a.pipe.Close() // a batch in flight will not be waited for
-		close(a.inflight)
-		<-a.done
-		a.inflight, a.done = nil, nil
-	}
 	if a.pipe != nil {
 		a.pipe.Close()
 		a.pipe = nil
