@@ -54,6 +54,9 @@ func cases() []testCase {
 			Catches: "a returned Apply that is not durable: cursor committed without its data, or data without its cursor"},
 		{Name: "kill-mid-apply", Mandatory: true, needs: needProcess, Run: caseKillMidApply,
 			Catches: "a plugin SIGKILLed during Apply that reopens with part of the batch, or with a cursor that disagrees with its data"},
+		{Name: "kill-mid-pipe", Mandatory: true, needs: needProcess | needPipe, Run: caseKillMidPipe,
+			Catches: "a plugin SIGKILLed with batches in flight on the apply pipe that reopens with part of a batch, a batch after one it lacks, " +
+				"a cursor that disagrees with its data, or without a batch it acknowledged"},
 		{Name: "model", Mandatory: true, Run: caseModel,
 			Catches: "any divergence from the reference model over random sequences of applies, re-applies, reopens and crashes"},
 		{Name: "compact", Capability: sdk.CapCompact, Run: caseCompact,

@@ -269,3 +269,113 @@ func caseCompact(h *harness) {
 	h.expectScan(s, m, "after Compact and reopen")
 	s.close()
 }
+
+// pipeBatches is how many batches kill-mid-pipe sends on each pipe.
+const pipeBatches = 12
+
+func caseKillMidPipe(h *harness) {
+	const n, size = 256, 1024 // 256 KiB per batch, about what the host sends
+	filler := randomBytes(h.rnd, size-8)
+	dir := h.dir()
+	s := h.open(dir)
+	m := newModel()
+	// One pipe without a kill measures how long its batches take.
+	start := time.Now()
+	s = h.killDuringPipe(s, m, dir, filler, n, -1)
+	span := time.Since(start)
+	var landed int
+	for i := range kills {
+		delay := span*time.Duration(i)/kills + h.randomDelay(span/kills)
+		before := m.cursor
+		s = h.killDuringPipe(s, m, dir, filler, n, delay)
+		landed += int(m.cursor - before)
+	}
+	h.Logf("a pipe of %d batches took %v; %d kills left %d of their %d batches in", pipeBatches,
+		span.Round(time.Millisecond), kills, landed, kills*pipeBatches)
+	s.close()
+}
+
+// killDuringPipe sends pipeBatches batches of genBatch on a pipe of s
+// without waiting, waits for them on another goroutine, SIGKILLs the
+// plugin delay after the first send (not at all if delay < 0), and reopens
+// the store in dir. It must reopen at the cursor of one of the batches (or
+// of m), no earlier than the last the pipe acknowledged, holding exactly
+// the batches up to it: m takes them.
+func (h *harness) killDuringPipe(s *store, m *model, dir string, filler []byte, n int, delay time.Duration) *store {
+	h.rep.Helper()
+	p, err := s.Pipe(h.ctx)
+	if err != nil {
+		h.Fatalf("open an apply pipe: %v", err)
+	}
+	defer p.Close()
+	prev := m.cursor
+	batches := make([]*sdk.Batch, pipeBatches)
+	for i := range batches {
+		batches[i] = genBatch(filler, n, prev+uint64(i)+1)
+	}
+	// The sender tells the waiter of each batch it sent: Wait is for a
+	// batch already sent.
+	sentOne := make(chan struct{}, len(batches))
+	sent := make(chan int, 1)  // how many Send accepted
+	acked := make(chan int, 1) // how many Wait reported committed
+	go func() {
+		k := 0
+		for ; k < len(batches); k++ {
+			if err := p.Send(batches[k]); err != nil {
+				break
+			}
+			sentOne <- struct{}{}
+		}
+		close(sentOne)
+		sent <- k
+	}()
+	go func() {
+		k := 0
+		for range sentOne {
+			cursor, err := p.Wait()
+			if err != nil {
+				break
+			}
+			if cursor != batches[k].Cursor {
+				h.Errorf("the pipe acknowledged cursor %d for batch %d", cursor, batches[k].Cursor)
+				break
+			}
+			k++
+		}
+		acked <- k
+	}()
+	if delay < 0 {
+		if k := <-acked; k != len(batches) {
+			h.Fatalf("without a kill, the pipe acknowledged %d of %d batches", k, len(batches))
+		}
+		<-sent
+		for _, b := range batches {
+			m.apply(b)
+		}
+		return s
+	}
+	time.Sleep(delay)
+	if err := s.kill(); err != nil {
+		h.Fatalf("kill during the pipe of batches %d-%d: %v", prev+1, prev+pipeBatches, err)
+	}
+	p.Close() // the acknowledgements stop at the kill; do not wait for more
+	k, nsent := <-acked, <-sent
+	s.release()
+	s = h.open(dir)
+	got := s.state.Cursor
+	when := fmt.Sprintf("reopened at cursor %d after a kill %v into a pipe of batches %d-%d (%d sent, %d acknowledged)",
+		got, delay.Round(time.Millisecond), prev+1, prev+pipeBatches, nsent, k)
+	switch {
+	case got < prev || got > prev+uint64(nsent):
+		h.Fatalf("%s: not the cursor of a batch sent", when)
+	case got < prev+uint64(k):
+		h.Fatalf("%s: a batch the pipe acknowledged is missing", when)
+	}
+	for _, b := range batches[:got-prev] {
+		m.apply(b)
+	}
+	h.Logf("%s", when)
+	h.expectState(s, m, when)
+	h.expectScan(s, m, when)
+	return s
+}

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -40,6 +41,8 @@ const (
 	needKill need = 1 << iota
 	// needProcess: SIGKILL a process while a call is in flight.
 	needProcess
+	// needPipe: send batches on an apply pipe.
+	needPipe
 )
 
 // skip says why tc does not run against the target, or "".
@@ -51,6 +54,8 @@ func (tc testCase) skip(t *Target, info sdk.Info) string {
 		return "needs a store process to kill in the middle of a call"
 	case tc.needs&needKill != 0 && !t.canKill:
 		return "needs a store instance that can be killed"
+	case tc.needs&needPipe != 0 && !t.pipe:
+		return "the plugin has no apply pipe (built with an older SDK): the host sends it one batch at a time"
 	}
 	return ""
 }
@@ -173,6 +178,13 @@ func probe(t *Target) (sdk.Info, error) {
 		return sdk.Info{}, fmt.Errorf("start %s: %w", t.name, err)
 	}
 	defer in.release()
+	switch p, err := in.Pipe(ctx); {
+	case err == nil:
+		t.pipe = true
+		p.Close()
+	case !errors.Is(err, sdk.ErrNoPipe):
+		return sdk.Info{}, fmt.Errorf("%s: apply pipe: %w", t.name, err)
+	}
 	return in.info(), nil
 }
 

@@ -362,25 +362,34 @@ func TestBrokenStoresFail(t *testing.T) {
 	}
 }
 
-// TestSplitCommitPluginFails proves kill-mid-apply catches a plugin process
-// that commits a batch's data and its cursor separately: the case kills the
-// process at points spread over the Apply, so one lands between the two.
+// TestSplitCommitPluginFails proves kill-mid-apply and kill-mid-pipe catch
+// a plugin process that commits a batch's data and its cursor separately:
+// each case kills the process at points spread over its batches, so one
+// lands between the two.
 func TestSplitCommitPluginFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a plugin")
 	}
 	target := Plugin(buildTestdata(t, "splitcommit"))
-	var tc testCase
-	for _, c := range cases() {
-		if c.Name == "kill-mid-apply" {
-			tc = c
+	info, err := probe(&target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases() {
+		if tc.Name != "kill-mid-apply" && tc.Name != "kill-mid-pipe" {
+			continue
 		}
+		t.Run(tc.Name, func(t *testing.T) {
+			res := runCase(&target, info, tc, t.TempDir())
+			if res.skipped != "" {
+				t.Fatalf("case skipped: %s", res.skipped)
+			}
+			if len(res.failures) == 0 {
+				t.Fatalf("%s passed against a plugin that commits data and cursor separately; logs: %v", tc.Name, res.logs)
+			}
+			t.Logf("fails as it should: %s", res.failures[0])
+		})
 	}
-	res := runCase(&target, sdk.Info{}, tc, t.TempDir())
-	if len(res.failures) == 0 {
-		t.Fatalf("kill-mid-apply passed against a plugin that commits data and cursor separately; logs: %v", res.logs)
-	}
-	t.Logf("fails as it should: %s", res.failures[0])
 }
 
 // buildTestdata builds the plugin in testdata/name and returns its path.

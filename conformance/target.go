@@ -21,6 +21,9 @@ type Target struct {
 	process bool
 	// canKill: instances can simulate a crash after a call has returned.
 	canKill bool
+	// pipe: instances take batches on an apply pipe (sdk.Pipe), as the host
+	// sends them while a fold catches up; probe finds it out.
+	pipe bool
 }
 
 // Plugin is the store plugin binary at path, run the way the host runs it:
@@ -69,6 +72,8 @@ type instance interface {
 	sdk.Store
 	sdk.Compacter
 	sdk.Loader
+	// Pipe opens an apply pipe, or returns sdk.ErrNoPipe.
+	Pipe(ctx context.Context) (sdk.BatchPipe, error)
 	// info is what the store declares about itself.
 	info() sdk.Info
 	// kill ends the instance as a crash would: no Close, nothing survives
@@ -105,6 +110,9 @@ func (p pluginInstance) release() { p.Kill() }
 type localInstance struct {
 	sdk.Store
 }
+
+// Pipe: a store called directly has no pipe; the host sends it nothing.
+func (localInstance) Pipe(context.Context) (sdk.BatchPipe, error) { return nil, sdk.ErrNoPipe }
 
 func (l localInstance) info() sdk.Info {
 	var info sdk.Info
