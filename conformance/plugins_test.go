@@ -71,10 +71,11 @@ func TestPlugins(t *testing.T) {
 }
 
 // BenchmarkApply measures Apply as the host calls it: batches of 1000 new
-// entries with 40-byte keys and 200-byte values, in random key order, each
-// committed with its cursor (store_config {}: the default durability),
-// applied plainly ("insert") and in a bulk load ("load", whose EndLoad is
-// reported apart as endload-ms). Each shipped backend runs three times on
+// entries with 40-byte keys and 200-byte values, each committed with its
+// cursor (store_config {}: the default durability), applied plainly in
+// random key order ("insert") and in key order ("insert-ordered"), and in
+// a bulk load in random order ("load", whose EndLoad is reported apart as
+// endload-ms). Each shipped backend runs three times on
 // the same workload: through its plugin process one Apply at a time
 // ("plugin"), through its plugin process on the apply pipe with two
 // batches ahead, as the host catches up ("plugin-pipe"), and linked into
@@ -90,11 +91,11 @@ func BenchmarkApply(b *testing.B) {
 			continue
 		}
 		for _, where := range []string{"plugin", "plugin-pipe", "in-process"} {
-			for _, mode := range []string{"insert", "load"} {
+			for _, mode := range []string{"insert", "insert-ordered", "load"} {
 				b.Run(p.name+"/"+where+"/"+mode, func(b *testing.B) {
 					ctx := context.Background()
 					if where == "in-process" {
-						benchApply(b, inProcess[p.name](), mode == "load", nil)
+						benchApply(b, inProcess[p.name](), mode, nil)
 						return
 					}
 					pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
@@ -103,10 +104,10 @@ func BenchmarkApply(b *testing.B) {
 					}
 					defer pl.Kill()
 					if where == "plugin" {
-						benchApply(b, pl, mode == "load", nil)
+						benchApply(b, pl, mode, nil)
 						return
 					}
-					benchApply(b, pl, mode == "load", pl)
+					benchApply(b, pl, mode, pl)
 				})
 			}
 		}
@@ -114,7 +115,8 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // benchApply applies b.N batches to s, through pl's pipe if pl is not nil.
-func benchApply(b *testing.B, s sdk.Store, load bool, pl *sdk.Plugin) {
+func benchApply(b *testing.B, s sdk.Store, mode string, pl *sdk.Plugin) {
+	load := mode == "load"
 	ctx := context.Background()
 	if _, err := s.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
 		b.Fatal(err)
@@ -144,6 +146,9 @@ func benchApply(b *testing.B, s sdk.Store, load bool, pl *sdk.Plugin) {
 			n := i*batchSize + j
 			k := uint32(n * 2654435761) // distinct, in random order
 			key := fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%010d", k%7919, k%100, k)
+			if mode == "insert-ordered" {
+				key = fmt.Appendf(nil, "route.endpoint.%010d.t%04d.svc-%05d", n, n%7919, n%100)
+			}
 			batch.Mutations[j] = sdk.Mutation{Op: sdk.OpPut, Key: key, Value: value, Revision: uint64(n + 1)}
 		}
 		batches[i] = batch
