@@ -17,7 +17,10 @@
 // reads ([Store.Get], [Store.Scan], [Store.Stats]) may run concurrently with
 // one Apply and see either all of a batch or none of it. The serving side of
 // this package serializes Apply calls and rejects every call after Close, so a
-// backend does not need to. The conformance suite (package conformance)
+// backend does not need to. While a fold catches up, the host sends batches
+// on an apply pipe ([Plugin.Pipe]) without waiting for each; the serving side
+// still calls Apply one batch at a time, in the order sent, and stops at the
+// first that fails, so a backend sees no difference. The conformance suite (package conformance)
 // proves a backend against this contract.
 //
 // Guest-side helpers for WASM transform authors live in sdk/guest.
