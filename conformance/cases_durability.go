@@ -318,6 +318,7 @@ func (h *harness) killDuringPipe(s *store, m *model, dir string, filler []byte, 
 	sentOne := make(chan struct{}, len(batches))
 	sent := make(chan int, 1)  // how many Send accepted
 	acked := make(chan int, 1) // how many Wait reported committed
+	wrong := make(chan string, 1)
 	go func() {
 		k := 0
 		for ; k < len(batches); k++ {
@@ -337,15 +338,25 @@ func (h *harness) killDuringPipe(s *store, m *model, dir string, filler []byte, 
 				break
 			}
 			if cursor != batches[k].Cursor {
-				h.Errorf("the pipe acknowledged cursor %d for batch %d", cursor, batches[k].Cursor)
+				wrong <- fmt.Sprintf("the pipe acknowledged cursor %d for batch %d", cursor, batches[k].Cursor)
 				break
 			}
 			k++
 		}
 		acked <- k
 	}()
+	// What the waiter found wrong, once it has stopped.
+	checkAcks := func() int {
+		k := <-acked
+		select {
+		case msg := <-wrong:
+			h.Fatalf("%s", msg)
+		default:
+		}
+		return k
+	}
 	if delay < 0 {
-		if k := <-acked; k != len(batches) {
+		if k := checkAcks(); k != len(batches) {
 			h.Fatalf("without a kill, the pipe acknowledged %d of %d batches", k, len(batches))
 		}
 		<-sent
@@ -359,7 +370,7 @@ func (h *harness) killDuringPipe(s *store, m *model, dir string, filler []byte, 
 		h.Fatalf("kill during the pipe of batches %d-%d: %v", prev+1, prev+pipeBatches, err)
 	}
 	p.Close() // the acknowledgements stop at the kill; do not wait for more
-	k, nsent := <-acked, <-sent
+	k, nsent := checkAcks(), <-sent
 	s.release()
 	s = h.open(dir)
 	got := s.state.Cursor
