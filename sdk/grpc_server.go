@@ -120,25 +120,46 @@ func (s *server) Apply(ctx context.Context, req *storepb.ApplyRequest) (*storepb
 }
 
 func (s *server) ApplyStream(stream storepb.Store_ApplyStreamServer) error {
-	b := &Batch{}
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			// The host went away mid-batch: nothing was applied.
-			return status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
-		}
-		if b.Mutations, err = appendMutations(b.Mutations, req); err != nil {
-			return err
-		}
-		if req.GetLast() {
-			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
-			break
-		}
+	b, end, err := recvBatch(stream.Recv)
+	if end != nil {
+		err = aborted(end) // the host went away before the batch: nothing applied
+	}
+	if err != nil {
+		return err
 	}
 	if err := s.apply(stream.Context(), b); err != nil {
 		return err
 	}
 	return stream.SendAndClose(&storepb.ApplyResponse{})
+}
+
+// recvBatch receives the chunks of one batch, up to the one marked last.
+// A stream that ends before the batch's first chunk returns recv's error as
+// end (between batches, for a pipe); one cut after it, an Aborted err.
+func recvBatch(recv func() (*storepb.ApplyRequest, error)) (b *Batch, end, err error) {
+	b = &Batch{}
+	for chunks := 0; ; chunks++ {
+		req, err := recv()
+		switch {
+		case err != nil && chunks == 0:
+			return nil, err, nil
+		case err != nil:
+			return nil, nil, aborted(err)
+		}
+		if b.Mutations, err = appendMutations(b.Mutations, req); err != nil {
+			return nil, nil, err
+		}
+		if req.GetLast() {
+			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
+			return b, nil, nil
+		}
+	}
+}
+
+// aborted is the status of a batch whose stream ended before its last chunk:
+// none of it is applied.
+func aborted(err error) error {
+	return status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
 }
 
 // appendMutations appends the mutations of req to dst: those sent one

@@ -46,7 +46,11 @@ func (p *Plugin) Pipe(ctx context.Context) (BatchPipe, error) {
 	if !ok {
 		return nil, ErrNoPipe
 	}
-	return c.pipe(ctx)
+	pipe, err := c.pipe(ctx)
+	if err != nil {
+		return nil, err // not a BatchPipe holding a nil *Pipe
+	}
+	return pipe, nil
 }
 
 func (c *client) pipe(ctx context.Context) (*Pipe, error) {
@@ -120,37 +124,25 @@ func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
 	ended := make(chan error, 1) // why the receiving ended; nil at a clean end
 	go func() {
 		defer close(batches)
-		b, partial := &Batch{}, false
 		for {
-			req, err := stream.Recv()
-			if err != nil {
+			b, end, err := recvBatch(stream.Recv)
+			if end != nil {
 				// The host ends a pipe by cancelling it (Close) or, from
-				// other clients, by closing its side: clean between
-				// batches, a cut batch otherwise.
-				clean := errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || ctx.Err() != nil
-				if clean && !partial {
-					err = nil
-				} else {
-					err = status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
+				// other clients, by closing its side: clean between batches.
+				if !errors.Is(end, io.EOF) && status.Code(end) != codes.Canceled && ctx.Err() == nil {
+					err = aborted(end)
 				}
+			}
+			if b == nil {
 				ended <- err
 				return
 			}
-			if b.Mutations, err = appendMutations(b.Mutations, req); err != nil {
-				ended <- err
-				return
-			}
-			if partial = !req.GetLast(); partial {
-				continue
-			}
-			b.Cursor, b.Meta = req.GetCursor(), req.GetMeta()
 			select {
 			case batches <- b:
 			case <-ctx.Done():
 				ended <- status.FromContextError(ctx.Err()).Err()
 				return
 			}
-			b = &Batch{}
 		}
 	}()
 	for b := range batches {
