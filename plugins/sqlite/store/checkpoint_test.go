@@ -28,25 +28,12 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	} {
 		t.Run(tc.config, func(t *testing.T) {
 			ctx := context.Background()
-			dir := t.TempDir()
-			s := store.New()
-			if _, err := s.Open(ctx, dir, []byte(tc.config)); err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close(ctx)
+			s, dir := openWith(t, tc.config)
 			db, wal := filepath.Join(dir, "fold.db"), filepath.Join(dir, "fold.db-wal")
 			initial := fileSize(t, db)
-			const pageFrame = 24 + 4096 // a WAL frame: its header and a page
 			var cursor uint64
 			for fileSize(t, wal)/pageFrame < 100 {
-				b := &sdk.Batch{}
-				for range 20 {
-					cursor++
-					b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut,
-						Key: fmt.Appendf(nil, "k%08d", cursor*7919%100003), Value: make([]byte, 500), Revision: cursor})
-				}
-				b.Cursor = cursor
-				if err := s.Apply(ctx, b); err != nil {
+				if err := s.Apply(ctx, spreadBatch(&cursor, 20, 500, 100003)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -66,7 +53,7 @@ func TestBackgroundCheckpoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := s.Get(ctx, fmt.Appendf(nil, "k%08d", cursor*7919%100003))
+			e, err := s.Get(ctx, spreadKey(cursor, 100003))
 			if err != nil || e.Revision != cursor {
 				t.Fatalf("last key: %+v, %v; want revision %d", e, err, cursor)
 			}
@@ -75,6 +62,39 @@ func TestBackgroundCheckpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pageFrame is the size of a WAL frame: its header and a 4 KiB page.
+const pageFrame = 24 + 4096
+
+// openWith opens a store in a new directory with config, closed when the
+// test ends.
+func openWith(t *testing.T, config string) (*store.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s := store.New()
+	if _, err := s.Open(context.Background(), dir, []byte(config)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s, dir
+}
+
+// spreadBatch is n puts of values of size bytes, of the next n cursors
+// after *cursor (which it advances), whose keys spread over modulus.
+func spreadBatch(cursor *uint64, n, size int, modulus uint64) *sdk.Batch {
+	b := &sdk.Batch{}
+	for range n {
+		*cursor++
+		b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut,
+			Key: spreadKey(*cursor, modulus), Value: make([]byte, size), Revision: *cursor})
+	}
+	b.Cursor = *cursor
+	return b
+}
+
+func spreadKey(cursor, modulus uint64) []byte {
+	return fmt.Appendf(nil, "k%08d", cursor*7919%modulus)
 }
 
 func fileSize(t *testing.T, path string) int64 {
@@ -92,25 +112,12 @@ func fileSize(t *testing.T, path string) int64 {
 // keeps the WAL file within that and one batch.
 func TestWALBoundedUnderSustainedWrites(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := store.New()
-	if _, err := s.Open(ctx, dir, []byte(`{"wal_autocheckpoint": 200}`)); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	const pageFrame = 24 + 4096
+	s, dir := openWith(t, `{"wal_autocheckpoint": 200}`)
 	wal := filepath.Join(dir, "fold.db-wal")
 	var cursor uint64
 	peak := int64(0)
 	for range 1500 {
-		b := &sdk.Batch{}
-		for range 50 {
-			cursor++
-			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut,
-				Key: fmt.Appendf(nil, "k%08d", cursor*7919%1000003), Value: make([]byte, 200), Revision: cursor})
-		}
-		b.Cursor = cursor
-		if err := s.Apply(ctx, b); err != nil {
+		if err := s.Apply(ctx, spreadBatch(&cursor, 50, 200, 1000003)); err != nil {
 			t.Fatal(err)
 		}
 		peak = max(peak, fileSize(t, wal)/pageFrame)

@@ -99,9 +99,6 @@ func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Muta
 				}
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return 0, 0, err
-		}
 		return int64(len(puts)), putBytes, c.insertRows(puts)
 	})
 }

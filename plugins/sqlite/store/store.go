@@ -313,9 +313,6 @@ func (s *Store) writeBatch(ctx context.Context, b *sdk.Batch, rows func(*rawConn
 			return err
 		}
 		keys, nbytes = keys+dk, nbytes+db
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		if _, err := c.run(qState, int64(b.Cursor), keys, nbytes); err != nil {
 			return err
 		}
