@@ -89,7 +89,7 @@ func (r *Runtime) newStage(ctx context.Context, m Module, before []*stage) (*sta
 	}
 	s := &stage{name: m.Name, rt: r, code: comp, config: config}
 	if s.inst, err = r.instantiate(ctx, comp, config); err != nil {
-		return nil, nil, fmt.Errorf("transform[%s]: %w", m.Name, err)
+		return nil, nil, fmt.Errorf("transform[%s]: %s: %w", m.Name, m.Path, err)
 	}
 	return s, code, nil
 }

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	neturl "net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,10 +25,15 @@ type Embedded struct {
 	srv *server.Server
 }
 
+// embeddedReadyTimeout bounds how long an embedded server may take to
+// accept connections when it reports nothing wrong.
+const embeddedReadyTimeout = 30 * time.Second
+
 // StartEmbedded starts a NATS server with JetStream listening on listen
 // (host:port) and storing under storeDir. It returns once the server accepts
-// connections.
-func StartEmbedded(listen, storeDir string, logger *slog.Logger) (*Embedded, error) {
+// connections, or with the server's own reason as soon as it gives up (an
+// address in use, a store directory it cannot use), or when ctx ends.
+func StartEmbedded(ctx context.Context, listen, storeDir string, logger *slog.Logger) (*Embedded, error) {
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: listen address %q: %w", listen, err)
@@ -34,6 +41,13 @@ func StartEmbedded(listen, storeDir string, logger *slog.Logger) (*Embedded, err
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: listen port %q: %w", portStr, err)
+	}
+	// A taken address is the common mistake: say so plainly. (The server's
+	// own report below still covers what happens between here and its bind.)
+	if l, err := net.Listen("tcp", listen); err != nil {
+		return nil, fmt.Errorf("embedded nats: cannot listen on %s: %s", listen, dialCause(err))
+	} else {
+		l.Close()
 	}
 	opts := &server.Options{
 		ServerName: "slipstream-embedded",
@@ -48,13 +62,31 @@ func StartEmbedded(listen, storeDir string, logger *slog.Logger) (*Embedded, err
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
-	if logger != nil {
-		srv.SetLoggerV2(&serverLog{logger.With("component", "nats-server")}, false, false, false)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	// The server reports why it gives up through its logger's Fatalf and
+	// then waits forever; the log bridge hands that reason back here.
+	sl := &serverLog{l: logger.With("component", "nats-server"), fatal: make(chan string, 1)}
+	srv.SetLoggerV2(sl, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats: not ready on %s after 30s", listen)
+	deadline := time.Now().Add(embeddedReadyTimeout)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		fail := func(format string, a ...any) (*Embedded, error) {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil, fmt.Errorf("embedded nats on %s: "+format, append([]any{listen}, a...)...)
+		}
+		select {
+		case reason := <-sl.fatal:
+			return fail("%s", reason)
+		case <-ctx.Done():
+			return fail("%w", ctx.Err())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fail("not ready after %s", embeddedReadyTimeout)
+		}
 	}
 	return &Embedded{srv: srv}, nil
 }
@@ -68,19 +100,63 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// serverLog bridges the server's logger into slog.
-type serverLog struct{ l *slog.Logger }
+// serverLog bridges the server's logger into slog, and hands the first
+// fatal message to whoever waits for the server to start.
+type serverLog struct {
+	l     *slog.Logger
+	fatal chan string
+}
 
 func (s *serverLog) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 func (s *serverLog) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Fatalf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	s.l.Error(msg)
+	select {
+	case s.fatal <- msg:
+	default:
+	}
+}
+func (s *serverLog) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Tracef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 
 // Dial connects to url with the credentials and TLS settings of c. The
-// connection reconnects forever; the folds' supervisors ride it out.
-func Dial(url string, c config.NATS, logger *slog.Logger) (*nats.Conn, error) {
+// connection reconnects forever; the folds' supervisors ride it out. The
+// first connect is not retried: a server that cannot be reached at start is
+// an error naming the URL and why, and ctx ending stops the attempt.
+func Dial(ctx context.Context, url string, c config.NATS, logger *slog.Logger) (*nats.Conn, error) {
+	opts, err := dialOptions(c, logger)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(url, opts...)
+		done <- result{nc, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("nats: connect %s: %w", redact(url), explainConnect(ctx, url, r.err))
+		}
+		return r.nc, nil
+	case <-ctx.Done():
+		// The attempt goes on in the background; close what it yields.
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("nats: connect %s: %w", redact(url), ctx.Err())
+	}
+}
+
+func dialOptions(c config.NATS, logger *slog.Logger) ([]nats.Option, error) {
 	name := c.Name
 	if name == "" {
 		name = "slipstream"
@@ -126,11 +202,64 @@ func Dial(url string, c config.NATS, logger *slog.Logger) (*nats.Conn, error) {
 			}),
 		)
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("nats: connect %s: %w", redact(url), err)
+	return opts, nil
+}
+
+// explainConnect adds what nats.go leaves out of "no servers available":
+// the dial error of each server of url.
+func explainConnect(ctx context.Context, url string, err error) error {
+	if !errors.Is(err, nats.ErrNoServers) {
+		return err
 	}
-	return nc, nil
+	var why []string
+	for _, addr := range serverAddrs(url) {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, derr := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+		cancel()
+		if derr != nil {
+			why = append(why, addr+": "+dialCause(derr))
+			continue
+		}
+		conn.Close()
+		why = append(why, addr+" accepts connections but did not complete the NATS handshake")
+	}
+	if len(why) == 0 {
+		return err
+	}
+	return fmt.Errorf("no server answered (%s)", strings.Join(why, "; "))
+}
+
+// serverAddrs lists host:port of each server of a comma-separated NATS URL.
+func serverAddrs(url string) []string {
+	var out []string
+	for _, u := range strings.Split(url, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := neturl.Parse(u)
+		if err != nil || p.Host == "" {
+			continue
+		}
+		host, port := p.Hostname(), p.Port()
+		if port == "" {
+			port = strconv.Itoa(nats.DefaultPort)
+		}
+		out = append(out, net.JoinHostPort(host, port))
+	}
+	return out
+}
+
+// dialCause is a dial or listen error without its "dial tcp ADDR:" prefix.
+func dialCause(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
+	return err.Error()
 }
 
 // OpenBucket returns the bucket, creating it with settings b when it does
@@ -140,7 +269,10 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, name string, b *con
 	if err == nil {
 		return kv, nil
 	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) || b == nil {
+	if errors.Is(err, jetstream.ErrBucketNotFound) && b == nil {
+		return nil, fmt.Errorf("bucket %s does not exist, and the config has no [bucket.%s] table to create it with", name, name)
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("bucket %s: %w", name, err)
 	}
 	cfg := jetstream.KeyValueConfig{

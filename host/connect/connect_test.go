@@ -54,7 +54,7 @@ func TestDialAuth(t *testing.T) {
 		{"no credentials", up.ClientURL(), config.NATS{}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			nc, err := connect.Dial(tc.url, tc.cfg, nil)
+			nc, err := connect.Dial(context.Background(), tc.url, tc.cfg, nil)
 			if (err == nil) != tc.ok {
 				t.Fatalf("Dial: %v, want success %v", err, tc.ok)
 			}
@@ -123,7 +123,7 @@ func TestDialTLSWithClientCertificate(t *testing.T) {
 	}
 	s := startServer(t, &server.Options{TLS: true, TLSVerify: true, TLSConfig: tc})
 	url := strings.Replace(s.ClientURL(), "nats://", "tls://", 1)
-	nc, err := connect.Dial(url, config.NATS{TLSCA: ca, TLSCert: cc, TLSKey: ck}, nil)
+	nc, err := connect.Dial(context.Background(), url, config.NATS{TLSCA: ca, TLSCert: cc, TLSKey: ck}, nil)
 	if err != nil {
 		t.Fatalf("Dial with CA and client certificate: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestDialTLSWithClientCertificate(t *testing.T) {
 		t.Errorf("not a TLS connection: %v %v", st.Version, err)
 	}
 	nc.Close()
-	if nc, err := connect.Dial(url, config.NATS{TLSCA: ca}, nil); err == nil {
+	if nc, err := connect.Dial(context.Background(), url, config.NATS{TLSCA: ca}, nil); err == nil {
 		nc.Close()
 		t.Fatal("Dial without the client certificate succeeded against a server that verifies clients")
 	}
@@ -139,7 +139,7 @@ func TestDialTLSWithClientCertificate(t *testing.T) {
 
 func TestOpenBucketCreatesWithSettings(t *testing.T) {
 	s := startServer(t, &server.Options{})
-	nc, err := connect.Dial(s.ClientURL(), config.NATS{}, nil)
+	nc, err := connect.Dial(context.Background(), s.ClientURL(), config.NATS{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

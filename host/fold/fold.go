@@ -165,7 +165,8 @@ type Fold struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	// Owned by Run's goroutine.
+	// Owned by Run's goroutine (and Open, before Run).
+	opened bool
 	layout layout
 	shadow *generation
 

@@ -41,11 +41,9 @@ const applyTimeout = 2 * time.Minute
 // backoff while the fold reports itself stalled; Run returns an error only
 // when the fold's directory is unusable.
 func (f *Fold) Run(ctx context.Context) error {
-	l, err := scanDir(f.cfg.Dir)
-	if err != nil {
+	if err := f.Open(); err != nil {
 		return fmt.Errorf("fold %s: %w", f.cfg.Name, err)
 	}
-	f.layout = l
 	defer f.closeAll()
 	b := backoff{min: f.cfg.RetryMin, max: f.cfg.RetryMax}
 	for {
@@ -74,6 +72,21 @@ func (f *Fold) Run(ctx context.Context) error {
 		case <-time.After(b.next()):
 		}
 	}
+}
+
+// Open reads the fold's directory (creating it when missing) and clears what
+// a crash left behind, so that a directory the fold cannot use is an error
+// before anything runs. Run opens the fold itself when Open was not called.
+func (f *Fold) Open() error {
+	if f.opened {
+		return nil
+	}
+	l, err := scanDir(f.cfg.Dir) // its errors name the path
+	if err != nil {
+		return err
+	}
+	f.layout, f.opened = l, true
+	return nil
 }
 
 func (f *Fold) closeAll() {

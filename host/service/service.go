@@ -52,59 +52,84 @@ type Service struct {
 	folds    []*fold.Fold
 	closers  []func()
 	listener net.Listener
+	serving  bool // Run's server owns the listener
 }
 
 // Start connects (or starts the embedded server), opens the buckets,
 // prepares every fold and binds the HTTP listener. Run then drives them.
-func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (s *Service, err error) {
-	s = &Service{cfg: cfg, log: logger, opts: opts, reg: prometheus.NewRegistry()}
-	defer func() {
-		if err != nil {
-			s.close()
+// Every step honours ctx, so an interrupt during a slow start ends it at
+// once. A failure is an error naming what failed; whatever was started
+// before it is stopped again.
+func Start(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts Options) (*Service, error) {
+	s := &Service{cfg: cfg, log: logger, opts: opts, reg: prometheus.NewRegistry()}
+	if err := s.start(ctx); err != nil {
+		s.close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted while starting: %w", err)
 		}
-	}()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) start(ctx context.Context) error {
+	cfg, logger := s.cfg, s.log
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The HTTP address is bound first: it fails fastest and starts nothing
+	// that needs stopping.
+	if cfg.HTTP.Listen != config.HTTPOff {
+		l, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http api: cannot listen on %s: %w", cfg.HTTP.Listen, listenCause(err))
+		}
+		s.listener = l
+	}
 	url := cfg.NATS.URL
 	if url == "" {
 		storeDir := cfg.NATS.StoreDir
 		if storeDir == "" {
 			storeDir = filepath.Join(cfg.DataDir, "nats")
 		}
-		s.emb, err = connect.StartEmbedded(cfg.NATS.Listen, storeDir, logger)
+		emb, err := connect.StartEmbedded(ctx, cfg.NATS.Listen, storeDir, logger)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		url = s.emb.URL()
+		s.emb = emb
+		url = emb.URL()
 		logger.Info("embedded NATS server started", "url", url, "store_dir", storeDir)
 	}
-	s.nc, err = connect.Dial(url, cfg.NATS, logger)
+	nc, err := connect.Dial(ctx, url, cfg.NATS, logger)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.nc = nc
 	jsOpts := []jetstream.JetStreamOpt{}
 	if cfg.NATS.RequestTimeout > 0 {
 		jsOpts = append(jsOpts, jetstream.WithDefaultTimeout(time.Duration(cfg.NATS.RequestTimeout)))
 	}
-	s.js, err = jetstream.New(s.nc, jsOpts...)
-	if err != nil {
-		return nil, err
+	if s.js, err = jetstream.New(s.nc, jsOpts...); err != nil {
+		return fmt.Errorf("nats: jetstream: %w", err)
 	}
 	metrics := fold.NewMetrics(s.reg)
 	for i := range cfg.Folds {
 		fc := &cfg.Folds[i]
 		f, err := s.newFold(ctx, fc, metrics)
 		if err != nil {
-			return nil, fmt.Errorf("fold %s: %w", fc.Name, err)
+			return fmt.Errorf("fold %s: %w", fc.Name, err)
 		}
 		s.folds = append(s.folds, f)
 	}
-	if cfg.HTTP.Listen != config.HTTPOff {
-		s.listener, err = net.Listen("tcp", cfg.HTTP.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("http: %w", err)
-		}
+	return nil
+}
+
+// listenCause drops the "listen tcp ADDR:" prefix of a listen error, which
+// the caller's message already names.
+func listenCause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
 	}
-	return s, nil
+	return err
 }
 
 func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Metrics) (*fold.Fold, error) {
@@ -112,11 +137,11 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 	if b, ok := s.cfg.Buckets[fc.Bucket]; ok {
 		settings = &b
 	}
-	if _, err := connect.OpenBucket(ctx, s.js, fc.Bucket, settings); err != nil {
-		return nil, err
-	}
 	bin, err := ResolvePlugin(s.cfg.PluginDir, fc.Store)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := connect.OpenBucket(ctx, s.js, fc.Bucket, settings); err != nil {
 		return nil, err
 	}
 	storeCfg := []byte("{}")
@@ -154,7 +179,11 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		s.closers = append(s.closers, func() { _ = t.Close(context.Background()) })
 		fcfg.Transform = t
 	}
-	return fold.New(fcfg, s.js), nil
+	f := fold.New(fcfg, s.js)
+	if err := f.Open(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // ResolvePlugin finds the binary for a fold's store: a path when it contains
@@ -223,6 +252,7 @@ func (s *Service) Run(ctx context.Context) error {
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
 		srv = &http.Server{Handler: api.Handler(s.folds, s.reg), ReadHeaderTimeout: 10 * time.Second}
+		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
 		s.log.Info("http api listening", "addr", s.HTTPAddr())
 	}
@@ -248,6 +278,9 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) close() {
+	if s.listener != nil && !s.serving {
+		_ = s.listener.Close()
+	}
 	for _, c := range s.closers {
 		c()
 	}
