@@ -1,6 +1,7 @@
 package transforms
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 	"strconv"
@@ -85,10 +86,35 @@ type answer struct {
 // span is a range of a call's output.
 type span struct{ off, n uint32 }
 
-func (s span) of(out []byte) []byte { return out[s.off : s.off+s.n : s.off+s.n] }
+// of returns the span's bytes of out. An empty span is an empty, non-nil
+// value whatever out is: a batch whose answers refer to no bytes keeps no
+// copy of its output, and an empty new value must stay a value.
+func (s span) of(out []byte) []byte {
+	if s.n == 0 {
+		return []byte{}
+	}
+	return out[s.off : s.off+s.n : s.off+s.n]
+}
 
 // refers reports whether the answer refers to bytes of the output.
 func (a answer) refers() bool { return a.key.n+a.value.n+a.message.n > 0 }
+
+// decodeBatchOutput decodes a batch output into ans and returns what the
+// answers' spans refer to: a copy of out when any answer refers to bytes
+// of it (out itself is a view of guest memory, valid only until the next
+// call), nil when none does.
+func decodeBatchOutput(out []byte, ans []answer) ([]byte, error) {
+	if err := decodeBatch(out, ans); err != nil {
+		return nil, err
+	}
+	// Keep-all and filter answers refer to nothing: copy only when needed.
+	for _, a := range ans {
+		if a.refers() {
+			return bytes.Clone(out), nil
+		}
+	}
+	return nil, nil
+}
 
 // batchSize returns how many of the records out[idx[0]], out[idx[1]], …
 // (at least one) go into the next batch, and the size of their encoding.

@@ -194,16 +194,7 @@ func (in *instance) transformBatch(ctx context.Context, out []Outcome, idx []int
 	if err != nil {
 		return nil, err
 	}
-	if err := decodeBatch(result, ans); err != nil {
-		return nil, err
-	}
-	// Keep-all and filter answers refer to nothing: copy only when needed.
-	for _, a := range ans {
-		if a.refers() {
-			return bytes.Clone(result), nil
-		}
-	}
-	return nil, nil
+	return decodeBatchOutput(result, ans)
 }
 
 // message reads the error message of a call that returned the error status.
