@@ -50,7 +50,7 @@ type answerCase struct {
 	emptyError bool
 }
 
-func withKey(r transforms.Record, k string) transforms.Record  { r.Key = []byte(k); return r }
+func withKey(r transforms.Record, k string) transforms.Record   { r.Key = []byte(k); return r }
 func withValue(r transforms.Record, v []byte) transforms.Record { r.Value = v; return r }
 
 var (
