@@ -46,6 +46,12 @@ type inflight struct {
 // it waits for and the one being sent, the plugin has up to three.
 const pipeDepth = 1
 
+// contained runs the applier; a panic in it is its error.
+func (a *applier) contained(batches <-chan *batch) (err error) {
+	defer a.f.contain("applier", &err)
+	return a.run(batches)
+}
+
 func (a *applier) run(batches <-chan *batch) error {
 	defer a.close()
 	for b := range batches {
@@ -130,6 +136,14 @@ func (a *applier) send(b *batch) (bool, error) {
 // applies nothing after it, or when the queue is closed and empty.
 func (a *applier) complete(p sdk.BatchPipe, queue <-chan inflight, done chan<- struct{}) {
 	defer close(done)
+	var crashed error
+	defer func() {
+		if crashed != nil {
+			p.Close()
+			a.failed = crashed
+		}
+	}()
+	defer a.f.contain("completer", &crashed)
 	// Set when a commit was late: the pipe is then closed, and whatever
 	// fails next failed because of it.
 	var timedOut atomic.Bool

@@ -26,7 +26,7 @@ type batch struct {
 // (applier.go). While the store applies batch N, batch N+1 accumulates,
 // and while catching up it is sent before N has committed.
 func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, cursor uint64,
-	want map[string][]byte, reconcileFirst bool) error {
+	want map[string][]byte, reconcileFirst bool) (err error) {
 	rctx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	applyCh := make(chan *batch, 1)
@@ -35,11 +35,20 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 	go func() {
 		defer close(applierDone)
 		a := &applier{f: f, ctx: ctx, g: tgt}
-		if err := a.run(applyCh); err != nil {
+		if err := a.contained(applyCh); err != nil {
 			applyErr = err
 			stopReading()
 			for range applyCh {
 			}
+		}
+	}()
+	// However the reader ends (a panic included), the applier finishes
+	// what it was given before the session is over.
+	defer func() {
+		close(applyCh)
+		<-applierDone
+		if applyErr != nil {
+			err = applyErr
 		}
 	}()
 	r := &reader{
@@ -48,13 +57,7 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 		nextCheck: time.Now().Add(f.cfg.CheckEvery), lastReconcile: time.Now(),
 		progress: newProgress(w.InitialPending),
 	}
-	readErr := r.run(want, reconcileFirst)
-	close(applyCh)
-	<-applierDone
-	if applyErr != nil {
-		return applyErr
-	}
-	return readErr
+	return r.run(want, reconcileFirst)
 }
 
 // reader is the reading half of follow. Its methods return false (or a nil

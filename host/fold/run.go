@@ -48,7 +48,7 @@ func (f *Fold) Run(ctx context.Context) error {
 	b := backoff{min: f.cfg.RetryMin, max: f.cfg.RetryMax}
 	for {
 		before := f.commits.Load()
-		err := f.session(ctx)
+		err := f.containedSession(ctx)
 		if f.commits.Load() != before {
 			b.reset() // it made progress: not a failure streak
 		}
@@ -266,6 +266,13 @@ func (f *Fold) rebuild(ctx context.Context, tgt *generation, label, why string) 
 	f.layout.shadow = next
 	f.setState(StateRebuilding, why)
 	return errRestart
+}
+
+// containedSession runs one session; a panic in it ends the session with a
+// *PanicError instead of the process.
+func (f *Fold) containedSession(ctx context.Context) (err error) {
+	defer f.contain("session", &err)
+	return f.session(ctx)
 }
 
 // session opens what it needs, checks that the target can be resumed, and
