@@ -114,7 +114,10 @@ func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
 // readError maps a read failure to a status code.
 func readError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, fold.ErrNotReady):
+	case errors.Is(err, fold.ErrNotReady), errors.Is(err, fold.ErrStoreUnavailable),
+		errors.Is(err, sdk.ErrPluginUnavailable):
+		// Passing: the fold is bootstrapping or restarting its plugin.
+		w.Header().Set("Retry-After", "1")
 		fail(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, sdk.ErrNotFound):
 		fail(w, http.StatusNotFound, "key not found")

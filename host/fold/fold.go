@@ -12,6 +12,7 @@ package fold
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,17 @@ import (
 // generation yet (its first bootstrap is still running).
 var ErrNotReady = errors.New("fold has no complete generation yet")
 
+// ErrStoreUnavailable is returned by reads while the published generation's
+// store plugin is down; the fold is restarting it.
+var ErrStoreUnavailable = errors.New("store unavailable")
+
 // Handle is an open store plugin process.
 type Handle interface {
 	sdk.Store
 	// Shutdown closes the store and ends the process.
 	Shutdown(ctx context.Context) error
-	// Exited reports whether the process has died.
+	// Exited reports whether the process has died. Readers and the
+	// session call it concurrently with the other methods.
 	Exited() bool
 }
 
@@ -267,7 +273,16 @@ func (f *Fold) published() (Handle, error) {
 	if f.pub == nil {
 		return nil, ErrNotReady
 	}
+	if f.pub.h.Exited() {
+		return nil, exitedError(f.pub)
+	}
 	return f.pub.h, nil
+}
+
+// exitedError is what reads and the session say of a generation whose
+// plugin process has died.
+func exitedError(g *generation) error {
+	return fmt.Errorf("%w: the store plugin of generation %d exited; restarting it", ErrStoreUnavailable, g.n)
 }
 
 // Get reads one key from the published generation.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,9 +36,9 @@ type disk struct {
 type flakyStore struct {
 	d       *disk
 	rng     *rand.Rand
-	fail    float64 // probability an Apply returns an error
-	crash   float64 // probability an Apply kills the "process"
-	exited  bool
+	fail    float64     // probability an Apply returns an error
+	crash   float64     // probability an Apply kills the "process"
+	exited  atomic.Bool // read by readers and the session concurrently
 	applies int
 }
 
@@ -50,13 +51,13 @@ func (s *flakyStore) Open(context.Context, string, []byte) (sdk.State, error) {
 }
 
 func (s *flakyStore) Apply(_ context.Context, b *sdk.Batch) error {
-	if s.exited {
+	if s.exited.Load() {
 		return sdk.ErrPluginUnavailable
 	}
 	s.applies++
 	switch r := s.rng.Float64(); {
 	case r < s.crash:
-		s.exited = true
+		s.exited.Store(true)
 		return sdk.ErrPluginUnavailable
 	case r < s.crash+s.fail:
 		return errInjected
@@ -110,7 +111,7 @@ func (s *flakyStore) Stats(context.Context) (sdk.Stats, error) {
 
 func (s *flakyStore) Close(context.Context) error    { return nil }
 func (s *flakyStore) Shutdown(context.Context) error { return nil }
-func (s *flakyStore) Exited() bool                   { return s.exited }
+func (s *flakyStore) Exited() bool                   { return s.exited.Load() }
 
 // flakyPiper is a flakyStore with an apply pipe. Each batch is applied
 // as it is sent, before the host has waited for the ones before it (as far

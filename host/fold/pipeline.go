@@ -84,6 +84,7 @@ type reader struct {
 	caughtUp bool
 
 	nextCheck     time.Time
+	nextAlive     time.Time
 	lastReconcile time.Time
 	progress      *progress
 }
@@ -133,7 +134,10 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 		}
 	}
 	for {
-		wait := time.Until(r.nextCheck)
+		if err := r.alive(); err != nil {
+			return err
+		}
+		wait := min(time.Until(r.nextCheck), livenessPoll)
 		if len(r.changes) > 0 {
 			wait = min(wait, time.Until(r.deadline))
 			if r.caughtUp {
@@ -182,6 +186,26 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 			}
 		}
 	}
+}
+
+// livenessPoll bounds how long a store plugin's death goes unnoticed by a
+// session that has nothing to write.
+const livenessPoll = 200 * time.Millisecond
+
+// alive ends the session when the plugin of the target or of the published
+// generation has died, so that the next session reopens it at once rather
+// than when the next write fails (a quiet fold may have none for hours,
+// while its readers are turned away). It looks at most every livenessPoll.
+func (r *reader) alive() error {
+	now := time.Now()
+	if now.Before(r.nextAlive) {
+		return nil
+	}
+	r.nextAlive = now.Add(livenessPoll)
+	if g := r.f.deadGeneration(r.tgt); g != nil {
+		return exitedError(g)
+	}
+	return nil
 }
 
 // receive adds one update to the open batch and flushes it when it is full

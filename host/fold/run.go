@@ -65,13 +65,50 @@ func (f *Fold) Run(ctx context.Context) error {
 		}
 		f.cfg.Metrics.failures.WithLabelValues(f.cfg.Name).Inc()
 		f.setState(StateStalled, err.Error())
-		select {
-		case <-ctx.Done():
+		if !f.pause(ctx, b.next()) {
 			f.setState(StateStopped, "")
 			return nil
-		case <-time.After(b.next()):
 		}
 	}
+}
+
+// pause waits d between two sessions, or less when the published
+// generation's plugin dies meanwhile: its readers are waiting for the next
+// session to reopen it. It reports false when ctx ended.
+func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
+	end := time.NewTimer(d)
+	defer end.Stop()
+	poll := time.NewTicker(livenessPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-end.C:
+			return true
+		case <-poll.C:
+			f.mu.RLock()
+			pub := f.pub
+			f.mu.RUnlock()
+			if pub != nil && pub.h.Exited() {
+				return true
+			}
+		}
+	}
+}
+
+// deadGeneration returns the published generation or tgt when its plugin
+// has died, or nil.
+func (f *Fold) deadGeneration(tgt *generation) *generation {
+	f.mu.RLock()
+	pub := f.pub
+	f.mu.RUnlock()
+	for _, g := range []*generation{pub, tgt} {
+		if g != nil && g.h.Exited() {
+			return g
+		}
+	}
+	return nil
 }
 
 // Open reads the fold's directory (creating it when missing) and clears what

@@ -1,0 +1,90 @@
+package fold_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slipstreamkv/slipstream/host/api"
+	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
+)
+
+// TestReadersSurvivePluginDeath SIGKILLs the store plugin of a synced,
+// quiet fold, several times. Nothing is written afterwards, so no failed
+// Apply can reveal the death: the fold must notice it by itself and reopen
+// the published generation. Meanwhile every read over the HTTP API answers
+// either the value or 503 with a reason (never 502, never a wrong value),
+// and reads succeed again within seconds.
+func TestReadersSurvivePluginDeath(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "route.a", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.start()
+	h.waitSynced(last)
+	web := httptest.NewServer(api.Handler([]*fold.Fold{h.f}, prometheus.NewRegistry()))
+	defer web.Close()
+
+	for round := range 3 {
+		p := h.lastPlugin()
+		if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		var unavailable int
+		testenv.Eventually(t, 15*time.Second, "a read answered again after the plugin died", func() bool {
+			code, body := get(t, web.URL+"/v1/folds/test/keys/route.a")
+			switch code {
+			case http.StatusOK:
+				if body != "hello" {
+					t.Fatalf("read %q after the plugin died, want hello", body)
+				}
+				return h.lastPlugin() != p
+			case http.StatusServiceUnavailable:
+				unavailable++
+				var e api.Error
+				if err := json.Unmarshal([]byte(body), &e); err != nil || !strings.Contains(e.Error, "store") {
+					t.Fatalf("503 without a reason: %s", body)
+				}
+				return false
+			default:
+				t.Fatalf("read answered %d %s while the plugin was down", code, body)
+				return false
+			}
+		})
+		t.Logf("round %d: reads answered again %v after the kill (%d answered 503 meanwhile)",
+			round, time.Since(killed).Round(time.Millisecond), unavailable)
+		h.waitSynced(last)
+	}
+	if st := h.f.Status(ctx); st.Generation != 1 {
+		t.Errorf("generation %d: a plugin death rebuilt the fold instead of reopening it", st.Generation)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
