@@ -36,6 +36,7 @@ type Plugin struct {
 	client *plugin.Client
 	info   Info
 	path   string
+	logs   *slogWriter
 }
 
 // Launch starts the plugin binary, negotiates the protocol version, and
@@ -48,9 +49,10 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logs := &slogWriter{logger: logger}
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:       "plugin",
-		Output:     &slogWriter{logger: logger},
+		Output:     logs,
 		JSONFormat: true,
 		Level:      hclog.Debug,
 	})
@@ -87,8 +89,12 @@ func Launch(ctx context.Context, cfg LaunchConfig) (*Plugin, error) {
 		c.Kill()
 		return nil, fmt.Errorf("store plugin %s: info: %w", cfg.Path, err)
 	}
-	return &Plugin{Store: cl, client: c, info: info, path: cfg.Path}, nil
+	return &Plugin{Store: cl, client: c, info: info, path: cfg.Path, logs: logs}, nil
 }
+
+// LastError is the last error the plugin logged, or the panic it printed:
+// after the process died, most often why. "" when it logged none.
+func (p *Plugin) LastError() string { return p.logs.LastError() }
 
 // Info is what the plugin said about itself.
 func (p *Plugin) Info() Info { return p.info }

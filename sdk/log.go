@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -39,6 +40,18 @@ type slogWriter struct {
 	logger *slog.Logger
 	mu     sync.Mutex
 	buf    []byte
+	// lastError is the last error the plugin logged (or the first line of
+	// a panic it printed), so that a plugin that dies can be told by why.
+	lastError string
+	panicked  bool
+}
+
+// LastError returns the last error-level message the plugin logged, with
+// its err attribute, or the panic line it printed; "" when none.
+func (w *slogWriter) LastError() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastError
 }
 
 func (w *slogWriter) Write(p []byte) (int, error) {
@@ -68,6 +81,21 @@ func (w *slogWriter) emit(line []byte) {
 	}
 	msg, _ := rec["@message"].(string)
 	lvl := parseLevel(rec["@level"])
+	// Only the plugin's own records (module "plugin.NAME") say why it
+	// failed; go-plugin's (module "plugin") say only that it exited.
+	fromPlugin := strings.HasPrefix(fmt.Sprint(rec["@module"]), "plugin.")
+	switch {
+	case !fromPlugin || w.panicked:
+		// After a panic line come its goroutine stacks: keep the panic.
+	case strings.HasPrefix(msg, "panic: "):
+		// go-plugin passes a plugin's raw stderr lines on as messages.
+		w.lastError, w.panicked = msg, true
+	case lvl >= slog.LevelError:
+		w.lastError = msg
+		if e, ok := rec["err"].(string); ok && e != "" {
+			w.lastError += ": " + e
+		}
+	}
 	attrs := make([]slog.Attr, 0, len(rec))
 	for k, v := range rec {
 		switch k {

@@ -282,7 +282,8 @@ func (f *Fold) published() (Handle, error) {
 // exitedError is what reads and the session say of a generation whose
 // plugin process has died.
 func exitedError(g *generation) error {
-	return fmt.Errorf("%w: the store plugin of generation %d exited; restarting it", ErrStoreUnavailable, g.n)
+	return fmt.Errorf("%w: the store plugin of generation %d exited; restarting it%s",
+		ErrStoreUnavailable, g.n, pluginCause(g.h, nil))
 }
 
 // Get reads one key from the published generation.

@@ -242,3 +242,9 @@ func filledBucket(t *testing.T, n int) (*harness, jetstream.KeyValue, uint64, *m
 	h.cfg.Logger = slog.New(log)
 	return h, kv, last, log
 }
+
+func (m *messages) total() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.seen)
+}

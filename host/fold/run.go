@@ -459,7 +459,32 @@ func (b *batch) storeBatch() *sdk.Batch {
 }
 
 func applyError(g *generation, b *batch, err error) error {
-	return fmt.Errorf("store apply (generation %d, cursor %d): %w", g.n, b.cursor, err)
+	return fmt.Errorf("store apply (generation %d, cursor %d): %w%s", g.n, b.cursor, err, pluginCause(g.h, err))
+}
+
+// pluginCause names why a plugin that stopped answering failed, when it
+// said so before it died: a store that ends itself on a fatal error (Pebble
+// on a full disk) tells its reason only to its log.
+func pluginCause(h Handle, err error) string {
+	if err != nil && !errors.Is(err, sdk.ErrPluginUnavailable) {
+		return ""
+	}
+	p, ok := h.(interface{ LastError() string })
+	if !ok {
+		return ""
+	}
+	// A call cut off by the plugin's death returns before the process is
+	// reaped and its last words read: give it a moment.
+	for wait := 0; !h.Exited(); wait++ {
+		if wait == 20 {
+			return ""
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if why := p.LastError(); why != "" {
+		return "; the plugin's last error: " + why
+	}
+	return ""
 }
 
 // committed records that the store committed b, whose Apply began at start:

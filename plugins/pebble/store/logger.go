@@ -3,8 +3,11 @@ package store
 import (
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"golang.org/x/time/rate"
 )
 
 // pebbleLogger routes pebble's log into the plugin's slog logger, which
@@ -35,8 +38,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // while reading is logged rather than fatal (pebble's default), because the
 // read that found it already fails with an error the host sees.
 func eventListener(l *slog.Logger) *pebble.EventListener {
+	bg := &backgroundErrors{l: l, every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
 	return &pebble.EventListener{
-		BackgroundError: func(err error) { l.Error("pebble background error", "err", err) },
+		BackgroundError: bg.report,
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			l.Error("pebble found corrupt data", "path", info.Path, "err", info.Details)
 		},
@@ -46,5 +50,25 @@ func eventListener(l *slog.Logger) *pebble.EventListener {
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
 			l.Warn("pebble write stall", "reason", info.Reason)
 		},
+	}
+}
+
+// backgroundErrors logs pebble's background errors at a bounded rate: a
+// flush or compaction that fails (a full disk) is retried at once and
+// forever, and would otherwise log thousands of lines a minute.
+type backgroundErrors struct {
+	l          *slog.Logger
+	every      rate.Sometimes
+	suppressed atomic.Int64
+}
+
+func (b *backgroundErrors) report(err error) {
+	logged := false
+	b.every.Do(func() {
+		logged = true
+		b.l.Error("pebble background error", "err", err, "suppressed", b.suppressed.Swap(0))
+	})
+	if !logged {
+		b.suppressed.Add(1)
 	}
 }
