@@ -38,6 +38,8 @@ type Config struct {
 type Transform struct {
 	fold    string
 	rt      *transforms.Runtime
+	mods    []transforms.Module
+	owner   bool // closes rt; a fork shares its parent's
 	chain   *transforms.Chain
 	onError map[string]string // module name -> stall | skip
 	digest  string
@@ -80,12 +82,29 @@ func New(ctx context.Context, cfg Config) (*Transform, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Transform{fold: cfg.Fold, rt: rt, chain: chain, onError: onError,
+	return &Transform{fold: cfg.Fold, rt: rt, mods: mods, owner: true, chain: chain, onError: onError,
 		digest: hex.EncodeToString(h.Sum(nil)), log: logger}, nil
 }
 
-// Close releases the chain and its runtime.
+// Fork returns a Transform of its own over the same modules, for a second
+// goroutine (a chain is used by one goroutine at a time). The modules are
+// compiled once, by the shared runtime; the fork has its own instances and
+// must be closed before its parent.
+func (t *Transform) Fork(ctx context.Context) (fold.Transform, func(), error) {
+	chain, err := t.rt.NewChain(ctx, t.mods)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := *t
+	f.chain, f.owner = chain, false
+	return &f, func() { _ = f.Close(context.WithoutCancel(ctx)) }, nil
+}
+
+// Close releases the chain and, unless it is a fork, its runtime.
 func (t *Transform) Close(ctx context.Context) error {
+	if !t.owner {
+		return t.chain.Close(ctx)
+	}
 	return errors.Join(t.chain.Close(ctx), t.rt.Close(ctx))
 }
 

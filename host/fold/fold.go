@@ -54,7 +54,15 @@ type Change struct {
 	Revision uint64
 }
 
-// Transform reshapes changes before they are folded.
+// Forker is a Transform that can make another of itself for a second
+// goroutine; Verify uses one of its own while the fold applies.
+type Forker interface {
+	Fork(ctx context.Context) (Transform, func(), error)
+}
+
+// Transform reshapes changes before they are folded. A Transform is used by
+// one goroutine at a time: the fold's reader, and Verify through a fork (or,
+// for a Transform that is no Forker, under the fold's lock on it).
 type Transform interface {
 	// Digest identifies the chain (modules and their config); a change of
 	// digest rebuilds the fold.
@@ -184,6 +192,10 @@ type Fold struct {
 	synced   bool
 	last     uint64 // stream last sequence, last seen
 	syncedAt time.Time
+
+	// transformMu serializes the reader and Verify on a Transform that
+	// cannot fork.
+	transformMu sync.Mutex
 
 	pending      atomic.Uint64
 	commits      atomic.Uint64 // batches committed, for the supervisor
@@ -325,6 +337,27 @@ func (f *Fold) setState(s State, reason string) {
 	}
 }
 
+// verifyTransform returns a transform Verify may use beside the reader: a
+// fork of the fold's, or the fold's own behind the lock the reader takes.
+func (f *Fold) verifyTransform(ctx context.Context) (Transform, func(), error) {
+	if fk, ok := f.cfg.Transform.(Forker); ok {
+		return fk.Fork(ctx)
+	}
+	return lockedTransform{f.cfg.Transform, &f.transformMu}, func() {}, nil
+}
+
+// lockedTransform serializes the calls of two goroutines on one Transform.
+type lockedTransform struct {
+	Transform
+	mu *sync.Mutex
+}
+
+func (l lockedTransform) Apply(ctx context.Context, in []Change) ([]Change, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Transform.Apply(ctx, in)
+}
+
 // maxReported bounds the differences Verify returns; the summary counts all.
 const maxReported = 1000
 
@@ -343,7 +376,12 @@ func (f *Fold) Verify(ctx context.Context) (reconcile.Summary, []reconcile.Diffe
 		return reconcile.Summary{}, nil, ErrNotReady
 	}
 	src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
-	if t := f.cfg.Transform; t != nil {
+	if f.cfg.Transform != nil {
+		t, release, err := f.verifyTransform(ctx)
+		if err != nil {
+			return reconcile.Summary{}, nil, fmt.Errorf("verify: transform: %w", err)
+		}
+		defer release()
 		src.Map = func(ctx context.Context, key string, value []byte, rev uint64) (string, bool, error) {
 			out, err := t.Apply(ctx, []Change{{Op: watch.OpPut, Key: key, Value: value, Revision: rev}})
 			if err != nil || len(out) == 0 {

@@ -247,7 +247,7 @@ func (r *reader) flush(caughtUp bool) (bool, error) {
 	if t := r.f.cfg.Transform; t != nil && len(out) > 0 {
 		var err error
 		// Not rctx: at shutdown the held batch is still folded.
-		if out, err = t.Apply(context.WithoutCancel(r.rctx), out); err != nil {
+		if out, err = (lockedTransform{t, &r.f.transformMu}).Apply(context.WithoutCancel(r.rctx), out); err != nil {
 			return false, err
 		}
 	}
