@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 export CGO_ENABLED := 1
 
-.PHONY: all build run test vet unit smoke conformance-cli proto tools fuzz crash clean FORCE
+.PHONY: all build run test vet unit race smoke conformance-cli proto tools fuzz crash clean FORCE
 
 all: build
 
@@ -23,9 +23,10 @@ $(BIN)/slipstream: FORCE
 run: build
 	./$(BIN)/slipstream run --config config.example.toml
 
-## test: vet, the whole test suite, every shipped plugin through the
-## conformance CLI, and short smoke runs of fuzz and bench
-test: build tools vet unit conformance-cli smoke
+## test: vet, the whole test suite, the concurrent packages again under the
+## race detector, every shipped plugin through the conformance CLI, and
+## short smoke runs of fuzz, crash and bench
+test: build tools vet unit race conformance-cli smoke
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,6 +35,11 @@ vet:
 
 unit:
 	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=1 -timeout 25m ./...
+
+## race: the packages that run goroutines of their own, under the race detector
+RACE_PKGS := ./host/fold ./host/watch ./host/chain ./host/api ./host/connect ./sdk ./transforms
+race:
+	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
 
 smoke:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
@@ -61,10 +67,22 @@ proto:
 	cd sdk/internal/storepb && PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative store.proto
 
-## fuzz: fuzz the config parser (FUZZTIME=1m by default)
+## fuzz: fuzz every parser of outside input, each for FUZZTIME (1m by
+## default): config, the transform ABI's answers, the packed batch a plugin
+## receives, KV message decoding, the HTTP query parameters. Each target's
+## seed corpus is in its package's testdata/fuzz and runs in make test.
 FUZZTIME ?= 1m
+FUZZ_TARGETS := \
+	./host/config:FuzzParse \
+	./transforms:FuzzDecodeBatch \
+	./transforms:FuzzDecodeRecord \
+	./transforms:FuzzErrorBody
 fuzz:
-	$(GO) test ./host/config -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== fuzz $$name in $$pkg for $(FUZZTIME)"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
 ## crash: the kill and failure campaigns, many times over (CRASH_COUNT=20):
 ## plugins SIGKILLed mid-bootstrap, stores failing and crashing under the

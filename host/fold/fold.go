@@ -3,10 +3,10 @@
 // generation when the cursor cannot be resumed, and serves reads from the
 // published generation.
 //
-// It owns DESIGN.md rules 1-4, 6 and 8: the store's cursor is the only
-// authority; the cursor moves only after Apply succeeds; identity, scope and
-// transform changes rebuild; readers never see a half-built generation. It
-// never talks to a backend except through the sdk.Store contract.
+// It owns ARCHITECTURE.md invariants 1-4, 6 and 8: the store's cursor is the
+// only authority; the cursor moves only after Apply succeeds; identity, scope
+// and transform changes rebuild; readers never see a half-built generation.
+// It never talks to a backend except through the sdk.Store contract.
 package fold
 
 import (
