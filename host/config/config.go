@@ -24,6 +24,7 @@ import (
 	"unicode"
 
 	"github.com/BurntSushi/toml"
+	"github.com/slipstreamkv/slipstream/host/fold"
 )
 
 // Config is the whole service configuration.
@@ -235,7 +236,7 @@ func (b *Bucket) setDefaults() {
 
 func (f *Fold) setDefaults() {
 	f.BulkLoad = true
-	f.Batch = Batch{MaxEntries: 1000, MaxBytes: 4 << 20, Window: Duration(10 * time.Millisecond)}
+	f.Batch = Batch{MaxEntries: fold.DefaultMaxEntries, MaxBytes: fold.DefaultMaxBytes, Window: Duration(fold.DefaultWindow)}
 }
 
 func (t *Transform) setDefaults() {

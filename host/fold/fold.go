@@ -206,25 +206,36 @@ type Fold struct {
 // soon as it can (between two batches).
 func (f *Fold) RequestReconcile() { f.reconcileReq.Store(true) }
 
+// Defaults of the Config fields left zero. They are the config file's
+// defaults too (host/config uses these), so they are written once.
+const (
+	DefaultMaxEntries = 1000
+	DefaultMaxBytes   = 4 << 20
+	DefaultWindow     = 10 * time.Millisecond
+	DefaultCheckEvery = time.Second
+	DefaultRetryMin   = 100 * time.Millisecond
+	DefaultRetryMax   = 30 * time.Second
+)
+
 // New prepares a fold; Run drives it.
 func New(cfg Config, js jetstream.JetStream) *Fold {
 	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 1000
+		cfg.MaxEntries = DefaultMaxEntries
 	}
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 4 << 20
+		cfg.MaxBytes = DefaultMaxBytes
 	}
 	if cfg.Window <= 0 {
-		cfg.Window = 10 * time.Millisecond
+		cfg.Window = DefaultWindow
 	}
 	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = 100 * time.Millisecond
+		cfg.RetryMin = DefaultRetryMin
 	}
 	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(30*time.Second, cfg.RetryMin)
+		cfg.RetryMax = max(DefaultRetryMax, cfg.RetryMin)
 	}
 	if cfg.CheckEvery <= 0 {
-		cfg.CheckEvery = time.Second
+		cfg.CheckEvery = DefaultCheckEvery
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
