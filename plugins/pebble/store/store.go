@@ -83,8 +83,9 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		EventListener:      eventListener(s.logger),
 		// Writes do not stop for a deep L0: a bulk load (or a burst of
 		// live writes) fills it faster than two cores compact it, and
-		// stopping made a 1M-key load 2.5 times slower (BenchmarkApply);
-		// reads pay for the extra files until compactions catch up.
+		// stopping made a 1M-key load much slower (BenchmarkApply; the
+		// figures are in BENCHMARKS.md); reads pay for the extra files
+		// until compactions catch up.
 		L0StopWritesThreshold: 1000,
 	}
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
@@ -299,8 +300,8 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 
 // storedSizes looks up each distinct key of ms and returns its key+value
 // size in the store, or -1 when absent. One iterator seeking through the
-// sorted keys costs well under half of a Get per key, and the value itself
-// is not read.
+// sorted keys costs less per key than a Get (BENCHMARKS.md), and the value
+// itself is not read.
 func storedSizes(db *pebble.DB, ms []sdk.Mutation) (map[string]int, error) {
 	sizes := make(map[string]int, len(ms))
 	keys := make([][]byte, 0, len(ms))

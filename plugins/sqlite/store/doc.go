@@ -16,10 +16,10 @@
 //
 // Rows are appended in rowid order and found by the unique index on key:
 // a bulk load of keys in random order then dirties index pages (small
-// entries) instead of row pages, which made inserts about 1.8 times faster
-// than a WITHOUT ROWID table keyed by key (BenchmarkApply). A database of
-// layout version 1 declares key UNIQUE in the table instead of kv_key; it
-// reads the same.
+// entries) instead of row pages, which made inserts faster than a WITHOUT
+// ROWID table keyed by key (BenchmarkApply; the figure is in BENCHMARKS.md).
+// A database of layout version 1 declares key UNIQUE in the table instead
+// of kv_key; it reads the same.
 //
 //	CREATE TABLE meta (
 //	    name  TEXT PRIMARY KEY,     -- host metadata, e.g. slipstream.stream
@@ -62,8 +62,9 @@
 // connection used with the SQLite C API (raw.go), one cgo call per batch:
 // per key, one lookup of its row (for the exact counters), then an insert,
 // an update or a delete of that row, all single-row prepared statements
-// stepped in C. A random key costs about one page of WAL (4 KiB), a key in
-// order about a twelfth of one: BenchmarkApply reports pages/entry.
+// stepped in C. In a large fold a random key dirties a page (4 KiB of WAL)
+// of its own, while keys in order share pages: BenchmarkApply reports
+// pages/entry, and BENCHMARKS.md has the figures.
 //
 // Checkpoints run on a connection of their own (checkpoint.go): a commit
 // that leaves wal_autocheckpoint pages or more in the WAL wakes it, and its
@@ -76,6 +77,6 @@
 // commit. Under sustained writes the WAL file thus grows to about four times
 // wal_autocheckpoint pages (256 MiB at the default) and is rewritten in
 // place; lower wal_autocheckpoint to trade speed for disk. Together these
-// made Apply of keys in random order about three times as fast at 1M keys
-// (BenchmarkApply; BENCHMARKS.md).
+// made Apply of keys in random order much faster at 1M keys
+// (BenchmarkApply; the before and after figures are in BENCHMARKS.md).
 package store

@@ -149,7 +149,8 @@ func loadingView(cond string) string {
 // the writer. Its commit leaves the index in the WAL for the checkpointer
 // to copy (checkpoint.go), unless the WAL has grown past the writer's
 // limit, as after any commit: SQLite's own checkpoint would always copy it
-// inside the commit (about a quarter of EndLoad at 1M keys). A context
+// inside the commit, and EndLoad would wait for the copy (BENCHMARKS.md has
+// EndLoad's times with and without it). A context
 // that ends stops the sort where it is, and the store is still loading.
 func (s *Store) EndLoad(ctx context.Context) error {
 	if err := s.lockWriter(); err != nil {

@@ -192,7 +192,7 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 	// When the writer starts the WAL over, a file that grew past the limit
 	// of writeBatch (a long read held the checkpoints back) shrinks back to
 	// it. A smaller limit would cost every cycle: rewriting the file in
-	// place is cheaper than growing it again (20-30% of Apply, measured).
+	// place is cheaper than growing it again (measured: BENCHMARKS.md).
 	pragmas := fmt.Sprintf(`PRAGMA synchronous=%s; PRAGMA cache_size=-%d; PRAGMA journal_size_limit=%d;`,
 		cfg.Synchronous, cfg.CacheSize/1024, int64(walLimitFactor+1)*int64(cfg.WALAutocheckpoint)*4096)
 	if err := c.exec(pragmas); err != nil {
