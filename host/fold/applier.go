@@ -78,7 +78,7 @@ func (a *applier) run(batches <-chan *batch) error {
 }
 
 func (a *applier) pipeable(b *batch) bool {
-	if a.noPipe || b.caughtUp || b.done != nil || a.f.cfg.Hooks.CursorBeforeApply {
+	if a.noPipe || b.caughtUp || b.done != nil || a.f.cfg.hooks.CursorBeforeApply {
 		return false
 	}
 	_, ok := a.g.h.(Piper)

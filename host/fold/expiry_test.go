@@ -130,7 +130,7 @@ func TestExpiredGap(t *testing.T) {
 			_, last := lastSeq(t, js, "gap")
 
 			h2 := newHarness(t, js, "gap", nil, dir)
-			h2.cfg.Hooks = fold.Hooks{NoRebuild: tc.noRebuild}
+			h2.cfg.SetHooks(fold.Hooks{NoRebuild: tc.noRebuild})
 			h2.start()
 			h2.waitSynced(last)
 			got := h2.contents()

@@ -107,12 +107,13 @@ type Config struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
 
-	// Hooks are for tests that prove a defence matters by switching it off.
-	Hooks Hooks
+	// hooks switch defences off, for tests that prove a defence matters;
+	// only export_test.go sets them.
+	hooks hooks
 }
 
-// Hooks switch defences off. Never set outside tests.
-type Hooks struct {
+// hooks switch defences off. Never set outside tests.
+type hooks struct {
 	// NoRebuild resumes from whatever the server delivers instead of
 	// rebuilding when the cursor has expired.
 	NoRebuild bool

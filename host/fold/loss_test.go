@@ -73,7 +73,7 @@ func TestRetentionPassesRunningWatch(t *testing.T) {
 		const churn = 40000
 		g := &gate{prefix: "churn.", open: make(chan struct{})}
 		h := newHarness(t, js, "live", nil, t.TempDir())
-		h.cfg.Hooks = hooks
+		h.cfg.SetHooks(hooks)
 		h.cfg.Transform = g
 		h.start()
 		h.waitSynced(3)
@@ -141,7 +141,7 @@ func TestBucketRecreated(t *testing.T) {
 			h.stop()
 			kv := recreate(t, js, 8) // more keys than the cursor: only identity can tell
 			h2 := newHarness(t, js, "re", nil, dir)
-			h2.cfg.Hooks = hooks
+			h2.cfg.SetHooks(hooks)
 			h2.start()
 			h2.waitSynced(8)
 			got, want := h2.contents(), testenv.Contents(t, kv, "")
@@ -192,7 +192,7 @@ func TestQuietFilteredFoldOnChurningBucket(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := newHarness(t, js, "busy", []string{"route.>"}, t.TempDir())
-		h.cfg.Hooks = hooks
+		h.cfg.SetHooks(hooks)
 		h.start()
 		h.waitSynced(0)
 		for round := 1; round <= 8; round++ {

@@ -218,8 +218,8 @@ func checkCursorAuthority(t *rapid.T, js jetstream.JetStream, hooks fold.Hooks, 
 		CheckEvery: 20 * time.Millisecond,
 		RetryMin:   time.Millisecond,
 		RetryMax:   10 * time.Millisecond,
-		Hooks:      hooks,
 	}
+	cfg.SetHooks(hooks)
 	f := fold.New(cfg, js)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -121,7 +121,7 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 		meta = want
 	}
 	f.mu.RUnlock()
-	if reconcileFirst && !f.cfg.Hooks.NoReconcile {
+	if reconcileFirst && !f.cfg.hooks.NoReconcile {
 		if err := r.repair(); err != nil {
 			return err
 		}
@@ -265,7 +265,7 @@ func (r *reader) check() (bool, error) {
 		if r.rctx.Err() != nil {
 			return true, nil
 		}
-		if !expired(err) || !f.cfg.Hooks.NoRebuild {
+		if !expired(err) || !f.cfg.hooks.NoRebuild {
 			return false, err
 		}
 	}

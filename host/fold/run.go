@@ -327,7 +327,7 @@ func (f *Fold) session(ctx context.Context) error {
 	f.last = pos.Last
 	f.mu.Unlock()
 	want := f.wantMeta(id)
-	if label, why := mismatch(tgt, want); why != "" && !f.cfg.Hooks.NoRebuild {
+	if label, why := mismatch(tgt, want); why != "" && !f.cfg.hooks.NoRebuild {
 		return f.rebuild(ctx, tgt, label, why)
 	}
 	f.mu.RLock()
@@ -336,8 +336,8 @@ func (f *Fold) session(ctx context.Context) error {
 	w, err := watch.Start(ctx, f.js, watch.Config{
 		Bucket: f.cfg.Bucket, Filters: f.cfg.Filters, Cursor: cursor,
 		NamePrefix:     "slipstream_" + f.cfg.Name,
-		NoExpiryChecks: f.cfg.Hooks.NoRebuild,
-		NoBookmarks:    f.cfg.Hooks.NoBookmarks,
+		NoExpiryChecks: f.cfg.hooks.NoRebuild,
+		NoBookmarks:    f.cfg.hooks.NoBookmarks,
 	})
 	if err != nil {
 		if expired(err) {
@@ -346,7 +346,7 @@ func (f *Fold) session(ctx context.Context) error {
 		return err
 	}
 	defer w.Stop()
-	if !w.Identity.Created.Equal(id.Created) && !f.cfg.Hooks.NoRebuild {
+	if !w.Identity.Created.Equal(id.Created) && !f.cfg.hooks.NoRebuild {
 		return fmt.Errorf("bucket %s was recreated while the watch started", f.cfg.Bucket)
 	}
 	f.mu.RLock()
@@ -365,7 +365,7 @@ func (f *Fold) session(ctx context.Context) error {
 	f.log.Info("watching", "generation", tgt.n, "cursor", cursor, "pending", w.InitialPending,
 		"stream_first", pos.First, "stream_last", pos.Last)
 	err = f.follow(ctx, tgt, w, cursor, want, f.mustReconcile(tgt, pos))
-	if (expired(err) || errors.Is(err, errRebuildToReconcile)) && !f.cfg.Hooks.NoRebuild {
+	if (expired(err) || errors.Is(err, errRebuildToReconcile)) && !f.cfg.hooks.NoRebuild {
 		return f.rebuild(ctx, tgt, rebuildLabel(err), err.Error())
 	}
 	return err
@@ -421,7 +421,7 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 		}
 		b.meta[MetaSyncedAt] = []byte(time.Now().UTC().Format(time.RFC3339Nano))
 	}
-	if f.cfg.Hooks.CursorBeforeApply {
+	if f.cfg.hooks.CursorBeforeApply {
 		f.mu.Lock()
 		g.cursor = b.cursor
 		f.mu.Unlock()

@@ -95,7 +95,7 @@ func TestMarkersLostWhileAway(t *testing.T) {
 				t.Logf("stream first %d last %d", first, last)
 
 				h2 := newHarness(t, js, "away", nil, dir)
-				h2.cfg.Hooks = hooks
+				h2.cfg.SetHooks(hooks)
 				h2.cfg.TombstoneHorizon = time.Nanosecond // every restart is "away too long"
 				h2.start()
 				h2.waitSynced(last)
