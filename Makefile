@@ -76,7 +76,10 @@ FUZZ_TARGETS := \
 	./host/config:FuzzParse \
 	./transforms:FuzzDecodeBatch \
 	./transforms:FuzzDecodeRecord \
-	./transforms:FuzzErrorBody
+	./transforms:FuzzErrorBody \
+	./sdk:FuzzAppendPacked \
+	./host/watch:FuzzDecode \
+	./host/api:FuzzScanQuery
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -158,18 +159,16 @@ type Page struct {
 	Next    string  `json:"next,omitempty"`
 }
 
-func (a *api) scan(w http.ResponseWriter, r *http.Request) {
-	f, ok := a.fold(w, r)
-	if !ok {
-		return
-	}
-	q := r.URL.Query()
+// parseScan reads the query of a scan: prefix=, after= (the last key of the
+// previous page; present but empty is the empty key) and limit=, 1000 by
+// default. The range asks for one entry more than the limit, to tell whether
+// there is a next page.
+func parseScan(q url.Values) (sdk.Range, int, error) {
 	limit := 1000
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxScanLimit {
-			fail(w, http.StatusBadRequest, "limit must be a number from 1 to "+strconv.Itoa(maxScanLimit))
-			return
+			return sdk.Range{}, 0, errors.New("limit must be a number from 1 to " + strconv.Itoa(maxScanLimit))
 		}
 		limit = n
 	}
@@ -177,8 +176,21 @@ func (a *api) scan(w http.ResponseWriter, r *http.Request) {
 	if q.Has("after") {
 		rng.After = []byte(q.Get("after"))
 	}
+	return rng, limit, nil
+}
+
+func (a *api) scan(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	rng, limit, err := parseScan(r.URL.Query())
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	page := Page{Entries: []Entry{}}
-	err := f.Scan(r.Context(), rng, func(e sdk.Entry) error {
+	err = f.Scan(r.Context(), rng, func(e sdk.Entry) error {
 		if len(page.Entries) == limit {
 			page.Next = page.Entries[limit-1].Key
 			return nil

@@ -2,12 +2,12 @@
 // (no cursor) or a resume at cursor+1, filtered by the fold's scope, decoded
 // into puts and deletes with their revisions.
 //
-// It owns the expiry rules of DESIGN.md rule 5: NATS silently moves a start
-// sequence below the stream's first sequence up to the first retained
-// message, so Start checks the first sequence against the cursor before and
-// after creating the consumer, and Check re-proves, while the watch runs,
-// that retention has not overtaken what was delivered. It never decides what
-// to do about an expired cursor; it reports ErrCursorExpired.
+// It owns the expiry rules of ARCHITECTURE.md, invariant 5: NATS silently
+// moves a start sequence below the stream's first sequence up to the first
+// retained message, so Start checks the first sequence against the cursor
+// before and after creating the consumer, and Check re-proves, while the
+// watch runs, that retention has not overtaken what was delivered. It never
+// decides what to do about an expired cursor; it reports ErrCursorExpired.
 package watch
 
 import (
@@ -340,12 +340,17 @@ func (w *Watch) stopWith(ctx context.Context) {
 }
 
 func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bool) {
-	subject := msg.Subject()
-	if !strings.HasPrefix(subject, w.prefix) {
+	return decode(w.prefix, msg.Subject(), msg.Headers(), msg.Data(), md.Sequence.Stream, md.NumPending)
+}
+
+// decode reads one message of the stream whose subjects are prefix+key. A
+// message outside the prefix, or with no key after it, is not an update.
+func decode(prefix, subject string, h nats.Header, data []byte, seq, pending uint64) (Update, bool) {
+	if !strings.HasPrefix(subject, prefix) || len(subject) == len(prefix) {
 		return Update{}, false
 	}
-	u := Update{Op: OpPut, Key: subject[len(w.prefix):], Value: msg.Data(), Revision: md.Sequence.Stream, Pending: md.NumPending}
-	if h := msg.Headers(); len(h) > 0 {
+	u := Update{Op: OpPut, Key: subject[len(prefix):], Value: data, Revision: seq, Pending: pending}
+	if len(h) > 0 {
 		u.Op = Operation(h)
 		if u.Op != OpPut {
 			u.Value = nil
