@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 export CGO_ENABLED := 1
 
-.PHONY: all build run test vet unit race smoke conformance-cli proto tools fuzz crash clean FORCE
+.PHONY: all build run test vet unit race smoke conformance-cli proto tools fuzz crash crash-tests clean FORCE
 
 all: build
 
@@ -43,7 +43,8 @@ race:
 
 smoke:
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
-	$(MAKE) --no-print-directory crash CRASH_COUNT=1 RAPID_CHECKS=20
+	$(MAKE) --no-print-directory crash-tests CRASH_COUNT=1 RAPID_CHECKS=20
+	$(MAKE) --no-print-directory crash-campaign-smoke
 	$(MAKE) --no-print-directory bench-smoke
 
 ## conformance-cli: prove each shipped plugin binary as a third party would
@@ -87,12 +88,17 @@ fuzz:
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
-## crash: the kill and failure campaigns, many times over (CRASH_COUNT=20):
+## crash: the fault campaign of mk/crash.mk (the real binaries from outside:
+## host, plugin and server SIGKILLs, cut connections, a cluster losing its
+## leader; one table of figures), then the kill tests many times over
+crash: crash-campaign crash-tests
+
+## crash-tests: the kill and failure tests, many times over (CRASH_COUNT=20):
 ## plugins SIGKILLed mid-bootstrap, stores failing and crashing under the
 ## cursor-authority model, the host SIGKILLed, and the floor guard model
 CRASH_COUNT ?= 20
 RAPID_CHECKS ?= 500
-crash: build
+crash-tests: build
 	SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=$(CRASH_COUNT) -timeout 60m \
 	  -run 'TestPluginKilledMidBootstrap|TestCursorAuthorityModel|TestHostKilled|TestFloorGuardModel' \
 	  ./host/fold ./host/watch ./cmd/slipstream -rapid.checks=$(RAPID_CHECKS)

@@ -100,6 +100,8 @@ func FilterSubjects(bucket string, filters []string) []string {
 
 // Describe reads the identity and retained range of a bucket's stream.
 func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Identity, Position, error) {
+	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
 	s, err := js.Stream(ctx, StreamName(bucket))
 	if err != nil {
 		return Identity{}, Position{}, fmt.Errorf("bucket %s: %w", bucket, err)
@@ -108,6 +110,12 @@ func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Ident
 	return Identity{Stream: info.Config.Name, Created: info.Created.UTC()},
 		Position{First: info.State.FirstSeq, Last: info.State.LastSeq, MarkerTTL: info.Config.SubjectDeleteMarkerTTL}, nil
 }
+
+// CheckTimeout bounds Describe and one Check. A server that dies (or a
+// cluster that loses its stream leader) with such a request in flight never
+// answers it; the client's own request timeout (10 s by default) would keep
+// a caught-up fold reporting itself synced all that while, folding nothing.
+const CheckTimeout = 3 * time.Second
 
 // ResumeOK is the expiry rule: a resume at cursor+1 loses nothing only if the
 // stream still holds cursor+1, i.e. first <= cursor+1. Saturating, so a
@@ -395,6 +403,8 @@ func Operation(h nats.Header) Op {
 // It returns the bookmark: a cursor the fold may commit once everything it
 // received is applied.
 func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
 	before, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
