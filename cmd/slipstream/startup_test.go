@@ -120,6 +120,22 @@ func silentServer(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// remoteBase is a config connecting to a server at NATS_PORT; oneFold is
+// the fold most cases run.
+const (
+	remoteBase = `
+data_dir = "DATA"
+[nats]
+url = "nats://127.0.0.1:NATS_PORT"
+`
+	oneFold = `
+[[fold]]
+name = "r"
+bucket = "config"
+store = "sqlite"
+`
+)
+
 const embeddedBase = `
 data_dir = "DATA"
 plugin_dir = "PLUGINS"
@@ -147,17 +163,7 @@ func TestStartupFailures(t *testing.T) {
 		{
 			name: "no server at the NATS URL",
 			config: func(t *testing.T) string {
-				return writeConfig(t, `
-data_dir = "DATA"
-[nats]
-url = "nats://127.0.0.1:NATS_PORT"
-[http]
-listen = "off"
-[[fold]]
-name = "r"
-bucket = "config"
-store = "sqlite"
-`, freePort(t), 0)
+				return writeConfig(t, remoteBase+"[http]\nlisten = \"off\"\n"+oneFold, freePort(t), 0)
 			},
 			code: exitFailure,
 			want: []string{"nats: connect nats://127.0.0.1:", "connection refused"},
@@ -165,18 +171,7 @@ store = "sqlite"
 		{
 			name: "a server that never answers, interrupted",
 			config: func(t *testing.T) string {
-				return writeConfig(t, `
-data_dir = "DATA"
-[nats]
-url = "nats://127.0.0.1:NATS_PORT"
-connect_timeout = "60s"
-[http]
-listen = "off"
-[[fold]]
-name = "r"
-bucket = "config"
-store = "sqlite"
-`, silentServer(t), 0)
+				return writeConfig(t, remoteBase+"connect_timeout = \"60s\"\n[http]\nlisten = \"off\"\n"+oneFold, silentServer(t), 0)
 			},
 			interrupt: 500 * time.Millisecond,
 			code:      exitFailure,
@@ -215,12 +210,7 @@ config = { alow = ["a.>"] }
 		{
 			name: "the HTTP address in use",
 			config: func(t *testing.T) string {
-				return writeConfig(t, embeddedBase+`
-[[fold]]
-name = "r"
-bucket = "config"
-store = "sqlite"
-`, freePort(t), holdPort(t))
+				return writeConfig(t, embeddedBase+oneFold, freePort(t), holdPort(t))
 			},
 			code: exitFailure,
 			want: []string{"http api: cannot listen on 127.0.0.1:", "address already in use"},
@@ -228,12 +218,7 @@ store = "sqlite"
 		{
 			name: "the embedded NATS address in use",
 			config: func(t *testing.T) string {
-				return writeConfig(t, embeddedBase+`
-[[fold]]
-name = "r"
-bucket = "config"
-store = "sqlite"
-`, holdPort(t), freePort(t))
+				return writeConfig(t, embeddedBase+oneFold, holdPort(t), freePort(t))
 			},
 			code: exitFailure,
 			want: []string{"embedded nats: cannot listen on 127.0.0.1:", "address already in use"},
@@ -254,12 +239,7 @@ store = "sqlite"
 		{
 			name: "a corrupt CURRENT file",
 			config: func(t *testing.T) string {
-				path := writeConfig(t, embeddedBase+`
-[[fold]]
-name = "r"
-bucket = "config"
-store = "sqlite"
-`, freePort(t), freePort(t))
+				path := writeConfig(t, embeddedBase+oneFold, freePort(t), freePort(t))
 				dir := filepath.Join(filepath.Dir(path), "data", "folds", "r")
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					t.Fatal(err)
