@@ -117,6 +117,54 @@ func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Ident
 // a caught-up fold reporting itself synced all that while, folding nothing.
 const CheckTimeout = 3 * time.Second
 
+// StartTimeout bounds creating the consumer in Start.
+const StartTimeout = 10 * time.Second
+
+// errNoAnswer is a call into nats.go that did not return in time.
+var errNoAnswer = errors.New("no answer")
+
+// bounded runs fn for at most d (or until ctx ends). Some calls of the
+// ordered consumer block past their context: while it resets, it holds its
+// lock and retries creating the consumer for as long as the stream has no
+// leader, and Info and Messages wait for that lock. A call that outlives d
+// goes on in the background; abandon receives what it returns, if anything.
+func bounded[T any](ctx context.Context, d time.Duration, fn func() (T, error), abandon func(T)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := fn()
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var zero T
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	go func() {
+		if r := <-done; r.err == nil && abandon != nil {
+			abandon(r.v)
+		}
+	}()
+	if ctx.Err() != nil {
+		return zero, ctx.Err()
+	}
+	return zero, fmt.Errorf("%w within %v (the consumer is being reset: the stream may have no leader)", errNoAnswer, d)
+}
+
+// consumerInfo is cons.Info bounded by d.
+func consumerInfo(ctx context.Context, cons jetstream.Consumer, d time.Duration) (*jetstream.ConsumerInfo, error) {
+	ictx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return bounded(ictx, d, func() (*jetstream.ConsumerInfo, error) { return cons.Info(ictx) }, nil)
+}
+
 // ResumeOK is the expiry rule: a resume at cursor+1 loses nothing only if the
 // stream still holds cursor+1, i.e. first <= cursor+1. Saturating, so a
 // cursor of MaxUint64 passes here and is refused by Start.
@@ -231,7 +279,12 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if read <= 0 {
 		read = 4096
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(read))
+	// Messages creates the consumer, retrying without end (and ignoring
+	// ctx) while the stream has no leader: bounded, so that the fold stalls
+	// with a reason and its next session tries afresh.
+	it, err := bounded(ctx, StartTimeout, func() (jetstream.MessagesContext, error) {
+		return cons.Messages(jetstream.PullMaxMessages(read))
+	}, func(it jetstream.MessagesContext) { it.Stop() })
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: consume: %w", cfg.Bucket, err)
 	}
@@ -248,7 +301,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		return nil, fmt.Errorf("%w (cursor %d, first sequence %d after creating the consumer)",
 			ErrCursorExpired, cfg.Cursor, after.State.FirstSeq)
 	}
-	ci, err := cons.Info(ctx)
+	ci, err := consumerInfo(ctx, cons, StartTimeout)
 	if err != nil {
 		w.Stop()
 		return nil, fmt.Errorf("bucket %s: consumer info: %w", cfg.Bucket, err)
@@ -409,7 +462,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
-	ci, err := w.cons.Info(ctx)
+	ci, err := consumerInfo(ctx, w.cons, CheckTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
