@@ -3,10 +3,12 @@ package fold_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -87,4 +89,47 @@ func get(t *testing.T, url string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestFailedReopenBacksOff kills the published generation's plugin and
+// makes every launch after it fail. The fold must retry with its backoff,
+// not at every liveness poll: the dead generation it failed to reopen is no
+// news that should cut the pause short.
+func TestFailedReopenBacksOff(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx := context.Background()
+	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.cfg.RetryMin, h.cfg.RetryMax = 500*time.Millisecond, 5*time.Second
+	var refuse atomic.Bool
+	var refused atomic.Int64
+	launch := h.cfg.Launch
+	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
+		if refuse.Load() {
+			refused.Add(1)
+			return nil, errors.New("launch refused by the test")
+		}
+		return launch(ctx)
+	}
+	h.start()
+	h.waitSynced(last)
+	refuse.Store(true)
+	if err := syscall.Kill(h.lastPlugin().Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	// With the backoff (0.5 s doubling, jittered): about 4 attempts in 4 s.
+	// Retrying at every 200 ms liveness poll would make about 20.
+	if n := refused.Load(); n == 0 || n > 10 {
+		t.Errorf("%d launches in 4 s while every launch fails; want a few, spaced by the backoff", n)
+	} else {
+		t.Logf("%d launches in 4 s while every launch failed", n)
+	}
+	refuse.Store(false)
+	h.waitSynced(last)
 }

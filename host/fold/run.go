@@ -80,6 +80,13 @@ func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
 	defer end.Stop()
 	poll := time.NewTicker(livenessPoll)
 	defer poll.Stop()
+	// Only a death during the pause cuts it short: a generation that was
+	// already dead is the one the last session failed to reopen, and it
+	// waits its backoff like any other failure.
+	f.mu.RLock()
+	pub := f.pub
+	f.mu.RUnlock()
+	watching := pub != nil && !pub.h.Exited()
 	for {
 		select {
 		case <-ctx.Done():
@@ -87,10 +94,7 @@ func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
 		case <-end.C:
 			return true
 		case <-poll.C:
-			f.mu.RLock()
-			pub := f.pub
-			f.mu.RUnlock()
-			if pub != nil && pub.h.Exited() {
+			if watching && pub.h.Exited() {
 				return true
 			}
 		}
