@@ -198,6 +198,10 @@ type Fold struct {
 	// cannot fork.
 	transformMu sync.Mutex
 
+	// startGate lets one consumer creation of this fold's watches be
+	// outstanding at a time (watch.Config.StartGate).
+	startGate chan struct{}
+
 	pending      atomic.Uint64
 	commits      atomic.Uint64 // batches committed, for the supervisor
 	reconcileReq atomic.Bool
@@ -244,7 +248,8 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Fold{cfg: cfg, js: js, log: cfg.Logger.With("fold", cfg.Name), state: StateStarting}
+	return &Fold{cfg: cfg, js: js, log: cfg.Logger.With("fold", cfg.Name), state: StateStarting,
+		startGate: make(chan struct{}, 1)}
 }
 
 // Name is the fold's name.

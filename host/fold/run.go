@@ -342,6 +342,7 @@ func (f *Fold) session(ctx context.Context) error {
 		NamePrefix:     "slipstream_" + f.cfg.Name,
 		NoExpiryChecks: f.cfg.hooks.NoRebuild,
 		NoBookmarks:    f.cfg.hooks.NoBookmarks,
+		StartGate:      f.startGate,
 	})
 	if err != nil {
 		if expired(err) {

@@ -127,7 +127,8 @@ var errNoAnswer = errors.New("no answer")
 // ordered consumer block past their context: while it resets, it holds its
 // lock and retries creating the consumer for as long as the stream has no
 // leader, and Info and Messages wait for that lock. A call that outlives d
-// goes on in the background; abandon receives what it returns, if anything.
+// goes on in the background (and may not end soon: Start's StartGate keeps
+// a fold from piling such calls up); abandon receives what it returns.
 func bounded[T any](ctx context.Context, d time.Duration, fn func() (T, error), abandon func(T)) (T, error) {
 	type result struct {
 		v   T
@@ -193,6 +194,12 @@ type Config struct {
 	// NoBookmarks makes Check ignore the consumer's examined position. Only
 	// tests set it, to prove that bookmarks keep quiet filtered folds alive.
 	NoBookmarks bool
+	// StartGate, when set, is a channel of capacity 1 shared by the watches
+	// of one fold: at most one consumer creation of theirs is outstanding.
+	// A creation Start gave up on (StartTimeout) may go on retrying inside
+	// nats.go, and nothing can stop it; while it does, the next Start fails
+	// at once instead of leaving one more such retry loop behind.
+	StartGate chan struct{}
 }
 
 // Watch is one running consumer. It is used by one goroutine.
@@ -282,8 +289,20 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	// Messages creates the consumer, retrying without end (and ignoring
 	// ctx) while the stream has no leader: bounded, so that the fold stalls
 	// with a reason and its next session tries afresh.
+	if cfg.StartGate != nil {
+		select {
+		case cfg.StartGate <- struct{}{}:
+		default:
+			return nil, fmt.Errorf("bucket %s: consume: %w: an earlier watch's consumer creation is still outstanding",
+				cfg.Bucket, errNoAnswer)
+		}
+	}
 	it, err := bounded(ctx, StartTimeout, func() (jetstream.MessagesContext, error) {
-		return cons.Messages(jetstream.PullMaxMessages(read))
+		it, err := cons.Messages(jetstream.PullMaxMessages(read))
+		if cfg.StartGate != nil {
+			<-cfg.StartGate // in time or abandoned, the creation is over
+		}
+		return it, err
 	}, func(it jetstream.MessagesContext) { it.Stop() })
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: consume: %w", cfg.Bucket, err)
