@@ -37,7 +37,7 @@ unit:
 	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=1 -timeout 25m ./...
 
 ## race: the packages that run goroutines of their own, under the race detector
-RACE_PKGS := ./host/fold ./host/watch ./host/chain ./host/api ./host/connect ./sdk ./transforms
+RACE_PKGS := ./host/fold ./host/watch ./host/chain ./host/api ./host/connect ./sdk ./internal/pluginhost ./transforms
 race:
 	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
 
@@ -60,12 +60,12 @@ tools: $(TOOLS)/nats-server
 $(TOOLS)/nats-server:
 	GOBIN=$(TOOLS) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
-## proto: regenerate the store plugin protocol (sdk/internal/storepb)
+## proto: regenerate the store plugin protocol (internal/storepb)
 proto:
 	@command -v protoc >/dev/null || (apt-get install -y protobuf-compiler || (apt-get update && apt-get install -y protobuf-compiler))
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	cd sdk/internal/storepb && PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+	cd internal/storepb && PATH="$(TOOLS):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative store.proto
 
 ## fuzz: fuzz every parser of outside input, each for FUZZTIME (1m by

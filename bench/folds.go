@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	pebblestore "github.com/slipstreamkv/slipstream/plugins/pebble/store"
 	sqlitestore "github.com/slipstreamkv/slipstream/plugins/sqlite/store"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -119,12 +120,12 @@ func (r *foldRun) launcher() fold.Launcher {
 			if ls, ok := s.(sdk.LoggerSetter); ok {
 				ls.SetLogger(logger)
 			}
-			return inProcessHandle{s}, nil
+			return fold.InProcess(s), nil
 		}
 	}
 	return func(ctx context.Context) (fold.Handle, error) {
 		start := time.Now()
-		p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: be.plugin, Logger: logger.With("plugin", be.name)})
+		p, err := pluginhost.Launch(ctx, pluginhost.Config{Path: be.plugin, Logger: logger.With("plugin", be.name)})
 		if err != nil {
 			return nil, err
 		}
@@ -236,41 +237,10 @@ func (u usage) String() string {
 	return s
 }
 
-// inProcessHandle makes an in-process store a fold.Handle: there is no
-// process to end or to die.
-type inProcessHandle struct{ sdk.Store }
-
-// Shutdown closes the store.
-func (h inProcessHandle) Shutdown(ctx context.Context) error {
-	if err := h.Close(ctx); err != nil && !errors.Is(err, sdk.ErrClosed) {
-		return err
-	}
-	return nil
-}
-
-// Exited is always false: the store lives in this process.
-func (inProcessHandle) Exited() bool { return false }
-
-// BeginLoad and EndLoad reach the store's bulk-load mode, as a plugin's do.
-func (h inProcessHandle) BeginLoad(ctx context.Context) error {
-	if l, ok := h.Store.(sdk.Loader); ok {
-		return l.BeginLoad(ctx)
-	}
-	return nil
-}
-
-// EndLoad: see BeginLoad.
-func (h inProcessHandle) EndLoad(ctx context.Context) error {
-	if l, ok := h.Store.(sdk.Loader); ok {
-		return l.EndLoad(ctx)
-	}
-	return nil
-}
-
 // trackedPlugin is a plugin whose CPU time and peak RSS are recorded when it
 // is shut down.
 type trackedPlugin struct {
-	*sdk.Plugin
+	*pluginhost.Plugin
 	t *procTracker
 }
 
@@ -296,7 +266,7 @@ type procTracker struct {
 	mu     sync.Mutex
 	cpu    time.Duration
 	hwmKB  int64
-	launch time.Duration // sdk.Launch: process start and handshake
+	launch time.Duration // pluginhost.Launch: process start and handshake
 	open   time.Duration // the store's Open, over gRPC
 }
 

@@ -1,7 +1,5 @@
 package conformance
 
-import "github.com/slipstreamkv/slipstream/sdk"
-
 // cases is the suite, in the order it runs: cheap contract checks first,
 // then durability, concurrency, and the model-based run.
 func cases() []testCase {
@@ -59,15 +57,15 @@ func cases() []testCase {
 				"a cursor that disagrees with its data, or without a batch it acknowledged"},
 		{Name: "model", Mandatory: true, Run: caseModel,
 			Catches: "any divergence from the reference model over random sequences of applies, re-applies, reopens and crashes"},
-		{Name: "compact", Capability: sdk.CapCompact, Run: caseCompact,
+		{Name: "compact", Capability: capCompact, Run: caseCompact,
 			Catches: "Compact after a bulk load losing or changing data, cursor or stats"},
-		{Name: "bulk-load", Capability: sdk.CapBulkLoad, Run: caseBulkLoad,
+		{Name: "bulk-load", Capability: capBulkLoad, Run: caseBulkLoad,
 			Catches: "a bulk load (BeginLoad … EndLoad) that does not fold to the last mutation of each key: the first of duplicated puts kept, deletes lost, " +
 				"Get, Scan or Stats wrong during the load, the load forgotten by Close and Open (State.Loading false), Stats counting loaded rows instead of keys, " +
 				"a store unusable after EndLoad, or a second EndLoad or BeginLoad that changes it"},
-		{Name: "bulk-load-refused", Capability: sdk.CapBulkLoad, Run: caseBulkLoadRefused,
+		{Name: "bulk-load-refused", Capability: capBulkLoad, Run: caseBulkLoadRefused,
 			Catches: "BeginLoad that succeeds on a store holding keys or a cursor (or in the middle of a load), or that changes (for example empties) the store it refuses"},
-		{Name: "bulk-load-crash", Capability: sdk.CapBulkLoad, needs: needKill, Run: caseBulkLoadCrash,
+		{Name: "bulk-load-crash", Capability: capBulkLoad, needs: needKill, Run: caseBulkLoadCrash,
 			Catches: "a load that does not survive a crash: batches applied during the load not durable once Apply returned, State.Loading lost, " +
 				"a plugin killed during an Apply or EndLoad of the load that reopens with part of a batch or of the fold, an EndLoad that returned but is not durable"},
 	}

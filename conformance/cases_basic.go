@@ -297,13 +297,13 @@ func caseUseAfterClose(h *harness) {
 		{"Scan", func() error { return s.Scan(h.ctx, sdk.Range{}, func(sdk.Entry) error { return nil }) }},
 		{"Stats", func() error { _, err := s.Stats(h.ctx); return err }},
 	}
-	if h.info.Has(sdk.CapCompact) {
+	if h.info.Has(capCompact) {
 		calls = append(calls, struct {
 			name string
 			call func() error
 		}{"Compact", func() error { return s.Compact(h.ctx) }})
 	}
-	if h.info.Has(sdk.CapBulkLoad) {
+	if h.info.Has(capBulkLoad) {
 		calls = append(calls, []struct {
 			name string
 			call func() error

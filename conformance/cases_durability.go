@@ -186,7 +186,7 @@ func caseCorruptDir(h *harness) {
 	b.Meta = map[string][]byte{"gen": []byte("1")}
 	s.apply(b)
 	s.apply(batch(2, del("c/000001")))
-	if h.info.Has(sdk.CapCompact) {
+	if h.info.Has(capCompact) {
 		if err := s.Compact(h.ctx); err != nil {
 			h.Fatalf("Compact: %v", err)
 		}
@@ -303,7 +303,11 @@ func caseKillMidPipe(h *harness) {
 // the batches up to it: m takes them.
 func (h *harness) killDuringPipe(s *store, m *model, dir string, filler []byte, n int, delay time.Duration) *store {
 	h.rep.Helper()
-	p, err := s.Pipe(h.ctx)
+	pp, ok := s.instance.(piper)
+	if !ok {
+		h.Fatalf("the store has no apply pipe")
+	}
+	p, err := pp.Pipe(h.ctx)
 	if err != nil {
 		h.Fatalf("open an apply pipe: %v", err)
 	}

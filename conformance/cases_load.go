@@ -7,7 +7,7 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
-// The bulk-load cases (sdk.Loader, capability sdk.CapBulkLoad). A load is
+// The bulk-load cases (sdk.Loader, capability capBulkLoad). A load is
 // what the host does to re-list a bucket into an empty store: BeginLoad,
 // batches in which keys come many times (the listing overlaps live writes)
 // and are deleted, reads, restarts, and EndLoad once caught up.

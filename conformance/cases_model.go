@@ -116,7 +116,7 @@ func runModel(h *harness, d drawer, in instance) instance {
 	m := newModel()
 	// A store that loads starts some runs with BeginLoad; a run ends its
 	// load with EndLoad at a random step, or not at all.
-	loads := h.info.Has(sdk.CapBulkLoad)
+	loads := h.info.Has(capBulkLoad)
 	if loads && d.intn("begin load", 3) == 2 { // not 0: failures shrink to runs without a load
 		s.beginLoad()
 		m.loading = true

@@ -36,7 +36,7 @@ type harness struct {
 	rep    reporter
 	ctx    context.Context
 	target *Target
-	info   sdk.Info
+	info   storeInfo
 	root   string     // directories are made under it
 	logs   *tailLog   // the plugin processes' log, shown on failure
 	t      *testing.T // set under go test, for the rapid property

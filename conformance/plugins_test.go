@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slipstreamkv/slipstream/conformance"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	pebblestore "github.com/slipstreamkv/slipstream/plugins/pebble/store"
 	sqlitestore "github.com/slipstreamkv/slipstream/plugins/sqlite/store"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -98,7 +99,7 @@ func BenchmarkApply(b *testing.B) {
 						benchApply(b, inProcess[p.name](), mode, nil)
 						return
 					}
-					pl, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: pluginBinary(b, p.name, p.pkg)})
+					pl, err := pluginhost.Launch(ctx, pluginhost.Config{Path: pluginBinary(b, p.name, p.pkg)})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -115,13 +116,16 @@ func BenchmarkApply(b *testing.B) {
 }
 
 // benchApply applies b.N batches to s, through pl's pipe if pl is not nil.
-func benchApply(b *testing.B, s sdk.Store, mode string, pl *sdk.Plugin) {
+func benchApply(b *testing.B, s sdk.Store, mode string, pl *pluginhost.Plugin) {
 	load := mode == "load"
 	ctx := context.Background()
 	if _, err := s.Open(ctx, b.TempDir(), []byte("{}")); err != nil {
 		b.Fatal(err)
 	}
 	loader, _ := s.(sdk.Loader)
+	if p, ok := s.(*pluginhost.Plugin); ok {
+		loader, _ = p.Loader()
+	}
 	if load {
 		if err := loader.BeginLoad(ctx); err != nil {
 			b.Fatal(err)
@@ -129,7 +133,7 @@ func benchApply(b *testing.B, s sdk.Store, mode string, pl *sdk.Plugin) {
 	}
 	const batchSize = 1000
 	value := bytes.Repeat([]byte("v"), 200)
-	var pipe sdk.BatchPipe
+	var pipe pluginhost.BatchPipe
 	if pl != nil {
 		var err error
 		if pipe, err = pl.Pipe(ctx); err != nil {

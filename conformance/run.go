@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // testCase is one check of the store contract. The table in cases.go is
@@ -46,7 +43,7 @@ const (
 )
 
 // skip says why tc does not run against the target, or "".
-func (tc testCase) skip(t *Target, info sdk.Info) string {
+func (tc testCase) skip(t *Target, info storeInfo) string {
 	switch {
 	case tc.Capability != "" && !info.Has(tc.Capability):
 		return fmt.Sprintf("the store does not declare capability %q", tc.Capability)
@@ -55,7 +52,7 @@ func (tc testCase) skip(t *Target, info sdk.Info) string {
 	case tc.needs&needKill != 0 && !t.canKill:
 		return "needs a store instance that can be killed"
 	case tc.needs&needPipe != 0 && !t.pipe:
-		return "the plugin has no apply pipe (built with an older SDK): the host sends it one batch at a time"
+		return "the store has no apply pipe (it is not a plugin process): the host sends it one batch at a time"
 	}
 	return ""
 }
@@ -151,7 +148,7 @@ func runText(w io.Writer, target Target, verbose bool) (passed, failed int) {
 
 func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n      ") }
 
-func describe(info sdk.Info) string {
+func describe(info storeInfo) string {
 	name := info.Name
 	if name == "" {
 		name = "unnamed store"
@@ -159,14 +156,14 @@ func describe(info sdk.Info) string {
 	if info.Version != "" {
 		name += " " + info.Version
 	}
-	if len(info.Capabilities) == 0 {
+	if len(info.caps) == 0 {
 		return name + ", no optional capabilities"
 	}
-	return name + ", capabilities: " + strings.Join(info.Capabilities, ", ")
+	return name + ", capabilities: " + strings.Join(info.caps, ", ")
 }
 
 // probe starts one instance to learn what the store declares.
-func probe(t *Target) (sdk.Info, error) {
+func probe(t *Target) (storeInfo, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logs := &tailLog{}
@@ -175,20 +172,21 @@ func probe(t *Target) (sdk.Info, error) {
 		if s := logs.String(); s != "" {
 			err = fmt.Errorf("%w\n%s", err, s)
 		}
-		return sdk.Info{}, fmt.Errorf("start %s: %w", t.name, err)
+		return storeInfo{}, fmt.Errorf("start %s: %w", t.name, err)
 	}
 	defer in.release()
-	switch p, err := in.Pipe(ctx); {
-	case err == nil:
+	if pp, ok := in.(piper); ok {
+		p, err := pp.Pipe(ctx)
+		if err != nil {
+			return storeInfo{}, fmt.Errorf("%s: apply pipe: %w", t.name, err)
+		}
 		t.pipe = true
 		p.Close()
-	case !errors.Is(err, sdk.ErrNoPipe):
-		return sdk.Info{}, fmt.Errorf("%s: apply pipe: %w", t.name, err)
 	}
 	return in.info(), nil
 }
 
-func newHarness(ctx context.Context, rep reporter, t *Target, info sdk.Info, root, name string) *harness {
+func newHarness(ctx context.Context, rep reporter, t *Target, info storeInfo, root, name string) *harness {
 	f := fnv.New64a()
 	f.Write([]byte(name))
 	return &harness{
@@ -207,7 +205,7 @@ type result struct {
 
 // runCase runs tc in its own goroutine, so that Fatalf can end it, and gives
 // up on it if it outlives its deadline.
-func runCase(t *Target, info sdk.Info, tc testCase, root string) result {
+func runCase(t *Target, info storeInfo, tc testCase, root string) result {
 	if why := tc.skip(t, info); why != "" {
 		return result{skipped: why}
 	}

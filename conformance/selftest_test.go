@@ -416,12 +416,12 @@ func TestReferencePluginLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Has(sdk.CapBulkLoad) {
-		t.Fatalf("the reference plugin does not declare %q: %+v", sdk.CapBulkLoad, info)
+	if !info.Has(capBulkLoad) {
+		t.Fatalf("the reference plugin does not declare %q: %+v", capBulkLoad, info)
 	}
 	root := t.TempDir()
 	for _, tc := range cases() {
-		if tc.Capability != sdk.CapBulkLoad && tc.Name != "use-after-close" {
+		if tc.Capability != capBulkLoad && tc.Name != "use-after-close" {
 			continue
 		}
 		t.Run(tc.Name, func(t *testing.T) {

@@ -6,9 +6,41 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
+	"github.com/slipstreamkv/slipstream/internal/storepb"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
+
+// Capabilities a case may need: the optional interfaces of sdk.Store, by
+// the names plugins report them under.
+const (
+	capCompact  = storepb.CapCompact  // sdk.Compacter
+	capBulkLoad = storepb.CapBulkLoad // sdk.Loader
+)
+
+// storeInfo is what the suite knows of a store under test: what it says of
+// itself and the optional interfaces it implements.
+type storeInfo struct {
+	sdk.Info
+	caps []string
+}
+
+// Has reports whether the store implements capability c's interface.
+func (i storeInfo) Has(c string) bool { return slices.Contains(i.caps, c) }
+
+// infoOf is the storeInfo of a store with these interfaces.
+func infoOf(info sdk.Info, compacts, loads bool) storeInfo {
+	si := storeInfo{Info: info}
+	if compacts {
+		si.caps = append(si.caps, capCompact)
+	}
+	if loads {
+		si.caps = append(si.caps, capBulkLoad)
+	}
+	return si
+}
 
 // Target is a store under test: how the suite starts instances of it. Make
 // one with Plugin or InProcess.
@@ -21,20 +53,20 @@ type Target struct {
 	process bool
 	// canKill: instances can simulate a crash after a call has returned.
 	canKill bool
-	// pipe: instances take batches on an apply pipe (sdk.Pipe), as the host
-	// sends them while a fold catches up; probe finds it out.
+	// pipe: instances take batches on an apply pipe, as the host sends
+	// them while a fold catches up; probe finds it out.
 	pipe bool
 }
 
 // Plugin is the store plugin binary at path, run the way the host runs it:
-// every instance is a new process started with sdk.Launch.
+// every instance is a new process, started and spoken to as the host does.
 func Plugin(path string) Target {
 	return Target{
 		name:    path,
 		process: true,
 		canKill: true,
 		start: func(ctx context.Context, log io.Writer) (instance, error) {
-			p, err := sdk.Launch(ctx, sdk.LaunchConfig{
+			p, err := pluginhost.Launch(ctx, pluginhost.Config{
 				Path:   path,
 				Logger: slog.New(slog.NewTextHandler(log, nil)),
 			})
@@ -70,12 +102,13 @@ func (t Target) WithConfig(config []byte) Target {
 // instance is one running copy of the store under test.
 type instance interface {
 	sdk.Store
-	sdk.Compacter
-	sdk.Loader
-	// Pipe opens an apply pipe, or returns sdk.ErrNoPipe.
-	Pipe(ctx context.Context) (sdk.BatchPipe, error)
+	// Compact, BeginLoad and EndLoad reach the store's optional
+	// interfaces; the suite calls them only when info declares them.
+	Compact(ctx context.Context) error
+	BeginLoad(ctx context.Context) error
+	EndLoad(ctx context.Context) error
 	// info is what the store declares about itself.
-	info() sdk.Info
+	info() storeInfo
 	// kill ends the instance as a crash would: no Close, nothing survives
 	// that the store has not committed. It may be called while another call
 	// is running.
@@ -85,13 +118,46 @@ type instance interface {
 	release()
 }
 
-var errNoKill = errors.New("this target cannot kill a store instance")
-
-type pluginInstance struct {
-	*sdk.Plugin
+// piper is an instance with an apply pipe: a plugin process.
+type piper interface {
+	Pipe(ctx context.Context) (pluginhost.BatchPipe, error)
 }
 
-func (p pluginInstance) info() sdk.Info { return p.Info() }
+var (
+	errNoKill       = errors.New("this target cannot kill a store instance")
+	errNoCapability = errors.New("the store does not implement this optional interface")
+)
+
+type pluginInstance struct {
+	*pluginhost.Plugin
+}
+
+func (p pluginInstance) info() storeInfo {
+	_, compacts := p.Compacter()
+	_, loads := p.Loader()
+	return infoOf(p.Info(), compacts, loads)
+}
+
+func (p pluginInstance) Compact(ctx context.Context) error {
+	if c, ok := p.Compacter(); ok {
+		return c.Compact(ctx)
+	}
+	return errNoCapability
+}
+
+func (p pluginInstance) BeginLoad(ctx context.Context) error {
+	if l, ok := p.Loader(); ok {
+		return l.BeginLoad(ctx)
+	}
+	return errNoCapability
+}
+
+func (p pluginInstance) EndLoad(ctx context.Context) error {
+	if l, ok := p.Loader(); ok {
+		return l.EndLoad(ctx)
+	}
+	return errNoCapability
+}
 
 func (p pluginInstance) kill() error {
 	pid := p.Pid()
@@ -107,51 +173,41 @@ func (p pluginInstance) kill() error {
 
 func (p pluginInstance) release() { p.Kill() }
 
+// localInstance is a store called directly; it has no pipe (the host sends
+// a store in its own process one batch at a time).
 type localInstance struct {
 	sdk.Store
 }
 
-// Pipe: a store called directly has no pipe; the host sends it nothing.
-func (localInstance) Pipe(context.Context) (sdk.BatchPipe, error) { return nil, sdk.ErrNoPipe }
-
-func (l localInstance) info() sdk.Info {
+func (l localInstance) info() storeInfo {
 	var info sdk.Info
 	if d, ok := l.Store.(sdk.Describer); ok {
 		info = d.Describe()
 	}
-	if _, ok := l.Store.(sdk.Compacter); ok && !info.Has(sdk.CapCompact) {
-		info.Capabilities = append(info.Capabilities, sdk.CapCompact)
-	}
-	if _, ok := l.Store.(sdk.Loader); ok && !info.Has(sdk.CapBulkLoad) {
-		info.Capabilities = append(info.Capabilities, sdk.CapBulkLoad)
-	}
-	return info
+	_, compacts := l.Store.(sdk.Compacter)
+	_, loads := l.Store.(sdk.Loader)
+	return infoOf(info, compacts, loads)
 }
 
-// Compact forwards to the store if it compacts; the suite calls it only
-// when the store declares sdk.CapCompact.
 func (l localInstance) Compact(ctx context.Context) error {
 	if c, ok := l.Store.(sdk.Compacter); ok {
 		return c.Compact(ctx)
 	}
-	return nil
+	return errNoCapability
 }
 
-// BeginLoad and EndLoad forward to the store if it loads; the suite calls
-// them only when the store declares sdk.CapBulkLoad. (A plugin instance has
-// them from sdk.Plugin, which does the same across the process boundary.)
 func (l localInstance) BeginLoad(ctx context.Context) error {
 	if ld, ok := l.Store.(sdk.Loader); ok {
 		return ld.BeginLoad(ctx)
 	}
-	return nil
+	return errNoCapability
 }
 
 func (l localInstance) EndLoad(ctx context.Context) error {
 	if ld, ok := l.Store.(sdk.Loader); ok {
 		return ld.EndLoad(ctx)
 	}
-	return nil
+	return errNoCapability
 }
 
 func (localInstance) kill() error { return errNoKill }

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/slipstreamkv/slipstream/sdk/internal/storepb"
+	"fmt"
+
+	"github.com/slipstreamkv/slipstream/internal/storepb"
 )
 
 // FuzzAppendPacked feeds appendPacked every packed run a host (or anything
@@ -38,7 +40,7 @@ func FuzzAppendPacked(f *testing.F) {
 	add(pack(one), 0, 0)
 	add(pack(one), 2, 1) // dst with room for the run: appended in place
 	add(pack(mixed), 1, 0)
-	add(pack(testBatch(12).Mutations), 0, 16)
+	add(pack(manyMutations(12)), 0, 16)
 	// Malformed runs.
 	short := pack(mixed)
 	short.Ops = short.Ops[:3] // counts that disagree
@@ -241,4 +243,48 @@ func un64(b []byte) []uint64 {
 		v = append(v, binary.LittleEndian.Uint64(b))
 	}
 	return v
+}
+
+// pack is the run the host sends for ms.
+func pack(ms []Mutation) *storepb.Packed {
+	return storepb.Pack(len(ms), func(i int) (storepb.Op, []byte, []byte, uint64) {
+		op := storepb.Op_OP_PUT
+		if ms[i].Op == OpDelete {
+			op = storepb.Op_OP_DELETE
+		}
+		return op, ms[i].Key, ms[i].Value, ms[i].Revision
+	})
+}
+
+// manyMutations is n mutations, every tenth a delete, values of 0 to 8191
+// bytes.
+func manyMutations(n int) []Mutation {
+	ms := make([]Mutation, n)
+	for i := range ms {
+		ms[i] = Mutation{Op: OpPut, Key: fmt.Appendf(nil, "k%05d", i), Value: bytes.Repeat([]byte{byte(i)}, i%8192), Revision: uint64(i)}
+		if i%10 == 0 {
+			ms[i] = Mutation{Op: OpDelete, Key: ms[i].Key}
+		}
+	}
+	return ms
+}
+
+// TestPackedSlicesDoNotOverlap appends to every key and value a store got
+// from a packed run: none may write over its neighbour in the shared data.
+func TestPackedSlicesDoNotOverlap(t *testing.T) {
+	want := manyMutations(50)
+	got, err := appendPacked(nil, pack(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		got[i].Key = append(got[i].Key, '!')
+		got[i].Value = append(got[i].Value, '!')
+	}
+	for i := range got {
+		k, v := got[i].Key, got[i].Value
+		if !bytes.Equal(k[:len(k)-1], want[i].Key) || !bytes.Equal(v[:len(v)-1], want[i].Value) {
+			t.Fatalf("mutation %d changed under appends to the others: key %q", i, k)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"github.com/slipstreamkv/slipstream/internal/storepb"
 	"google.golang.org/grpc"
 )
 
@@ -35,7 +36,7 @@ const parentPoll = 250 * time.Millisecond
 // host leaves no plugin behind. SIGINT is left to the host, which commits its
 // open batch before it ends the plugin.
 func Serve(s Store) {
-	logger := NewPluginLogger(os.Stderr, slog.LevelDebug)
+	logger := pluginLogger(os.Stderr, slog.LevelDebug)
 	startProfile(logger)
 	defer stopProfile()
 	if ls, ok := s.(LoggerSetter); ok {
@@ -47,10 +48,12 @@ func Serve(s Store) {
 	go closeOnSignal(p, logger)
 
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: {pluginName: p}},
+		HandshakeConfig: storepb.Handshake,
+		// One set per protocol version this SDK serves; go-plugin picks the
+		// newest the host speaks too.
+		VersionedPlugins: map[int]plugin.PluginSet{storepb.ProtocolVersion: {storepb.PluginName: p}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(maxMessageBytes), grpc.MaxSendMsgSize(maxMessageBytes))
+			opts = append(opts, grpc.MaxRecvMsgSize(storepb.MaxMessageBytes), grpc.MaxSendMsgSize(storepb.MaxMessageBytes))
 			return grpc.NewServer(opts...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Info}),
@@ -58,20 +61,16 @@ func Serve(s Store) {
 	shutdown(p, logger, "host ended the plugin")
 }
 
-// ProfileEnv names an environment variable that, set to a path in the
-// host's environment, makes every plugin write a CPU profile of itself to
-// PATH.PID until it exits (go tool pprof reads it).
-const ProfileEnv = "SLIPSTREAM_PLUGIN_CPUPROFILE"
-
 // profile is the open CPU profile file, if any; profileMu guards it.
 var (
 	profileMu sync.Mutex
 	profile   *os.File
 )
 
-// startProfile starts the CPU profile ProfileEnv asks for.
+// startProfile starts the CPU profile the host's environment asks for
+// (storepb.ProfileEnv, set by the benchmarks).
 func startProfile(logger *slog.Logger) {
-	path := os.Getenv(ProfileEnv)
+	path := os.Getenv(storepb.ProfileEnv)
 	if path == "" {
 		return
 	}
@@ -82,7 +81,7 @@ func startProfile(logger *slog.Logger) {
 		}
 	}
 	if err != nil {
-		logger.Warn("cpu profile not written", "env", ProfileEnv, "err", err)
+		logger.Warn("cpu profile not written", "env", storepb.ProfileEnv, "err", err)
 		return
 	}
 	profileMu.Lock()

@@ -6,10 +6,6 @@ import (
 	"strconv"
 )
 
-// ProtocolVersion is the app protocol version negotiated in the go-plugin
-// handshake. It changes only when the wire protocol breaks compatibility.
-const ProtocolVersion = 1
-
 // Sentinel errors a backend returns, and the host branches on. They survive
 // the process boundary.
 var (
@@ -104,7 +100,9 @@ type Stats struct {
 }
 
 // Store is a durable, ordered key-value fold with a cursor. Implementations
-// are served by Serve; the host reaches them through Plugin.
+// are served by Serve. A store may implement the optional interfaces
+// Compacter, Loader, Describer and LoggerSetter; implementing one is what
+// declares the capability, there is nothing else to declare.
 type Store interface {
 	// Open opens the store kept in dir, creating it if dir is empty or
 	// missing. config is the fold's store_config table as JSON ("{}" when
@@ -129,14 +127,16 @@ type Store interface {
 	Close(ctx context.Context) error
 }
 
-// Compacter is implemented by stores that can settle their files after a
-// bulk load. Declares CapCompact.
+// Compacter is implemented by stores that can settle their files on
+// request. Compact must keep the store's contents, cursor and metadata
+// exactly (the conformance suite checks it); the host does not call it on
+// its own.
 type Compacter interface {
 	Compact(ctx context.Context) error
 }
 
 // Loader is implemented by stores that fill an empty fold faster when they
-// know a bulk load is under way. Declares CapBulkLoad.
+// know a bulk load is under way.
 //
 // The host calls BeginLoad on a store that holds nothing (cursor 0, no
 // keys) before it re-lists a bucket into it, and EndLoad once it has caught
@@ -158,36 +158,14 @@ type Loader interface {
 	EndLoad(ctx context.Context) error
 }
 
-// Describer is implemented by stores that name themselves.
+// Describer is implemented by stores that name themselves: the host logs
+// the name and version and shows them in a fold's status.
 type Describer interface {
 	Describe() Info
 }
 
-// Info describes a store plugin.
+// Info describes a store.
 type Info struct {
-	Name         string
-	Version      string
-	Capabilities []string
+	Name    string
+	Version string
 }
-
-// Has reports whether the plugin declared capability c.
-func (i Info) Has(c string) bool {
-	for _, x := range i.Capabilities {
-		if x == c {
-			return true
-		}
-	}
-	return false
-}
-
-// Capabilities a plugin may declare. Everything else in the contract is
-// mandatory.
-const (
-	// CapCompact: Compact does real work (the Compacter interface).
-	CapCompact = "compact"
-	// CapKeysOnlyScan: Scan with KeysOnly avoids reading values.
-	CapKeysOnlyScan = "keys-only-scan"
-	// CapBulkLoad: BeginLoad and EndLoad do real work (the Loader
-	// interface).
-	CapBulkLoad = "bulk-load"
-)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -116,7 +117,7 @@ func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
 func readError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, fold.ErrNotReady), errors.Is(err, fold.ErrStoreUnavailable),
-		errors.Is(err, sdk.ErrPluginUnavailable):
+		errors.Is(err, pluginhost.ErrPluginUnavailable):
 		// Passing: the fold is bootstrapping or restarting its plugin.
 		w.Header().Set("Retry-After", "1")
 		fail(w, http.StatusServiceUnavailable, err.Error())

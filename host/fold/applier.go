@@ -7,14 +7,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/slipstreamkv/slipstream/sdk"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 )
 
 // Piper is a Handle that can send batches without waiting for each to
-// commit (sdk.Plugin; sdk.ErrNoPipe for a plugin built with an SDK that
-// has no pipe).
+// commit (a plugin process: *pluginhost.Plugin).
 type Piper interface {
-	Pipe(ctx context.Context) (sdk.BatchPipe, error)
+	Pipe(ctx context.Context) (pluginhost.BatchPipe, error)
 }
 
 // applier commits the batches of one session in order. A batch that
@@ -27,8 +26,7 @@ type applier struct {
 	ctx context.Context
 	g   *generation
 
-	pipe   sdk.BatchPipe // nil until first used
-	noPipe bool          // the store has none
+	pipe pluginhost.BatchPipe // nil until first used
 
 	// Between a send and the drain after it: the completer's queue, the
 	// end of the completer, and its error once ended.
@@ -56,13 +54,10 @@ func (a *applier) run(batches <-chan *batch) error {
 	defer a.close()
 	for b := range batches {
 		if a.pipeable(b) {
-			ok, err := a.send(b)
-			if err != nil {
+			if err := a.send(b); err != nil {
 				return err
 			}
-			if ok {
-				continue
-			}
+			continue
 		}
 		if err := a.drain(); err != nil {
 			return err
@@ -78,26 +73,21 @@ func (a *applier) run(batches <-chan *batch) error {
 }
 
 func (a *applier) pipeable(b *batch) bool {
-	if a.noPipe || b.caughtUp || b.done != nil || a.f.cfg.hooks.CursorBeforeApply {
+	if b.caughtUp || b.done != nil || a.f.cfg.hooks.CursorBeforeApply {
 		return false
 	}
 	_, ok := a.g.h.(Piper)
 	return ok
 }
 
-// send puts b on the pipe, opening it first if need be. It reports false
-// when the store has no pipe after all: b is then the caller's to commit.
-func (a *applier) send(b *batch) (bool, error) {
+// send puts b on the pipe, opening it first if need be.
+func (a *applier) send(b *batch) error {
 	if a.pipe == nil {
 		// Like Apply, the pipe outlives the session's end: what was sent
 		// is waited for, each batch for at most applyTimeout.
 		p, err := a.g.h.(Piper).Pipe(context.WithoutCancel(a.ctx))
-		if errors.Is(err, sdk.ErrNoPipe) {
-			a.noPipe = true
-			return false, nil
-		}
 		if err != nil {
-			return false, applyError(a.g, b, err)
+			return applyError(a.g, b, err)
 		}
 		a.pipe = p
 	}
@@ -111,30 +101,30 @@ func (a *applier) send(b *batch) (bool, error) {
 		// it did not commit: the completer's, or b's once it is done.
 		pipe := a.pipe
 		if derr := a.drain(); derr != nil {
-			return false, derr
+			return derr
 		}
 		if _, werr := pipe.Wait(); werr != nil {
 			err = werr
 		}
 		pipe.Close()
 		a.pipe = nil
-		return false, applyError(a.g, b, err)
+		return applyError(a.g, b, err)
 	}
 	select {
 	case a.inflight <- inflight{b: b, start: start}:
-		return true, nil
+		return nil
 	case <-a.done: // the completer stopped at a failure
 		if err := a.drain(); err != nil {
-			return false, err
+			return err
 		}
-		return false, applyError(a.g, b, errors.New("the apply pipe ended"))
+		return applyError(a.g, b, errors.New("the apply pipe ended"))
 	}
 }
 
 // complete waits for each batch sent on p, in order, and records its
 // commit. It ends at the first failure, closing p so that the plugin
 // applies nothing after it, or when the queue is closed and empty.
-func (a *applier) complete(p sdk.BatchPipe, queue <-chan inflight, done chan<- struct{}) {
+func (a *applier) complete(p pluginhost.BatchPipe, queue <-chan inflight, done chan<- struct{}) {
 	defer close(done)
 	var crashed error
 	defer func() {

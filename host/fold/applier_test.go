@@ -6,17 +6,18 @@ import (
 	"testing"
 
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // countingPiper is a plugin that counts the batches sent on its pipes.
 type countingPiper struct {
-	*sdk.Plugin
+	*pluginhost.Plugin
 	sent *atomic.Int32
 }
 
-func (c countingPiper) Pipe(ctx context.Context) (sdk.BatchPipe, error) {
+func (c countingPiper) Pipe(ctx context.Context) (pluginhost.BatchPipe, error) {
 	p, err := c.Plugin.Pipe(ctx)
 	if err != nil {
 		return nil, err
@@ -25,7 +26,7 @@ func (c countingPiper) Pipe(ctx context.Context) (sdk.BatchPipe, error) {
 }
 
 type countingPipe struct {
-	sdk.BatchPipe
+	pluginhost.BatchPipe
 	sent *atomic.Int32
 }
 
@@ -37,10 +38,9 @@ func (c countingPipe) Send(b *sdk.Batch) error {
 	return err
 }
 
-// withoutPipe is a plugin without the pipe, as one built with an older SDK.
-type withoutPipe struct{ *sdk.Plugin }
-
-func (withoutPipe) Pipe(context.Context) (sdk.BatchPipe, error) { return nil, sdk.ErrNoPipe }
+// withoutPipe is a plugin seen only as a Handle, without its pipe: the
+// applier commits each batch alone, as for a store in this process.
+type withoutPipe struct{ fold.Handle }
 
 // TestCatchUpBatchesArePiped bootstraps in small batches with the store's
 // pipe and without it: both folds end equal to the bucket, and the first
@@ -52,17 +52,12 @@ func TestCatchUpBatchesArePiped(t *testing.T) {
 			h, kv, last, _ := filledBucket(t, 5000)
 			h.cfg.MaxEntries = 100
 			var sent atomic.Int32
-			launch := h.cfg.Launch
-			h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
-				p, err := launch(ctx)
-				if err != nil {
-					return nil, err
-				}
+			h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle {
 				if !piped {
-					return withoutPipe{p.(*sdk.Plugin)}, nil
+					return withoutPipe{p}
 				}
-				return countingPiper{p.(*sdk.Plugin), &sent}, nil
-			}
+				return countingPiper{p, &sent}
+			})
 			h.start()
 			h.waitSynced(last)
 			diff(t, h.contents(), testenv.Contents(t, kv, ""))

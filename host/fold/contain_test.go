@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -56,14 +57,7 @@ func TestPanicStallsOnlyItsFold(t *testing.T) {
 		}},
 		{"store apply", "applier", func(h *harness) *atomic.Bool {
 			armed := &atomic.Bool{}
-			launch := h.cfg.Launch
-			h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
-				hd, err := launch(ctx)
-				if err != nil {
-					return nil, err
-				}
-				return panickyStore{Handle: hd, armed: armed}, nil
-			}
+			h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return panickyStore{Handle: p, armed: armed} })
 			return armed
 		}},
 	}

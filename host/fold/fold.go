@@ -32,15 +32,38 @@ var ErrNotReady = errors.New("fold has no complete generation yet")
 // store plugin is down; the fold is restarting it.
 var ErrStoreUnavailable = errors.New("store unavailable")
 
-// Handle is an open store plugin process.
+// Handle is an open store plugin process (a *pluginhost.Plugin), or a
+// store in this process made one with InProcess.
 type Handle interface {
 	sdk.Store
+	// Loader returns the store's bulk-load calls when it has them.
+	Loader() (sdk.Loader, bool)
 	// Shutdown closes the store and ends the process.
 	Shutdown(ctx context.Context) error
 	// Exited reports whether the process has died. Readers and the
 	// session call it concurrently with the other methods.
 	Exited() bool
 }
+
+// InProcess makes a store in this process a Handle: there is no process to
+// end or to die, and its capabilities are the interfaces it implements.
+func InProcess(s sdk.Store) Handle { return inProcess{s} }
+
+type inProcess struct{ sdk.Store }
+
+func (h inProcess) Loader() (sdk.Loader, bool) {
+	l, ok := h.Store.(sdk.Loader)
+	return l, ok
+}
+
+func (h inProcess) Shutdown(ctx context.Context) error {
+	if err := h.Close(ctx); err != nil && !errors.Is(err, sdk.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+func (inProcess) Exited() bool { return false }
 
 // Launcher starts a store plugin process for a fold.
 type Launcher func(ctx context.Context) (Handle, error)

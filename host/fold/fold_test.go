@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -33,7 +34,7 @@ type harness struct {
 	done   chan error
 
 	mu      sync.Mutex
-	plugins []*sdk.Plugin
+	plugins []*pluginhost.Plugin
 }
 
 func newHarness(t *testing.T, js jetstream.JetStream, bucket string, filters []string, dir string) *harness {
@@ -43,7 +44,7 @@ func newHarness(t *testing.T, js jetstream.JetStream, bucket string, filters []s
 		Name: "test", Bucket: bucket, Filters: filters, Dir: dir,
 		StoreConfig: []byte(`{}`),
 		Launch: func(ctx context.Context) (fold.Handle, error) {
-			p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: bin})
+			p, err := pluginhost.Launch(ctx, pluginhost.Config{Path: bin})
 			if err == nil {
 				h.mu.Lock()
 				h.plugins = append(h.plugins, p)
@@ -57,6 +58,19 @@ func newHarness(t *testing.T, js jetstream.JetStream, bucket string, filters []s
 		h.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return h
+}
+
+// wrapLaunch makes every plugin the fold launches from now on the Handle
+// wrap returns for it.
+func (h *harness) wrapLaunch(wrap func(p *pluginhost.Plugin) fold.Handle) {
+	launch := h.cfg.Launch
+	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
+		hd, err := launch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(hd.(*pluginhost.Plugin)), nil
+	}
 }
 
 func (h *harness) start() {
@@ -78,7 +92,7 @@ func (h *harness) stop() {
 	h.cancel = nil
 }
 
-func (h *harness) lastPlugin() *sdk.Plugin {
+func (h *harness) lastPlugin() *pluginhost.Plugin {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.plugins[len(h.plugins)-1]

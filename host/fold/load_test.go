@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -184,23 +185,23 @@ func TestBulkLoadWithWritesDuringBootstrap(t *testing.T) {
 }
 
 // refusingLoader is a plugin whose store refuses every bulk load.
-type refusingLoader struct{ *sdk.Plugin }
+type refusingLoader struct{ *pluginhost.Plugin }
 
-func (refusingLoader) BeginLoad(context.Context) error { return errors.New("no loads here") }
+func (r refusingLoader) Loader() (sdk.Loader, bool) {
+	l, ok := r.Plugin.Loader()
+	return refusal{l}, ok
+}
+
+type refusal struct{ sdk.Loader }
+
+func (refusal) BeginLoad(context.Context) error { return errors.New("no loads here") }
 
 // TestRefusedBulkLoadFillsBatchByBatch: a store that refuses BeginLoad (a
 // cursor-0 store holding keys, a plugin built before the capability) is
 // filled batch by batch instead of stalling the fold.
 func TestRefusedBulkLoadFillsBatchByBatch(t *testing.T) {
 	h, kv, last, log := filledBucket(t, 3000)
-	launch := h.cfg.Launch
-	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
-		p, err := launch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return refusingLoader{p.(*sdk.Plugin)}, nil
-	}
+	h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return refusingLoader{p} })
 	h.start()
 	h.waitSynced(last)
 	diff(t, h.contents(), testenv.Contents(t, kv, ""))
@@ -219,7 +220,7 @@ func TestNoLoadWithoutTheCapability(t *testing.T) {
 	h, kv, last, log := filledBucket(t, 300)
 	bin := testenv.Binary(t, "sdk/example", "slipstream-store-example")
 	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
-		return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin})
+		return pluginhost.Launch(ctx, pluginhost.Config{Path: bin})
 	}
 	h.start()
 	h.waitSynced(last)

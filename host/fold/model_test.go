@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 	"pgregory.net/rapid"
@@ -52,13 +53,13 @@ func (s *flakyStore) Open(context.Context, string, []byte) (sdk.State, error) {
 
 func (s *flakyStore) Apply(_ context.Context, b *sdk.Batch) error {
 	if s.exited.Load() {
-		return sdk.ErrPluginUnavailable
+		return pluginhost.ErrPluginUnavailable
 	}
 	s.applies++
 	switch r := s.rng.Float64(); {
 	case r < s.crash:
 		s.exited.Store(true)
-		return sdk.ErrPluginUnavailable
+		return pluginhost.ErrPluginUnavailable
 	case r < s.crash+s.fail:
 		return errInjected
 	}
@@ -112,6 +113,7 @@ func (s *flakyStore) Stats(context.Context) (sdk.Stats, error) {
 func (s *flakyStore) Close(context.Context) error    { return nil }
 func (s *flakyStore) Shutdown(context.Context) error { return nil }
 func (s *flakyStore) Exited() bool                   { return s.exited.Load() }
+func (s *flakyStore) Loader() (sdk.Loader, bool)     { return nil, false }
 
 // flakyPiper is a flakyStore with an apply pipe. Each batch is applied
 // as it is sent, before the host has waited for the ones before it (as far
@@ -119,7 +121,7 @@ func (s *flakyStore) Exited() bool                   { return s.exited.Load() }
 // failure ends the pipe, and nothing sent after it is applied.
 type flakyPiper struct{ *flakyStore }
 
-func (s flakyPiper) Pipe(context.Context) (sdk.BatchPipe, error) {
+func (s flakyPiper) Pipe(context.Context) (pluginhost.BatchPipe, error) {
 	return &flakyPipe{s: s.flakyStore}, nil
 }
 

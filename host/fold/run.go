@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -471,7 +472,7 @@ func applyError(g *generation, b *batch, err error) error {
 // said so before it died: a store that ends itself on a fatal error (Pebble
 // on a full disk) tells its reason only to its log.
 func pluginCause(h Handle, err error) string {
-	if err != nil && !errors.Is(err, sdk.ErrPluginUnavailable) {
+	if err != nil && !errors.Is(err, pluginhost.ErrPluginUnavailable) {
 		return ""
 	}
 	p, ok := h.(interface{ LastError() string })
@@ -521,13 +522,8 @@ func (f *Fold) committed(g *generation, b *batch, start time.Time) (isPub bool) 
 // has one (sdk.Loader) and the fold allows it. The load is only a faster
 // way to fill the store: a store that refuses it is filled batch by batch.
 func (f *Fold) beginLoad(ctx context.Context, g *generation) {
-	l, ok := g.h.(sdk.Loader)
+	l, ok := g.h.Loader()
 	if !ok || f.cfg.NoBulkLoad {
-		return
-	}
-	// A plugin process always offers the calls; its capability says
-	// whether its store does anything with them.
-	if d, ok := g.h.(interface{ Info() sdk.Info }); ok && !d.Info().Has(sdk.CapBulkLoad) {
 		return
 	}
 	if err := l.BeginLoad(ctx); err != nil {
@@ -543,7 +539,7 @@ func (f *Fold) endLoad(ctx context.Context, g *generation) error {
 	if !g.loading {
 		return nil
 	}
-	l, ok := g.h.(sdk.Loader)
+	l, ok := g.h.Loader()
 	if !ok {
 		return fmt.Errorf("generation %d is in a bulk load but its store has no EndLoad", g.n)
 	}

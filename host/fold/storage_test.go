@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
-	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // smallDisk mounts a tmpfs of size bytes for the test and returns its
@@ -66,7 +66,7 @@ func TestFullDisk(t *testing.T) {
 			h.cfg.RetryMin, h.cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
 			bin := plugins[name]
 			h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
-				p, err := sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger})
+				p, err := pluginhost.Launch(ctx, pluginhost.Config{Path: bin, Logger: logger})
 				if err == nil {
 					h.mu.Lock()
 					h.plugins = append(h.plugins, p)

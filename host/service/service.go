@@ -27,7 +27,7 @@ import (
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/connect"
 	"github.com/slipstreamkv/slipstream/host/fold"
-	"github.com/slipstreamkv/slipstream/sdk"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 )
 
 // PluginPrefix is the file name prefix of store plugin binaries.
@@ -156,7 +156,7 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		Dir:         filepath.Join(s.cfg.DataDir, "folds", fc.Name),
 		StoreConfig: storeCfg,
 		Launch: func(ctx context.Context) (fold.Handle, error) {
-			return sdk.Launch(ctx, sdk.LaunchConfig{Path: bin, Logger: logger})
+			return pluginhost.Launch(ctx, pluginhost.Config{Path: bin, Logger: logger})
 		},
 		MaxEntries:       fc.Batch.MaxEntries,
 		MaxBytes:         int(fc.Batch.MaxBytes),

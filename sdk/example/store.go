@@ -45,17 +45,18 @@ type Store struct {
 	applying sync.Mutex
 }
 
-// The optional interfaces a store may implement. Describer names it in
-// `slipstream conformance` output and in the host's log; a store that wants
-// the plugin's logger would implement sdk.LoggerSetter, and one that can
-// settle its files after a bulk load, sdk.Compacter.
+// The optional interfaces a store may implement; implementing one is what
+// declares it. Describer names the store in `slipstream conformance` output
+// and in the host's log; a store that wants the plugin's logger would
+// implement sdk.LoggerSetter, one that fills an empty fold faster in a bulk
+// load sdk.Loader, and one that can settle its files sdk.Compacter.
 var (
 	_ sdk.Store     = (*Store)(nil)
 	_ sdk.Describer = (*Store)(nil)
 )
 
-// Describe tells the host what this plugin is. It declares no optional
-// capabilities, so the conformance suite skips the optional cases.
+// Describe tells the host what this plugin is. The store implements no
+// other optional interface, so the conformance suite skips their cases.
 func (s *Store) Describe() sdk.Info {
 	return sdk.Info{Name: "example", Version: "1"}
 }

@@ -275,11 +275,11 @@ func TestEndLoadCanceled(t *testing.T) {
 	}
 }
 
-func TestDescribeDeclaresBulkLoad(t *testing.T) {
-	if info := New().Describe(); !info.Has(sdk.CapBulkLoad) || !info.Has(sdk.CapCompact) {
-		t.Fatalf("Describe() = %+v; want compact and bulk-load", info)
-	}
-}
+// The store's capabilities are its interfaces.
+var (
+	_ sdk.Loader    = (*Store)(nil)
+	_ sdk.Compacter = (*Store)(nil)
+)
 
 func TestLoadCallsOnClosedStore(t *testing.T) {
 	ctx := context.Background()

@@ -54,7 +54,7 @@ func (s *Store) SetLogger(l *slog.Logger) {
 
 // Describe names the store; its version is the on-disk layout version.
 func (s *Store) Describe() sdk.Info {
-	return sdk.Info{Name: "pebble", Version: layoutVersion, Capabilities: []string{sdk.CapCompact, sdk.CapBulkLoad}}
+	return sdk.Info{Name: "pebble", Version: layoutVersion}
 }
 
 // Open opens or creates the database in dir. A directory holding a pebble

@@ -116,8 +116,7 @@ func (s *Store) SetLogger(l *slog.Logger) { s.log = l }
 
 // Describe implements sdk.Describer.
 func (s *Store) Describe() sdk.Info {
-	return sdk.Info{Name: "sqlite", Version: Version,
-		Capabilities: []string{sdk.CapCompact, sdk.CapKeysOnlyScan, sdk.CapBulkLoad}}
+	return sdk.Info{Name: "sqlite", Version: Version}
 }
 
 // Open implements sdk.Store.

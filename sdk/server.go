@@ -3,12 +3,33 @@ package sdk
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 
-	"github.com/slipstreamkv/slipstream/sdk/internal/storepb"
+	"github.com/hashicorp/go-plugin"
+	"github.com/slipstreamkv/slipstream/internal/storepb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// grpcPlugin is the plugin's half of the go-plugin binding: it serves the
+// Store service for one store.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	store Store
+	srv   *server // set once go-plugin has called GRPCServer
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	p.srv = newServer(p.store)
+	storepb.RegisterStoreServer(s, p.srv)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("a store plugin is not a client of the host")
+}
 
 // scanChunkBytes and scanChunkEntries bound one streamed Scan message.
 const (
@@ -21,7 +42,7 @@ const (
 type server struct {
 	storepb.UnimplementedStoreServer
 	store Store
-	info  Info
+	info  *storepb.InfoResponse
 
 	life    sync.RWMutex // write-held by Open and Close
 	open    bool
@@ -32,22 +53,25 @@ func newServer(s Store) *server {
 	return &server{store: s, info: describe(s)}
 }
 
-func describe(s Store) Info {
-	var info Info
+// describe is what Info answers: the store's name and version, and a
+// capability for each optional interface it implements.
+func describe(s Store) *storepb.InfoResponse {
+	resp := &storepb.InfoResponse{}
 	if d, ok := s.(Describer); ok {
-		info = d.Describe()
+		info := d.Describe()
+		resp.Name, resp.Version = info.Name, info.Version
 	}
-	if _, ok := s.(Compacter); ok && !info.Has(CapCompact) {
-		info.Capabilities = append(info.Capabilities, CapCompact)
+	if _, ok := s.(Compacter); ok {
+		resp.Capabilities = append(resp.Capabilities, storepb.CapCompact)
 	}
-	if _, ok := s.(Loader); ok && !info.Has(CapBulkLoad) {
-		info.Capabilities = append(info.Capabilities, CapBulkLoad)
+	if _, ok := s.(Loader); ok {
+		resp.Capabilities = append(resp.Capabilities, storepb.CapBulkLoad)
 	}
-	return info
+	return resp
 }
 
 func (s *server) Info(context.Context, *storepb.InfoRequest) (*storepb.InfoResponse, error) {
-	return &storepb.InfoResponse{Name: s.info.Name, Version: s.info.Version, Capabilities: s.info.Capabilities, Wire: wireRevision}, nil
+	return s.info, nil
 }
 
 func (s *server) Open(ctx context.Context, req *storepb.OpenRequest) (*storepb.OpenResponse, error) {
@@ -162,16 +186,8 @@ func aborted(err error) error {
 	return status.Errorf(codes.Aborted, "batch stream ended before its last chunk: %v", err)
 }
 
-// appendMutations appends the mutations of req to dst: those sent one
-// message each, then the packed ones.
+// appendMutations appends the mutations of req to dst.
 func appendMutations(dst []Mutation, req *storepb.ApplyRequest) ([]Mutation, error) {
-	for _, m := range req.GetMutations() {
-		op := OpPut
-		if m.GetOp() == storepb.Op_OP_DELETE {
-			op = OpDelete
-		}
-		dst = append(dst, Mutation{Op: op, Key: m.GetKey(), Value: m.GetValue(), Revision: m.GetRevision()})
-	}
 	if req.GetPacked() == nil {
 		return dst, nil
 	}
@@ -180,6 +196,29 @@ func appendMutations(dst []Mutation, req *storepb.ApplyRequest) ([]Mutation, err
 		return dst, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return dst, nil
+}
+
+// appendPacked appends p's mutations to dst. Keys and values are slices of
+// p.Data. A malformed run (counts or lengths that disagree, an unknown op)
+// is an error and appends nothing: a batch is applied whole or not at all.
+func appendPacked(dst []Mutation, p *storepb.Packed) ([]Mutation, error) {
+	n, err := p.Check()
+	if err != nil {
+		return dst, err
+	}
+	out := dst
+	if cap(out)-len(out) < n {
+		out = make([]Mutation, len(dst), len(dst)+n)
+		copy(out, dst)
+	}
+	p.Each(func(op storepb.Op, key, value []byte, revision uint64) {
+		m := Mutation{Op: OpPut, Key: key, Value: value, Revision: revision}
+		if op == storepb.Op_OP_DELETE {
+			m.Op = OpDelete
+		}
+		out = append(out, m)
+	})
+	return out, nil
 }
 
 func (s *server) Get(ctx context.Context, req *storepb.GetRequest) (*storepb.GetResponse, error) {
@@ -316,4 +355,48 @@ func toStatus(err error) error {
 		return err
 	}
 	return status.Error(codes.Internal, err.Error())
+}
+
+// ApplyPipe serves a Pipe: one goroutine receives and decodes the next
+// batch while this one applies the last.
+func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
+	ctx := stream.Context()
+	batches := make(chan *Batch, 1)
+	ended := make(chan error, 1) // why the receiving ended; nil at a clean end
+	go func() {
+		defer close(batches)
+		for {
+			b, end, err := recvBatch(stream.Recv)
+			if end != nil {
+				// The host ends a pipe by cancelling it (Close) or, from
+				// other clients, by closing its side: clean between batches.
+				if !errors.Is(end, io.EOF) && status.Code(end) != codes.Canceled && ctx.Err() == nil {
+					err = aborted(end)
+				}
+			}
+			if b == nil {
+				ended <- err
+				return
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				ended <- status.FromContextError(ctx.Err()).Err()
+				return
+			}
+		}
+	}()
+	for b := range batches {
+		// A pipe the host gave up on applies nothing more.
+		if err := ctx.Err(); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		if err := s.apply(ctx, b); err != nil {
+			return err
+		}
+		if err := stream.Send(&storepb.ApplyResponse{Cursor: b.Cursor}); err != nil {
+			return err
+		}
+	}
+	return <-ended
 }

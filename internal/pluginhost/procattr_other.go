@@ -1,6 +1,6 @@
 //go:build !linux
 
-package sdk
+package pluginhost
 
 import "os/exec"
 

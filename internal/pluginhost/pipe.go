@@ -1,4 +1,4 @@
-package sdk
+package pluginhost
 
 import (
 	"context"
@@ -7,15 +7,14 @@ import (
 	"io"
 	"sync"
 
-	"github.com/slipstreamkv/slipstream/sdk/internal/storepb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/slipstreamkv/slipstream/internal/storepb"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // BatchPipe is what a Pipe does, for code that also takes other pipes (a
 // test's): see Pipe.
 type BatchPipe interface {
-	Send(b *Batch) error
+	Send(b *sdk.Batch) error
 	Wait() (uint64, error)
 	Close()
 }
@@ -28,7 +27,6 @@ type BatchPipe interface {
 // One goroutine calls Send and one (possibly another) calls Wait, once per
 // batch sent, in order.
 type Pipe struct {
-	c      *client
 	stream storepb.Store_ApplyPipeClient
 	cancel context.CancelFunc
 
@@ -36,45 +34,27 @@ type Pipe struct {
 	sent []uint64 // cursors of the batches sent and not yet waited for
 }
 
-// ErrNoPipe is returned by Plugin.Pipe for a plugin built with an SDK that
-// does not speak ApplyPipe: use Apply.
-var ErrNoPipe = errors.New("the plugin has no apply pipe (built with an older SDK)")
-
-// Pipe opens a pipe to the plugin; it ends with ctx or Close.
+// Pipe opens a pipe to the plugin; it ends with ctx or Close. Every plugin
+// of this protocol version has one.
 func (p *Plugin) Pipe(ctx context.Context) (BatchPipe, error) {
-	c, ok := p.Store.(*client)
-	if !ok {
-		return nil, ErrNoPipe
-	}
-	pipe, err := c.pipe(ctx)
-	if err != nil {
-		return nil, err // not a BatchPipe holding a nil *Pipe
-	}
-	return pipe, nil
-}
-
-func (c *client) pipe(ctx context.Context) (*Pipe, error) {
-	if !c.packed {
-		return nil, ErrNoPipe
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := c.rpc.ApplyPipe(ctx)
+	stream, err := p.rpc.ApplyPipe(ctx)
 	if err != nil {
 		cancel()
-		return nil, fromStatus(err)
+		return nil, fromStatus(err) // not a BatchPipe holding a nil *Pipe
 	}
-	return &Pipe{c: c, stream: stream, cancel: cancel}, nil
+	return &Pipe{stream: stream, cancel: cancel}, nil
 }
 
 // Send sends b. It does not wait for b to commit, only for room in the
 // transport. An error means the pipe is broken: b and any batch sent
 // before it and not yet waited for may or may not have been applied, as
 // after an Apply that failed in transit.
-func (p *Pipe) Send(b *Batch) error {
+func (p *Pipe) Send(b *sdk.Batch) error {
 	p.mu.Lock()
 	p.sent = append(p.sent, b.Cursor)
 	p.mu.Unlock()
-	err := p.c.chunks(b, func(req *storepb.ApplyRequest) error { return p.stream.Send(req) })
+	err := chunks(b, func(req *storepb.ApplyRequest) error { return p.stream.Send(req) })
 	if errors.Is(err, io.EOF) {
 		// The plugin ended the pipe: Wait returns its status.
 		return errors.New("the plugin ended the apply pipe")
@@ -115,47 +95,3 @@ func (p *Pipe) Wait() (uint64, error) {
 // returns an error. Batches sent and not waited for may or may not be
 // applied: wait for each first to know.
 func (p *Pipe) Close() { p.cancel() }
-
-// ApplyPipe serves a Pipe: one goroutine receives and decodes the next
-// batch while this one applies the last.
-func (s *server) ApplyPipe(stream storepb.Store_ApplyPipeServer) error {
-	ctx := stream.Context()
-	batches := make(chan *Batch, 1)
-	ended := make(chan error, 1) // why the receiving ended; nil at a clean end
-	go func() {
-		defer close(batches)
-		for {
-			b, end, err := recvBatch(stream.Recv)
-			if end != nil {
-				// The host ends a pipe by cancelling it (Close) or, from
-				// other clients, by closing its side: clean between batches.
-				if !errors.Is(end, io.EOF) && status.Code(end) != codes.Canceled && ctx.Err() == nil {
-					err = aborted(end)
-				}
-			}
-			if b == nil {
-				ended <- err
-				return
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				ended <- status.FromContextError(ctx.Err()).Err()
-				return
-			}
-		}
-	}()
-	for b := range batches {
-		// A pipe the host gave up on applies nothing more.
-		if err := ctx.Err(); err != nil {
-			return status.FromContextError(err).Err()
-		}
-		if err := s.apply(ctx, b); err != nil {
-			return err
-		}
-		if err := stream.Send(&storepb.ApplyResponse{Cursor: b.Cursor}); err != nil {
-			return err
-		}
-	}
-	return <-ended
-}

@@ -1,4 +1,4 @@
-package sdk
+package pluginhost
 
 import (
 	"log/slog"
@@ -20,7 +20,7 @@ func TestLastError(t *testing.T) {
 		{`{"@level":"error","@message":"goroutine 7 [running]:","@module":"plugin.slipstream-store-x"}`, "panic: pebble: fatal commit error"},
 		{`{"@level":"error","@message":"\tserver.go:1107 +0x11d","@module":"plugin.slipstream-store-x"}`, "panic: pebble: fatal commit error"},
 	}
-	w := &slogWriter{logger: slog.New(slog.DiscardHandler)}
+	w := &logWriter{logger: slog.New(slog.DiscardHandler)}
 	for i, s := range steps {
 		if _, err := w.Write([]byte(s.line + "\n")); err != nil {
 			t.Fatal(err)

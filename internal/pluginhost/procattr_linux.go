@@ -1,4 +1,4 @@
-package sdk
+package pluginhost
 
 import (
 	"os/exec"
