@@ -24,21 +24,30 @@ const (
 	OpPut Op = 1
 	// OpDelete removes a key. Deleting an absent key is not an error.
 	OpDelete Op = 2
+	// OpPurge is a delete that also removed the key's history from the
+	// stream. The host keeps it apart only for transforms, which may tell
+	// the two apart; a store is never sent one (the host sends it as
+	// OpDelete).
+	OpPurge Op = 3
 )
 
-// String returns "put" or "delete".
+// String returns "put", "delete" or "purge".
 func (o Op) String() string {
 	switch o {
 	case OpPut:
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpPurge:
+		return "purge"
 	}
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-// Mutation is one change to the fold.
+// Mutation is one change to the fold. The host carries every update in
+// this one shape, from the stream through its transforms to Apply.
 type Mutation struct {
+	// Op is OpPut or OpDelete in a Batch.
 	Op    Op
 	Key   []byte
 	Value []byte

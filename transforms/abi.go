@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/sdk/abi"
 	"github.com/tetratelabs/wazero/api"
 )
@@ -133,8 +134,8 @@ func batchSize(out []Outcome, idx []int) (n int, size uint64) {
 }
 
 // guestValue is the value a guest sees: empty unless the record is a put.
-func guestValue(r *Record) []byte {
-	if r.Op != OpPut {
+func guestValue(r *sdk.Mutation) []byte {
+	if r.Op != sdk.OpPut {
 		return nil
 	}
 	return r.Value
@@ -148,7 +149,8 @@ func encodeBatch(dst []byte, out []Outcome, idx []int) {
 	for _, i := range idx {
 		r := &out[i].Record
 		v := guestValue(r)
-		binary.LittleEndian.PutUint32(dst, uint32(r.Op))
+		op, _ := abiOp(r.Op) // Process checked it
+		binary.LittleEndian.PutUint32(dst, uint32(op))
 		binary.LittleEndian.PutUint32(dst[4:], uint32(len(r.Key)))
 		binary.LittleEndian.PutUint32(dst[8:], uint32(len(v)))
 		binary.LittleEndian.PutUint64(dst[12:], r.Revision)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
@@ -44,8 +45,8 @@ func checkApplied(t *testing.T, a answer, kept []byte) {
 		}
 	}
 	st := &stage{name: "fuzz"}
-	for _, op := range []Op{OpPut, OpDelete} {
-		o := Outcome{Record: Record{Op: op, Key: []byte("key"), Value: []byte("value"), Revision: 1}, Keep: true}
+	for _, op := range []sdk.Op{sdk.OpPut, sdk.OpDelete} {
+		o := Outcome{Record: sdk.Mutation{Op: op, Key: []byte("key"), Value: []byte("value"), Revision: 1}, Keep: true}
 		st.apply(&o, a, kept)
 		switch a.verdict {
 		case abi.VerdictKeep:
@@ -62,7 +63,7 @@ func checkApplied(t *testing.T, a answer, kept []byte) {
 				t.Fatalf("error answer gave %+v", o)
 			}
 		case abi.VerdictRewrite:
-			if !o.Keep || o.Err != nil || len(o.Record.Key) == 0 || (op == OpPut && o.Record.Value == nil) {
+			if !o.Keep || o.Err != nil || len(o.Record.Key) == 0 || (op == sdk.OpPut && o.Record.Value == nil) {
 				t.Fatalf("rewrite answer gave %+v", o)
 			}
 		default:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/sdk/abi"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
@@ -45,13 +46,13 @@ type answerCase struct {
 	name   string
 	answer []byte
 	// want, given the record that carried the answer.
-	want func(in transforms.Record) want
+	want func(in sdk.Mutation) want
 	// emptyError: the answer is an error with an empty message.
 	emptyError bool
 }
 
-func withKey(r transforms.Record, k string) transforms.Record   { r.Key = []byte(k); return r }
-func withValue(r transforms.Record, v []byte) transforms.Record { r.Value = v; return r }
+func withKey(r sdk.Mutation, k string) sdk.Mutation   { r.Key = []byte(k); return r }
+func withValue(r sdk.Mutation, v []byte) sdk.Mutation { r.Value = v; return r }
 
 var (
 	bigKey   = bytes.Repeat([]byte("k"), 64<<10)
@@ -62,38 +63,38 @@ var (
 // malformed answers next to them.
 var answerCases = []answerCase{
 	{name: "keep", answer: verdict(abi.VerdictKeep), want: kept},
-	{name: "drop", answer: verdict(abi.VerdictDrop), want: func(transforms.Record) want { return dropped }},
+	{name: "drop", answer: verdict(abi.VerdictDrop), want: func(sdk.Mutation) want { return dropped }},
 	{name: "rewrite nothing", answer: rewrite(nil, nil), want: kept},
 	{name: "rewrite key", answer: rewrite([]byte("new.key"), nil),
-		want: func(in transforms.Record) want { return kept(withKey(in, "new.key")) }},
+		want: func(in sdk.Mutation) want { return kept(withKey(in, "new.key")) }},
 	{name: "rewrite empty value", answer: rewrite(nil, []byte{}),
-		want: func(in transforms.Record) want { return kept(withValue(in, []byte{})) }},
+		want: func(in sdk.Mutation) want { return kept(withValue(in, []byte{})) }},
 	{name: "rewrite value", answer: rewrite(nil, []byte("v2")),
-		want: func(in transforms.Record) want { return kept(withValue(in, []byte("v2"))) }},
+		want: func(in sdk.Mutation) want { return kept(withValue(in, []byte("v2"))) }},
 	{name: "rewrite key and empty value", answer: rewrite([]byte("k2"), []byte{}),
-		want: func(in transforms.Record) want { return kept(withValue(withKey(in, "k2"), []byte{})) }},
+		want: func(in sdk.Mutation) want { return kept(withValue(withKey(in, "k2"), []byte{})) }},
 	{name: "rewrite key and value, large", answer: rewrite(bigKey, bigValue),
-		want: func(in transforms.Record) want { return kept(withValue(withKey(in, string(bigKey)), bigValue)) }},
+		want: func(in sdk.Mutation) want { return kept(withValue(withKey(in, string(bigKey)), bigValue)) }},
 	{name: "error with a message", answer: verdict(abi.VerdictError, field([]byte("no thanks"))),
-		want: func(transforms.Record) want { return failed("no thanks") }},
+		want: func(sdk.Mutation) want { return failed("no thanks") }},
 	{name: "error with an empty message", answer: verdict(abi.VerdictError, field(nil)), emptyError: true},
 
 	{name: "undefined verdict", answer: verdict(9),
-		want: func(transforms.Record) want { return failed("malformed answer: verdict 9 is not defined by ABI v1") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: verdict 9 is not defined by ABI v1") }},
 	{name: "rewrite without flags", answer: verdict(abi.VerdictRewrite),
-		want: func(transforms.Record) want { return failed("malformed answer: truncated rewrite flags") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: truncated rewrite flags") }},
 	{name: "undefined flag bits", answer: verdict(abi.VerdictRewrite, u32(4)),
-		want: func(transforms.Record) want { return failed("set undefined bits") }},
+		want: func(sdk.Mutation) want { return failed("set undefined bits") }},
 	{name: "empty new key", answer: verdict(abi.VerdictRewrite, u32(abi.FlagKey), field(nil)),
-		want: func(transforms.Record) want { return failed("malformed answer: empty new key") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: empty new key") }},
 	{name: "new value longer than the output", answer: verdict(abi.VerdictRewrite, u32(abi.FlagValue), u32(1000), []byte("short")),
-		want: func(transforms.Record) want { return failed("malformed answer: truncated new value") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: truncated new value") }},
 	{name: "error body truncated", answer: verdict(abi.VerdictError, []byte{1, 0}),
-		want: func(transforms.Record) want { return failed("malformed answer: truncated error message") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: truncated error message") }},
 	{name: "bytes after a rewrite", answer: append(rewrite(nil, []byte("x")), 7, 7),
-		want: func(transforms.Record) want { return failed("malformed answer: 2 bytes follow the last answer") }},
+		want: func(sdk.Mutation) want { return failed("malformed answer: 2 bytes follow the last answer") }},
 	{name: "a batch failure word", answer: verdict(batchFails, []byte("whole batch")),
-		want: func(transforms.Record) want { return failed("is not defined by ABI v1") }},
+		want: func(sdk.Mutation) want { return failed("is not defined by ABI v1") }},
 }
 
 // echoModules are the echo guest with slipstream_batch (answers in batches)
@@ -112,7 +113,7 @@ func TestEveryAnswerShape(t *testing.T) {
 			keep := verdict(abi.VerdictKeep)
 			for _, tc := range answerCases {
 				t.Run(tc.name, func(t *testing.T) {
-					recs := []transforms.Record{putBytes("a", keep), putBytes("b", tc.answer), putBytes("c", keep)}
+					recs := []sdk.Mutation{putBytes("a", keep), putBytes("b", tc.answer), putBytes("c", keep)}
 					out := process(t, c, 20*time.Second, recs...)
 					checkOutcome(t, mod, []byte("a"), out[0], kept(recs[0]))
 					checkAnswer(t, mod, tc, recs[1], out[1])
@@ -127,7 +128,7 @@ func TestEveryAnswerShape(t *testing.T) {
 			// batch (refused as a whole by the malformed ones, then replayed
 			// record by record); the outcomes are the same as alone.
 			t.Run("all in one call", func(t *testing.T) {
-				var recs []transforms.Record
+				var recs []sdk.Mutation
 				for i, tc := range answerCases {
 					recs = append(recs, putBytes("k"+string(rune('a'+i)), tc.answer))
 				}
@@ -168,7 +169,7 @@ func TestAnswersReferringToNoBytes(t *testing.T) {
 func TestLargestBatches(t *testing.T) {
 	rt := newRuntime(t, transforms.Options{})
 	c := newChain(t, rt, transforms.Module{Name: "echo", Path: wasm("echo")})
-	var recs []transforms.Record
+	var recs []sdk.Mutation
 	for i := range 5000 { // more than one batch's 4096 records
 		recs = append(recs, putBytes("k"+strings.Repeat("x", i%7), rewrite([]byte{'n', byte(i)}, nil)))
 	}
@@ -184,12 +185,12 @@ func TestLargestBatches(t *testing.T) {
 	}
 }
 
-func putBytes(key string, value []byte) transforms.Record {
-	return transforms.Record{Op: transforms.OpPut, Key: []byte(key), Value: value, Revision: rev}
+func putBytes(key string, value []byte) sdk.Mutation {
+	return sdk.Mutation{Op: sdk.OpPut, Key: []byte(key), Value: value, Revision: rev}
 }
 
 // checkAnswer checks the outcome of the record in that carried tc's answer.
-func checkAnswer(t *testing.T, mod string, tc answerCase, in transforms.Record, got transforms.Outcome) {
+func checkAnswer(t *testing.T, mod string, tc answerCase, in sdk.Mutation, got transforms.Outcome) {
 	t.Helper()
 	if !tc.emptyError {
 		checkOutcome(t, mod, in.Key, got, tc.want(in))

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -15,11 +16,11 @@ import (
 // without it, so one call per record.
 func BenchmarkProcess(b *testing.B) {
 	const batch = 1000
-	recs := make([]transforms.Record, batch)
+	recs := make([]sdk.Mutation, batch)
 	value := make([]byte, 176)
 	for i := range recs {
-		recs[i] = transforms.Record{
-			Op:       transforms.OpPut,
+		recs[i] = sdk.Mutation{
+			Op:       sdk.OpPut,
 			Key:      fmt.Appendf(nil, "route.%018d", i),
 			Value:    value,
 			Revision: uint64(i + 1),

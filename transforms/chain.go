@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
@@ -115,14 +116,14 @@ func (c *Chain) Digest() string { return c.digest }
 // the failing instance is replaced before the next record. Other records
 // are unaffected. Process itself fails only when ctx ends, a record has an
 // unknown Op, or a replacement instance cannot be made.
-func (c *Chain) Process(ctx context.Context, in []Record) ([]Outcome, error) {
+func (c *Chain) Process(ctx context.Context, in []sdk.Mutation) ([]Outcome, error) {
 	if c.closed {
 		return nil, errors.New("transforms: Process on a closed chain")
 	}
 	out := make([]Outcome, len(in))
 	live := make([]int, len(in))
 	for i := range in {
-		if !in[i].Op.Valid() {
+		if _, ok := abiOp(in[i].Op); !ok {
 			return nil, fmt.Errorf("transforms: record %d (key %q) has unknown %v", i, in[i].Key, in[i].Op)
 		}
 		out[i] = Outcome{Record: in[i], Keep: true}
@@ -234,7 +235,7 @@ func (s *stage) apply(o *Outcome, a answer, result []byte) {
 		if a.flags&abi.FlagKey != 0 {
 			o.Record.Key = a.key.of(result)
 		}
-		if a.flags&abi.FlagValue != 0 && o.Record.Op == OpPut {
+		if a.flags&abi.FlagValue != 0 && o.Record.Op == sdk.OpPut {
 			o.Record.Value = a.value.of(result)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -245,7 +246,7 @@ func TestChainPerWorker(t *testing.T) {
 			defer c.Close(context.Background())
 			for i := range 50 {
 				key := fmt.Sprintf("a.%d.%d", w, i)
-				out, err := c.Process(context.Background(), []transforms.Record{put(key, "v")})
+				out, err := c.Process(context.Background(), []sdk.Mutation{put(key, "v")})
 				if err != nil {
 					errs <- err
 					return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -27,10 +28,10 @@ func ExampleChain_Process() {
 	}
 	defer chain.Close(ctx)
 
-	out, err := chain.Process(ctx, []transforms.Record{
-		{Op: transforms.OpPut, Key: []byte("route.a"), Value: []byte("10.0.0.1"), Revision: 1},
-		{Op: transforms.OpPut, Key: []byte("tmp.b"), Value: []byte("x"), Revision: 2},
-		{Op: transforms.OpDelete, Key: []byte("route.a"), Revision: 3},
+	out, err := chain.Process(ctx, []sdk.Mutation{
+		{Op: sdk.OpPut, Key: []byte("route.a"), Value: []byte("10.0.0.1"), Revision: 1},
+		{Op: sdk.OpPut, Key: []byte("tmp.b"), Value: []byte("x"), Revision: 2},
+		{Op: sdk.OpDelete, Key: []byte("route.a"), Revision: 3},
 	})
 	if err != nil {
 		log.Fatal(err)

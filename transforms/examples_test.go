@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
 // want is the expected outcome of one record.
 type want struct {
 	keep   bool
-	rec    transforms.Record // the record to fold, when keep
-	reason string            // a substring of the GuestError reason, when failed
+	rec    sdk.Mutation // the record to fold, when keep
+	reason string       // a substring of the GuestError reason, when failed
 }
 
-func kept(r transforms.Record) want { return want{keep: true, rec: r} }
+func kept(r sdk.Mutation) want { return want{keep: true, rec: r} }
 
 var dropped = want{}
 
@@ -25,7 +26,7 @@ func failed(reason string) want { return want{reason: reason} }
 
 // step is one record through a chain and what must come out.
 type step struct {
-	in   transforms.Record
+	in   sdk.Mutation
 	want want
 }
 
@@ -52,11 +53,11 @@ func checkOutcome(t *testing.T, mod string, key []byte, got transforms.Outcome, 
 	}
 }
 
-func sameRecord(a, b transforms.Record) bool {
+func sameRecord(a, b sdk.Mutation) bool {
 	return a.Op == b.Op && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.Value, b.Value) && a.Revision == b.Revision
 }
 
-func show(r transforms.Record) string {
+func show(r sdk.Mutation) string {
 	return r.Op.String() + " " + string(r.Key) + "=" + string(r.Value)
 }
 
@@ -64,7 +65,7 @@ func show(r transforms.Record) string {
 // alone, and checks the outcomes both ways.
 func runSteps(t *testing.T, c *transforms.Chain, mod string, steps []step) {
 	t.Helper()
-	in := make([]transforms.Record, len(steps))
+	in := make([]sdk.Mutation, len(steps))
 	for i, s := range steps {
 		in[i] = s.in
 	}
@@ -187,7 +188,7 @@ func TestKeepAllWAT(t *testing.T) {
 	}
 	big := put("big", strings.Repeat("x", 3<<20))
 	steps = append(steps, step{big, kept(big)})
-	in := make([]transforms.Record, len(steps))
+	in := make([]sdk.Mutation, len(steps))
 	for i, s := range steps {
 		in[i] = s.in
 	}
@@ -205,7 +206,7 @@ func TestChainOrder(t *testing.T) {
 		transforms.Module{Name: "g", Path: wasm("goguest"), Config: map[string]any{"fail": "r.bad"}},
 		transforms.Module{Name: "redact", Path: wasm("redact"), Config: map[string]any{"fields": []any{"p"}}},
 	)
-	in := []transforms.Record{
+	in := []sdk.Mutation{
 		put("route.a", `{"p":1,"q":2}`),
 		put("other.a", "1"),
 		del("route.a"),

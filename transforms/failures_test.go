@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -114,7 +115,7 @@ func TestProcessContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := c.Process(ctx, []transforms.Record{put("!x", "")})
+	_, err := c.Process(ctx, []sdk.Mutation{put("!x", "")})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Process = %v, want context.DeadlineExceeded", err)
 	}
@@ -129,7 +130,7 @@ func TestProcessContext(t *testing.T) {
 func TestProcessRefusesUnknownOp(t *testing.T) {
 	rt := newRuntime(t, transforms.Options{})
 	c := newChain(t, rt, transforms.Module{Name: "keepall", Path: wasm("keepall")})
-	_, err := c.Process(context.Background(), []transforms.Record{{Op: 9, Key: []byte("k")}})
+	_, err := c.Process(context.Background(), []sdk.Mutation{{Op: 9, Key: []byte("k")}})
 	if err == nil || !strings.Contains(err.Error(), `record 0 (key "k") has unknown op(9)`) {
 		t.Fatalf("Process = %v, want an unknown op error", err)
 	}
@@ -144,7 +145,7 @@ func TestProcessAfterClose(t *testing.T) {
 	if err := c.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Process(context.Background(), []transforms.Record{put("k", "")}); err == nil {
+	if _, err := c.Process(context.Background(), []sdk.Mutation{put("k", "")}); err == nil {
 		t.Fatal("Process on a closed chain succeeded")
 	}
 }

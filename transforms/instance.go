@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/sdk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -128,7 +129,7 @@ func (in *instance) configure(ctx context.Context, config []byte) error {
 
 // transform runs slipstream_record on r and returns the answer with the
 // output it refers to.
-func (in *instance) transform(ctx context.Context, r *Record) (answer, []byte, error) {
+func (in *instance) transform(ctx context.Context, r *sdk.Mutation) (answer, []byte, error) {
 	value := guestValue(r)
 	n := uint64(len(r.Key)) + uint64(len(value))
 	if n > math.MaxUint32 {
@@ -140,7 +141,8 @@ func (in *instance) transform(ctx context.Context, r *Record) (answer, []byte, e
 	}
 	copy(view[copy(view, r.Key):], value)
 	s := in.stack
-	s[0] = api.EncodeU32(uint32(r.Op))
+	op, _ := abiOp(r.Op) // Process checked it
+	s[0] = api.EncodeU32(uint32(op))
 	s[1], s[2] = api.EncodeU32(ptr), api.EncodeU32(uint32(len(r.Key)))
 	s[3], s[4] = api.EncodeU32(ptr+uint32(len(r.Key))), api.EncodeU32(uint32(len(value)))
 	s[5] = r.Revision

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -141,7 +142,7 @@ func newChain(t testing.TB, rt *transforms.Runtime, mods ...transforms.Module) *
 // process runs recs through c and fails the test if that takes longer
 // than limit, so that a guest the deadline does not stop fails instead of
 // hanging.
-func process(t *testing.T, c *transforms.Chain, limit time.Duration, recs ...transforms.Record) []transforms.Outcome {
+func process(t *testing.T, c *transforms.Chain, limit time.Duration, recs ...sdk.Mutation) []transforms.Outcome {
 	t.Helper()
 	type result struct {
 		out []transforms.Outcome
@@ -170,14 +171,14 @@ func process(t *testing.T, c *transforms.Chain, limit time.Duration, recs ...tra
 // rev is the revision of test records; the chain must pass it through.
 const rev = 42
 
-func put(key, value string) transforms.Record {
-	return transforms.Record{Op: transforms.OpPut, Key: []byte(key), Value: []byte(value), Revision: rev}
+func put(key, value string) sdk.Mutation {
+	return sdk.Mutation{Op: sdk.OpPut, Key: []byte(key), Value: []byte(value), Revision: rev}
 }
 
-func del(key string) transforms.Record {
-	return transforms.Record{Op: transforms.OpDelete, Key: []byte(key), Revision: rev}
+func del(key string) sdk.Mutation {
+	return sdk.Mutation{Op: sdk.OpDelete, Key: []byte(key), Revision: rev}
 }
 
-func purge(key string) transforms.Record {
-	return transforms.Record{Op: transforms.OpPurge, Key: []byte(key), Revision: rev}
+func purge(key string) sdk.Mutation {
+	return sdk.Mutation{Op: sdk.OpPurge, Key: []byte(key), Revision: rev}
 }

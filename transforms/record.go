@@ -1,26 +1,26 @@
 package transforms
 
-import "github.com/slipstreamkv/slipstream/sdk/abi"
-
-// Op is the operation a record carries; the numbers are part of the ABI.
-type Op = abi.Op
-
-// The operations of ABI v1.
-const (
-	// OpPut sets the key to the record's value.
-	OpPut = abi.OpPut
-	// OpDelete deletes the key. Guests see an empty value.
-	OpDelete = abi.OpDelete
-	// OpPurge deletes the key and its history. Guests see an empty value.
-	OpPurge = abi.OpPurge
+import (
+	"github.com/slipstreamkv/slipstream/sdk"
+	"github.com/slipstreamkv/slipstream/sdk/abi"
 )
 
-// Record is one KV update.
-type Record struct {
-	Op       Op
-	Key      []byte
-	Value    []byte // ignored, and shown to guests as empty, unless Op is OpPut
-	Revision uint64
+// A chain takes the host's one record type, sdk.Mutation, with OpPut,
+// OpDelete or OpPurge; a delete's or purge's value is ignored and shown to
+// guests as empty.
+
+// abiOp is op in ABI v1's numbers: the one place the host's record meets
+// the ABI's encoding. It reports false for an op the ABI has no number for.
+func abiOp(op sdk.Op) (abi.Op, bool) {
+	switch op {
+	case sdk.OpPut:
+		return abi.OpPut, true
+	case sdk.OpDelete:
+		return abi.OpDelete, true
+	case sdk.OpPurge:
+		return abi.OpPurge, true
+	}
+	return 0, false
 }
 
 // Outcome is what a chain made of one record.
@@ -29,7 +29,7 @@ type Outcome struct {
 	// and value rewrites of the chain applied (a delete or purge keeps its
 	// value; only its key can be rewritten). Otherwise it is the input
 	// record unchanged.
-	Record Record
+	Record sdk.Mutation
 	// Keep reports that every module kept or rewrote the record. False with
 	// a nil Err means a module dropped it: nothing is folded.
 	Keep bool

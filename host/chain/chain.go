@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/fold"
-	"github.com/slipstreamkv/slipstream/host/watch"
+	"github.com/slipstreamkv/slipstream/sdk"
 	"github.com/slipstreamkv/slipstream/transforms"
 )
 
@@ -112,15 +112,10 @@ func (t *Transform) Close(ctx context.Context) error {
 // of them decide what the fold holds.
 func (t *Transform) Digest() string { return t.digest }
 
-var toOp = map[watch.Op]transforms.Op{watch.OpPut: transforms.OpPut, watch.OpDelete: transforms.OpDelete, watch.OpPurge: transforms.OpPurge}
-
-// Apply implements fold.Transform.
-func (t *Transform) Apply(ctx context.Context, in []fold.Change) ([]fold.Change, error) {
-	recs := make([]transforms.Record, len(in))
-	for i, c := range in {
-		recs[i] = transforms.Record{Op: toOp[c.Op], Key: []byte(c.Key), Value: c.Value, Revision: c.Revision}
-	}
-	outs, err := t.chain.Process(ctx, recs)
+// Apply implements fold.Transform. The chain answers for each mutation;
+// the kept ones, rewritten, are compacted into in's array.
+func (t *Transform) Apply(ctx context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
+	outs, err := t.chain.Process(ctx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -138,12 +133,7 @@ func (t *Transform) Apply(ctx context.Context, in []fold.Change) ([]fold.Change,
 		if !o.Keep {
 			continue
 		}
-		c := in[i]
-		c.Key = string(o.Record.Key)
-		if c.Op == watch.OpPut {
-			c.Value = o.Record.Value
-		}
-		kept = append(kept, c)
+		kept = append(kept, o.Record)
 	}
 	return kept, nil
 }

@@ -19,7 +19,7 @@ import (
 type panicky struct{ armed atomic.Bool }
 
 func (p *panicky) Digest() string { return "" }
-func (p *panicky) Apply(_ context.Context, in []fold.Change) ([]fold.Change, error) {
+func (p *panicky) Apply(_ context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
 	if p.armed.Load() {
 		panic("transform blew up")
 	}

@@ -20,7 +20,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
-	"github.com/slipstreamkv/slipstream/host/watch"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -68,31 +67,24 @@ func (inProcess) Exited() bool { return false }
 // Launcher starts a store plugin process for a fold.
 type Launcher func(ctx context.Context) (Handle, error)
 
-// Change is one update on its way to the store, after decoding and before
-// transforms.
-type Change struct {
-	Op       watch.Op
-	Key      string
-	Value    []byte
-	Revision uint64
-}
-
 // Forker is a Transform that can make another of itself for a second
 // goroutine; Verify uses one of its own while the fold applies.
 type Forker interface {
 	Fork(ctx context.Context) (Transform, func(), error)
 }
 
-// Transform reshapes changes before they are folded. A Transform is used by
+// Transform reshapes updates before they are folded. A Transform is used by
 // one goroutine at a time: the fold's reader, and Verify through a fork (or,
 // for a Transform that is no Forker, under the fold's lock on it).
 type Transform interface {
 	// Digest identifies the chain (modules and their config); a change of
 	// digest rebuilds the fold.
 	Digest() string
-	// Apply returns the changes to fold, in order. An error stalls the
-	// fold: nothing of the batch is applied and the cursor does not move.
-	Apply(ctx context.Context, in []Change) ([]Change, error)
+	// Apply returns the mutations to fold, in order: a subset of in, each
+	// with its key and (for a put) its value possibly rewritten. It may
+	// reuse in's backing array. An error stalls the fold: nothing of the
+	// batch is applied and the cursor does not move.
+	Apply(ctx context.Context, in []sdk.Mutation) ([]sdk.Mutation, error)
 }
 
 // Config describes one fold.
@@ -392,7 +384,7 @@ type lockedTransform struct {
 	mu *sync.Mutex
 }
 
-func (l lockedTransform) Apply(ctx context.Context, in []Change) ([]Change, error) {
+func (l lockedTransform) Apply(ctx context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.Transform.Apply(ctx, in)
@@ -423,11 +415,11 @@ func (f *Fold) Verify(ctx context.Context) (reconcile.Summary, []reconcile.Diffe
 		}
 		defer release()
 		src.Map = func(ctx context.Context, key string, value []byte, rev uint64) (string, bool, error) {
-			out, err := t.Apply(ctx, []Change{{Op: watch.OpPut, Key: key, Value: value, Revision: rev}})
+			out, err := t.Apply(ctx, []sdk.Mutation{{Op: sdk.OpPut, Key: []byte(key), Value: value, Revision: rev}})
 			if err != nil || len(out) == 0 {
 				return "", false, err
 			}
-			return out[0].Key, true, nil
+			return string(out[0].Key), true, nil
 		}
 	}
 	var diffs []reconcile.Difference

@@ -201,7 +201,7 @@ func TestBootstrapTenThousandKeys(t *testing.T) {
 type counter struct{ n atomic.Int64 }
 
 func (c *counter) Digest() string { return "" }
-func (c *counter) Apply(_ context.Context, in []fold.Change) ([]fold.Change, error) {
+func (c *counter) Apply(_ context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
 	c.n.Add(int64(len(in)))
 	return in, nil
 }

@@ -76,7 +76,7 @@ func foldState(t *testing.T, dir string, gen int) (loading bool, indexed bool) {
 type slowPass struct{ fast atomic.Bool }
 
 func (*slowPass) Digest() string { return "" }
-func (p *slowPass) Apply(_ context.Context, in []fold.Change) ([]fold.Change, error) {
+func (p *slowPass) Apply(_ context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
 	if !p.fast.Load() {
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -1,15 +1,16 @@
 package fold_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // limitStream caps the bucket's stream at maxMsgs, dropping the oldest.
@@ -42,9 +43,9 @@ type gate struct {
 }
 
 func (g *gate) Digest() string { return "" }
-func (g *gate) Apply(ctx context.Context, in []fold.Change) ([]fold.Change, error) {
+func (g *gate) Apply(ctx context.Context, in []sdk.Mutation) ([]sdk.Mutation, error) {
 	for _, c := range in {
-		if strings.HasPrefix(c.Key, g.prefix) {
+		if bytes.HasPrefix(c.Key, []byte(g.prefix)) {
 			select {
 			case <-g.open:
 			case <-ctx.Done():

@@ -72,7 +72,7 @@ type reader struct {
 	applyCh     chan<- *batch
 	applierDone <-chan struct{}
 
-	changes  []Change // received, not yet flushed
+	changes  []sdk.Mutation // received, not yet flushed
 	size     int
 	deadline time.Time // when the open batch's window ends
 	high     uint64    // revision of the last change received
@@ -215,7 +215,7 @@ func (r *reader) receive(u watch.Update) (bool, error) {
 	if len(r.changes) == 0 {
 		r.deadline = time.Now().Add(f.cfg.Window)
 	}
-	r.changes = append(r.changes, Change{Op: u.Op, Key: u.Key, Value: u.Value, Revision: u.Revision})
+	r.changes = append(r.changes, u.Mutation)
 	r.size += len(u.Key) + len(u.Value)
 	r.high = u.Revision
 	r.caughtUp = u.Pending == 0
@@ -251,7 +251,7 @@ func (r *reader) flush(caughtUp bool) (bool, error) {
 			return false, err
 		}
 	}
-	b := &batch{cursor: r.high, caughtUp: caughtUp, muts: toMutations(out)}
+	b := &batch{cursor: r.high, caughtUp: caughtUp, muts: storeOps(out)}
 	r.changes, r.size, r.sent, r.caughtUp = nil, 0, r.high, false
 	return r.send(b), nil
 }
@@ -318,16 +318,13 @@ func (r *reader) repair() error {
 	return nil
 }
 
-func toMutations(cs []Change) []sdk.Mutation {
-	out := make([]sdk.Mutation, len(cs))
-	for i, c := range cs {
-		m := &out[i]
-		m.Key, m.Revision = []byte(c.Key), c.Revision
-		if c.Op == watch.OpPut {
-			m.Op, m.Value = sdk.OpPut, c.Value
-		} else {
-			m.Op = sdk.OpDelete
+// storeOps makes ms what a store is sent, in place: a purge is a delete to
+// a store (sdk.OpPurge).
+func storeOps(ms []sdk.Mutation) []sdk.Mutation {
+	for i := range ms {
+		if ms[i].Op == sdk.OpPurge {
+			ms[i].Op = sdk.OpDelete
 		}
 	}
-	return out
+	return ms
 }

@@ -135,7 +135,7 @@ func live(ctx context.Context, src Source, sizeHint func(n int), fn func(key str
 		if err != nil {
 			return err
 		}
-		if watch.Operation(msg.Headers()) == watch.OpPut {
+		if watch.Operation(msg.Headers()) == sdk.OpPut {
 			if err := fn(msg.Subject()[len(prefix):], msg.Data(), md.Sequence.Stream); err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // FuzzDecode feeds decode what a stream message brings from outside: its
@@ -73,7 +74,7 @@ func FuzzDecode(f *testing.F) {
 			if inBucket && key != "" {
 				t.Fatalf("skipped %q, a key %q of bucket %q", subject, key, bucket)
 			}
-			if u.Op != 0 || u.Key != "" || u.Value != nil || u.Revision != 0 || u.Pending != 0 {
+			if u.Op != 0 || u.Key != nil || u.Value != nil || u.Revision != 0 || u.Pending != 0 {
 				t.Fatalf("skipped message came with %+v", u)
 			}
 			return
@@ -81,7 +82,7 @@ func FuzzDecode(f *testing.F) {
 		if !inBucket {
 			t.Fatalf("decoded %q, outside bucket %q, as %+v", subject, bucket, u)
 		}
-		if u.Key == "" || u.Key != key {
+		if len(u.Key) == 0 || string(u.Key) != key {
 			t.Fatalf("key %q from subject %q under prefix %q", u.Key, subject, prefix)
 		}
 		if u.Revision != seq || u.Pending != pending {
@@ -91,11 +92,11 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("op %d from headers %v, want %d", u.Op, h, want)
 		}
 		switch u.Op {
-		case OpPut:
+		case sdk.OpPut:
 			if !bytes.Equal(u.Value, data) {
 				t.Fatalf("put of %q from data %q", u.Value, data)
 			}
-		case OpDelete, OpPurge:
+		case sdk.OpDelete, sdk.OpPurge:
 			if u.Value != nil {
 				t.Fatalf("op %d carries value %q", u.Op, u.Value)
 			}
@@ -109,20 +110,20 @@ func FuzzDecode(f *testing.F) {
 // limit markers define it: the first KV-Operation header, DEL or PURGE,
 // else the first Nats-Marker-Reason, with Remove a delete and MaxAge or
 // Purge a purge, else a put. Header names and values are case-sensitive.
-func wantOp(h nats.Header) Op {
+func wantOp(h nats.Header) sdk.Op {
 	first := func(k string) string {
 		if v := h[k]; len(v) > 0 {
 			return v[0]
 		}
 		return ""
 	}
-	ops := map[string]Op{"DEL": OpDelete, "PURGE": OpPurge}
+	ops := map[string]sdk.Op{"DEL": sdk.OpDelete, "PURGE": sdk.OpPurge}
 	if op, ok := ops[first("KV-Operation")]; ok {
 		return op
 	}
-	reasons := map[string]Op{"Remove": OpDelete, "MaxAge": OpPurge, "Purge": OpPurge}
+	reasons := map[string]sdk.Op{"Remove": sdk.OpDelete, "MaxAge": sdk.OpPurge, "Purge": sdk.OpPurge}
 	if op, ok := reasons[first("Nats-Marker-Reason")]; ok {
 		return op
 	}
-	return OpPut
+	return sdk.OpPut
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/watch"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // TestRelistSurvivesItsOldestKeysRewritten: a re-list has delivered 10 of
@@ -38,10 +39,10 @@ func TestRelistSurvivesItsOldestKeysRewritten(t *testing.T) {
 			defer w.Stop()
 			fold := map[string]string{}
 			apply := func(u watch.Update) {
-				if u.Op == watch.OpPut {
-					fold[u.Key] = string(u.Value)
+				if u.Op == sdk.OpPut {
+					fold[string(u.Key)] = string(u.Value)
 				} else {
-					delete(fold, u.Key)
+					delete(fold, string(u.Key))
 				}
 			}
 			for range 10 {

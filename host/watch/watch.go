@@ -18,10 +18,12 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // Errors the fold branches on.
@@ -42,24 +44,11 @@ var (
 	ErrNoUpdate = errors.New("no update within the wait")
 )
 
-// Op is the kind of an update.
-type Op uint8
-
-const (
-	// OpPut sets a key.
-	OpPut Op = iota + 1
-	// OpDelete is a delete marker (KV-Operation: DEL, or a Remove limit marker).
-	OpDelete
-	// OpPurge is a purge marker (KV-Operation: PURGE, or a MaxAge/Purge limit marker).
-	OpPurge
-)
-
-// Update is one decoded stream message.
+// Update is one decoded stream message: the mutation it makes (OpPut,
+// OpDelete or OpPurge; the key is the subject after the bucket's prefix)
+// and the consumer's backlog after it.
 type Update struct {
-	Op       Op
-	Key      string
-	Value    []byte
-	Revision uint64
+	sdk.Mutation
 	// Pending is how many messages in scope the consumer still had to
 	// deliver after this one; 0 means caught up.
 	Pending uint64
@@ -429,32 +418,41 @@ func decode(prefix, subject string, h nats.Header, data []byte, seq, pending uin
 	if !strings.HasPrefix(subject, prefix) || len(subject) == len(prefix) {
 		return Update{}, false
 	}
-	u := Update{Op: OpPut, Key: subject[len(prefix):], Value: data, Revision: seq, Pending: pending}
+	u := Update{Mutation: sdk.Mutation{Op: sdk.OpPut, Key: keyBytes(subject[len(prefix):]), Value: data, Revision: seq}, Pending: pending}
 	if len(h) > 0 {
 		u.Op = Operation(h)
-		if u.Op != OpPut {
+		if u.Op != sdk.OpPut {
 			u.Value = nil
 		}
 	}
 	return u, true
 }
 
+// keyBytes is key as bytes without a copy: the subject string the client
+// decoded holds them already, and from here to the store's Apply every
+// reader only reads a key (sdk.Store.Apply's contract), which is what makes
+// sharing the string's bytes safe. The wire to the plugin is their first
+// copy.
+func keyBytes(key string) []byte {
+	return unsafe.Slice(unsafe.StringData(key), len(key))
+}
+
 // Operation reads the KV operation from headers, including the limit markers
 // the server writes when a key is removed by TTL or purge.
-func Operation(h nats.Header) Op {
+func Operation(h nats.Header) sdk.Op {
 	switch h.Get("KV-Operation") {
 	case "DEL":
-		return OpDelete
+		return sdk.OpDelete
 	case "PURGE":
-		return OpPurge
+		return sdk.OpPurge
 	}
 	switch h.Get("Nats-Marker-Reason") {
 	case "MaxAge", "Purge":
-		return OpPurge
+		return sdk.OpPurge
 	case "Remove":
-		return OpDelete
+		return sdk.OpDelete
 	}
-	return OpPut
+	return sdk.OpPut
 }
 
 // Check is the live floor guard, run periodically. It proves that nothing in

@@ -84,9 +84,9 @@ func chunks(b *sdk.Batch, send func(*storepb.ApplyRequest) error) error {
 func request(ms []sdk.Mutation) *storepb.ApplyRequest {
 	return &storepb.ApplyRequest{Packed: storepb.Pack(len(ms), func(i int) (storepb.Op, []byte, []byte, uint64) {
 		m := &ms[i]
-		op := storepb.Op_OP_PUT
-		if m.Op == sdk.OpDelete {
-			op = storepb.Op_OP_DELETE
+		op := storepb.Op_OP_DELETE // OpDelete, and OpPurge, which is one to a store
+		if m.Op == sdk.OpPut {
+			op = storepb.Op_OP_PUT
 		}
 		return op, m.Key, m.Value, m.Revision
 	})}
