@@ -74,6 +74,7 @@ proto:
 ## seed corpus is in its package's testdata/fuzz and runs in make test.
 FUZZTIME ?= 1m
 FUZZ_TARGETS := \
+	./host/artifact:FuzzReader \
 	./host/config:FuzzParse \
 	./transforms:FuzzDecodeBatch \
 	./transforms:FuzzDecodeRecord \
