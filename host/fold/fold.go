@@ -178,31 +178,16 @@ type Status struct {
 	SyncedAt   time.Time `json:"synced_at,omitzero"`
 }
 
-// generation is one open generation of the fold.
-type generation struct {
-	n      int
-	dir    string
-	h      Handle
-	cursor uint64 // committed; guarded by Fold.mu
-	meta   map[string][]byte
-	// loading: the store is in a bulk load, ended before it is published.
-	loading bool
-}
-
 // Fold is one fold and its supervisor.
 type Fold struct {
 	cfg Config
 	js  jetstream.JetStream
 	log *slog.Logger
 
-	// Owned by Run's goroutine (and Open, before Run).
-	opened bool
-	layout layout
-	shadow *generation
+	gens *generations
 
+	// mu guards the fold's state as it reports it.
 	mu       sync.RWMutex
-	pub      *generation // published: what readers see
-	target   *generation // what the watch feeds: pub, or a shadow
 	state    State
 	reason   string
 	synced   bool
@@ -263,8 +248,9 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
-	return &Fold{cfg: cfg, js: js, log: cfg.Logger.With("fold", cfg.Name), state: StateStarting,
-		startGate: make(chan struct{}, 1)}
+	log := cfg.Logger.With("fold", cfg.Name)
+	return &Fold{cfg: cfg, js: js, log: log, state: StateStarting, startGate: make(chan struct{}, 1),
+		gens: &generations{dir: cfg.Dir, launch: cfg.Launch, storeConfig: cfg.StoreConfig, log: log}}
 }
 
 // Name is the fold's name.
@@ -273,29 +259,34 @@ func (f *Fold) Name() string { return f.cfg.Name }
 // Ready reports whether the fold serves a complete generation that has
 // caught up with the stream.
 func (f *Fold) Ready() bool {
+	pub, tgt := f.gens.current()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.readyLocked()
+	return f.readyLocked(pub, tgt)
 }
 
-func (f *Fold) readyLocked() bool {
-	return f.pub != nil && f.target == f.pub && f.synced && f.state == StateSynced
+// readyLocked: the generations read before f.mu was taken (a rebuild
+// clears synced before it changes the target, and a publish sets it after).
+func (f *Fold) readyLocked(pub, tgt *generation) bool {
+	return pub != nil && tgt == pub && f.synced && f.state == StateSynced
 }
 
 // Status reports the fold's state. It asks the store for its key count.
 func (f *Fold) Status(ctx context.Context) Status {
+	pub, tgt := f.gens.current()
 	f.mu.RLock()
 	st := Status{
 		Name: f.cfg.Name, Bucket: f.cfg.Bucket, Scope: f.cfg.Filters,
-		State: f.state, Reason: f.reason, Ready: f.readyLocked(),
+		State: f.state, Reason: f.reason, Ready: f.readyLocked(pub, tgt),
 		Pending: f.pending.Load(), StreamLast: f.last, SyncedAt: f.syncedAt,
 	}
-	pub := f.pub
 	if pub != nil {
-		st.Generation, st.Cursor = pub.n, pub.cursor
-		st.Stale = f.target != pub || !f.synced
+		st.Stale = tgt != pub || !f.synced
 	}
 	f.mu.RUnlock()
+	if pub != nil {
+		st.Generation, st.Cursor = pub.n, pub.committedCursor()
+	}
 	if st.StreamLast > st.Cursor {
 		st.Lag = st.StreamLast - st.Cursor
 	}
@@ -312,15 +303,14 @@ func (f *Fold) Status(ctx context.Context) Status {
 
 // published returns the handle readers use.
 func (f *Fold) published() (Handle, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.pub == nil {
+	pub := f.gens.published()
+	if pub == nil {
 		return nil, ErrNotReady
 	}
-	if f.pub.h.Exited() {
-		return nil, exitedError(f.pub)
+	if pub.h.Exited() {
+		return nil, exitedError(pub)
 	}
-	return f.pub.h, nil
+	return pub.h, nil
 }
 
 // exitedError is what reads and the session say of a generation whose
@@ -397,16 +387,11 @@ const maxReported = 1000
 // anything. Keys whose bucket revision is above the fold's cursor are in
 // flight, not divergence, and are left out.
 func (f *Fold) Verify(ctx context.Context) (reconcile.Summary, []reconcile.Difference, error) {
-	f.mu.RLock()
-	pub := f.pub
-	var cursor uint64
-	if pub != nil {
-		cursor = pub.cursor
-	}
-	f.mu.RUnlock()
+	pub := f.gens.published()
 	if pub == nil {
 		return reconcile.Summary{}, nil, ErrNotReady
 	}
+	cursor := pub.committedCursor()
 	src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
 	if f.cfg.Transform != nil {
 		t, release, err := f.verifyTransform(ctx)

@@ -1,13 +1,18 @@
 package fold
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // A fold's directory holds numbered generations and a CURRENT file naming
@@ -120,4 +125,236 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// generation is one open generation of the fold: its directory and the
+// plugin process serving its store.
+type generation struct {
+	n   int
+	dir string
+	h   Handle
+
+	// mu guards what the store last committed: the session writes it as
+	// batches commit, readers and the status read it.
+	mu     sync.Mutex
+	cursor uint64
+	meta   map[string][]byte
+
+	// loading: the store is in a bulk load, ended before it is published.
+	// The session's goroutine only.
+	loading bool
+}
+
+// committed is the cursor and a copy of the metadata the store last
+// committed.
+func (g *generation) committed() (uint64, map[string][]byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cursor, maps.Clone(g.meta)
+}
+
+// committedCursor is the cursor the store last committed.
+func (g *generation) committedCursor() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cursor
+}
+
+// commit records that the store committed cursor and meta (upserted).
+func (g *generation) commit(cursor uint64, meta map[string][]byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.cursor = cursor
+	if len(meta) > 0 && g.meta == nil {
+		g.meta = map[string][]byte{}
+	}
+	maps.Copy(g.meta, meta)
+}
+
+// generations are a fold's open generations: the directory layout, the
+// processes serving them, which one readers see and which one the watch
+// feeds. Its lock guards only the published and target pointers; each
+// generation guards its own committed state.
+type generations struct {
+	dir         string
+	launch      Launcher
+	storeConfig []byte
+	log         *slog.Logger
+
+	// Owned by the session goroutine (and open, before it runs).
+	opened bool
+	layout layout
+	shadow *generation // open shadow, when layout.shadow > 0
+
+	mu     sync.RWMutex
+	pub    *generation // published: what readers see
+	target *generation // what the watch feeds: pub, or a shadow
+}
+
+// open reads the directory (creating it when missing) and clears what a
+// crash left behind; its errors name the path. Later calls do nothing.
+func (s *generations) open() error {
+	if s.opened {
+		return nil
+	}
+	l, err := scanDir(s.dir)
+	if err != nil {
+		return err
+	}
+	s.layout, s.opened = l, true
+	return nil
+}
+
+// current returns the published and the target generation; either may be
+// nil.
+func (s *generations) current() (pub, target *generation) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pub, s.target
+}
+
+// published returns the published generation, or nil.
+func (s *generations) published() *generation {
+	pub, _ := s.current()
+	return pub
+}
+
+// dead returns the published generation or tgt when its plugin has died,
+// or nil.
+func (s *generations) dead(tgt *generation) *generation {
+	for _, g := range []*generation{s.published(), tgt} {
+		if g != nil && g.h.Exited() {
+			return g
+		}
+	}
+	return nil
+}
+
+// openGen launches a plugin for generation n and opens its store.
+func (s *generations) openGen(ctx context.Context, n int) (*generation, error) {
+	dir := filepath.Join(s.dir, genName(n))
+	h, err := s.launch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := h.Open(ctx, dir, s.storeConfig)
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(sctx)
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	return &generation{n: n, dir: dir, h: h, cursor: st.Cursor, meta: st.Meta, loading: st.Loading}, nil
+}
+
+// alive returns g if its plugin still runs, or reopens generation n.
+func (s *generations) alive(ctx context.Context, g *generation, n int) (*generation, error) {
+	if g != nil && !g.h.Exited() {
+		return g, nil
+	}
+	if g != nil {
+		s.log.Warn("store plugin died; restarting it", "generation", n)
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = g.h.Shutdown(sctx)
+		cancel()
+	}
+	return s.openGen(ctx, n)
+}
+
+// prepare makes sure the published generation is open (for readers; ready
+// is run on it first) and returns the generation the watch should feed: a
+// shadow when one is being built (a first one for a fold with none), else
+// the published one.
+func (s *generations) prepare(ctx context.Context, ready func(context.Context, *generation) error) (*generation, error) {
+	if s.layout.published > 0 {
+		g, err := s.alive(ctx, s.published(), s.layout.published)
+		if err != nil {
+			return nil, err
+		}
+		if err := ready(ctx, g); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.pub = g
+		s.mu.Unlock()
+	}
+	if s.layout.published == 0 && s.layout.shadow == 0 {
+		s.layout.shadow = 1
+	}
+	tgt := s.published()
+	if s.layout.shadow > 0 {
+		g, err := s.alive(ctx, s.shadow, s.layout.shadow)
+		if err != nil {
+			return nil, err
+		}
+		s.shadow, tgt = g, g
+	}
+	s.mu.Lock()
+	s.target = tgt
+	s.mu.Unlock()
+	return tgt, nil
+}
+
+// abandon gives tgt up as a resume point: the next prepare opens a fresh
+// shadow, while readers keep the published generation. A shadow given up is
+// closed and its directory removed.
+func (s *generations) abandon(ctx context.Context, tgt *generation) error {
+	next := max(s.layout.published, s.layout.shadow) + 1
+	if tgt != s.published() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := tgt.h.Shutdown(sctx)
+		cancel()
+		s.shadow = nil
+		if err != nil {
+			s.log.Warn("closing abandoned shadow", "err", err)
+		}
+		if err := os.RemoveAll(tgt.dir); err != nil {
+			return err
+		}
+	}
+	s.layout.shadow = next
+	return nil
+}
+
+// publish swaps a caught-up shadow in for readers, durably (CURRENT), and
+// drops the old generation.
+func (s *generations) publish(ctx context.Context, g *generation) error {
+	if err := publish(s.dir, g.n); err != nil {
+		return fmt.Errorf("publish generation %d: %w", g.n, err)
+	}
+	s.mu.Lock()
+	old := s.pub
+	s.pub, s.target = g, g
+	s.mu.Unlock()
+	s.layout.published, s.layout.shadow, s.shadow = g.n, 0, nil
+	s.log.Info("published generation", "generation", g.n, "cursor", g.committedCursor())
+	if old != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := old.h.Shutdown(sctx); err != nil {
+			s.log.Warn("closing old generation", "generation", old.n, "err", err)
+		}
+		if err := os.RemoveAll(old.dir); err != nil {
+			s.log.Warn("removing old generation", "generation", old.n, "err", err)
+		}
+	}
+	return nil
+}
+
+// closeAll shuts every open generation down.
+func (s *generations) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.mu.Lock()
+	pub, shadow := s.pub, s.shadow
+	s.pub, s.target = nil, nil
+	s.mu.Unlock()
+	s.shadow = nil
+	for _, g := range []*generation{shadow, pub} {
+		if g != nil {
+			if err := g.h.Shutdown(ctx); err != nil {
+				s.log.Warn("closing store", "generation", g.n, "err", err)
+			}
+		}
+	}
 }

@@ -116,11 +116,9 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 	f := r.f
 	f.pending.Store(r.w.InitialPending)
 	var meta map[string][]byte
-	f.mu.RLock()
-	if !metaEqual(r.tgt.meta, want) {
+	if _, have := r.tgt.committed(); !metaEqual(have, want) {
 		meta = want
 	}
-	f.mu.RUnlock()
 	if reconcileFirst && !f.cfg.hooks.NoReconcile {
 		if err := r.repair(); err != nil {
 			return err
@@ -202,7 +200,7 @@ func (r *reader) alive() error {
 		return nil
 	}
 	r.nextAlive = now.Add(livenessPoll)
-	if g := r.f.deadGeneration(r.tgt); g != nil {
+	if g := r.f.gens.dead(r.tgt); g != nil {
 		return exitedError(g)
 	}
 	return nil
