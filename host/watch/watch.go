@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/slipstreamkv/slipstream/internal/knobs"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -177,12 +178,6 @@ type Config struct {
 	PullMaxMessages int
 	// NamePrefix names the server-side consumers, for operators.
 	NamePrefix string
-	// NoExpiryChecks skips the first-sequence checks of Start. Only tests
-	// set it, to prove that the checks are what keeps a fold correct.
-	NoExpiryChecks bool
-	// NoBookmarks makes Check ignore the consumer's examined position. Only
-	// tests set it, to prove that bookmarks keep quiet filtered folds alive.
-	NoBookmarks bool
 	// StartGate, when set, is a channel of capacity 1 shared by the watches
 	// of one fold: at most one consumer creation of theirs is outstanding.
 	// A creation Start gave up on (StartTimeout) may go on retrying inside
@@ -230,13 +225,14 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if cfg.Cursor == math.MaxUint64 {
 		return nil, ErrCursorInvalid
 	}
+	off := knobs.WatchFrom(ctx) // defences a test turned off
 	stream, err := js.Stream(ctx, StreamName(cfg.Bucket))
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 	}
 	sinfo := stream.CachedInfo()
 	before := sinfo.State
-	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !cfg.NoExpiryChecks {
+	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !off.NoExpiryChecks {
 		return nil, err
 	}
 	// Consumer names are unique per watch: a previous watch's consumer may
@@ -254,7 +250,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		MaxResetAttempts:  -1,
 		InactiveThreshold: 30 * time.Second,
 	}
-	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", noBookmarks: cfg.NoBookmarks,
+	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", noBookmarks: off.NoBookmarks,
 		Identity: Identity{Stream: sinfo.Config.Name, Created: sinfo.Created.UTC()}}
 	if cfg.Cursor > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -304,7 +300,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		w.Stop()
 		return nil, fmt.Errorf("bucket %s: stream info: %w", cfg.Bucket, err)
 	}
-	if cfg.Cursor > 0 && !ResumeOK(cfg.Cursor, after.State.FirstSeq) && !cfg.NoExpiryChecks {
+	if cfg.Cursor > 0 && !ResumeOK(cfg.Cursor, after.State.FirstSeq) && !off.NoExpiryChecks {
 		w.Stop()
 		return nil, fmt.Errorf("%w (cursor %d, first sequence %d after creating the consumer)",
 			ErrCursorExpired, cfg.Cursor, after.State.FirstSeq)
@@ -315,7 +311,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		return nil, fmt.Errorf("bucket %s: consumer info: %w", cfg.Bucket, err)
 	}
 	w.InitialPending = ci.NumPending
-	if ci.NumPending == 0 && !cfg.NoBookmarks {
+	if ci.NumPending == 0 && !off.NoBookmarks {
 		// Nothing in scope was there to deliver: no message at or below
 		// the last sequence seen before creation is owed to the fold.
 		w.guard = max(w.guard, before.LastSeq)
