@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/slipstreamkv/slipstream/conformance"
+	"github.com/slipstreamkv/slipstream/internal/conformance"
 )
 
 func cmdConformance(args []string, stdout, stderr io.Writer) error {

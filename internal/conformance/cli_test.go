@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipstreamkv/slipstream/conformance/internal/refstore"
+	"github.com/slipstreamkv/slipstream/internal/conformance/refstore"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 

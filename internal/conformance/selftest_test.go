@@ -12,14 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipstreamkv/slipstream/conformance/internal/refstore"
+	"github.com/slipstreamkv/slipstream/internal/conformance/refstore"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // TestReferencePasses runs the whole suite against the reference store: the
 // cases do not fail a correct store.
 func TestReferencePasses(t *testing.T) {
-	Run(t, refTarget("reference", refstore.Knobs{}, nil))
+	Run(t, refTarget("reference", refstore.Knobs{}, nil), rapidProperty)
 }
 
 // wrapped is a reference store with some methods replaced: the broken stores

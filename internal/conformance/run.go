@@ -57,17 +57,17 @@ func (tc testCase) skip(t *Target, info storeInfo) string {
 	return ""
 }
 
-// RunPlugin runs every case against the store plugin binary at path, as
-// subtests of t. The binary is started, and killed, many times.
-func RunPlugin(t *testing.T, path string) {
-	t.Helper()
-	Run(t, Plugin(path))
-}
+// Property runs a property under go test: check calls run once per
+// example with the example's Reporter and drawer, and shrinks a failure.
+// Package conformance (the public front end) passes one built on
+// pgregory.net/rapid; this package does not link it, so a binary that only
+// runs RunCLI (slipstream's) does not either.
+type Property func(t *testing.T, run func(rep Reporter, d Drawer))
 
 // Run runs every case against target, as subtests of t named after the
-// cases (select some with -run). The model-based case uses
-// pgregory.net/rapid, so its -rapid.* flags apply.
-func Run(t *testing.T, target Target) {
+// cases (select some with -run); the model-based case is a property run
+// by check.
+func Run(t *testing.T, target Target, check Property) {
 	t.Helper()
 	info, err := probe(&target)
 	if err != nil {
@@ -82,7 +82,7 @@ func Run(t *testing.T, target Target) {
 			ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 			defer cancel()
 			h := newHarness(ctx, t, &target, info, root, tc.Name)
-			h.t = t
+			h.t, h.property = t, check
 			defer h.finish()
 			defer func() {
 				if t.Failed() {
@@ -186,7 +186,7 @@ func probe(t *Target) (storeInfo, error) {
 	return in.info(), nil
 }
 
-func newHarness(ctx context.Context, rep reporter, t *Target, info storeInfo, root, name string) *harness {
+func newHarness(ctx context.Context, rep Reporter, t *Target, info storeInfo, root, name string) *harness {
 	f := fnv.New64a()
 	f.Write([]byte(name))
 	return &harness{
@@ -246,7 +246,7 @@ func runCase(t *Target, info storeInfo, tc testCase, root string) result {
 	return res
 }
 
-// recorder is the reporter outside go test.
+// recorder is the Reporter outside go test.
 type recorder struct {
 	mu       sync.Mutex
 	failures []string

@@ -4,7 +4,7 @@ import (
 	"context"
 	"io"
 
-	"github.com/slipstreamkv/slipstream/conformance/internal/refstore"
+	"github.com/slipstreamkv/slipstream/internal/conformance/refstore"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 

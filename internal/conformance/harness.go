@@ -20,9 +20,10 @@ import (
 // the whole run.
 const caseTimeout = 3 * time.Minute
 
-// reporter is the part of testing.TB a case reports through: *testing.T,
-// *rapid.T, or the CLI's recorder. Fatalf must not return.
-type reporter interface {
+// Reporter is the part of testing.TB a case reports through: *testing.T,
+// a property checker's example (*rapid.T), or the CLI's recorder. Fatalf
+// must not return.
+type Reporter interface {
 	Helper()
 	Errorf(format string, args ...any)
 	Fatalf(format string, args ...any)
@@ -33,14 +34,17 @@ type reporter interface {
 // store instances, and reports failures. Its methods are for the case's own
 // goroutine; goroutines a case starts report back through channels.
 type harness struct {
-	rep    reporter
+	rep    Reporter
 	ctx    context.Context
 	target *Target
 	info   storeInfo
 	root   string     // directories are made under it
 	logs   *tailLog   // the plugin processes' log, shown on failure
-	t      *testing.T // set under go test, for the rapid property
-	rnd    *rand.Rand
+	t      *testing.T // set under go test, with property
+	// property runs the model case under go test; nil outside it, where
+	// the case runs fixed seeds.
+	property Property
+	rnd      *rand.Rand
 	*tracker
 }
 
@@ -62,10 +66,10 @@ func (h *harness) Fatalf(format string, args ...any) { h.rep.Helper(); h.rep.Fat
 func (h *harness) Logf(format string, args ...any) { h.rep.Helper(); h.rep.Logf(format, args...) }
 
 // child is a harness for one run of a property: the case's target, context
-// and tracker, with its own reporter.
-func (h *harness) child(rep reporter) *harness {
+// and tracker, with its own Reporter.
+func (h *harness) child(rep Reporter) *harness {
 	c := *h
-	c.rep, c.t = rep, nil
+	c.rep, c.t, c.property = rep, nil, nil
 	return &c
 }
 
