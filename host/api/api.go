@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
-	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -116,8 +115,7 @@ func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
 // readError maps a read failure to a status code.
 func readError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, fold.ErrNotReady), errors.Is(err, fold.ErrStoreUnavailable),
-		errors.Is(err, pluginhost.ErrPluginUnavailable):
+	case errors.Is(err, fold.ErrNotReady), errors.Is(err, fold.ErrStoreUnavailable):
 		// Passing: the fold is bootstrapping or restarting its plugin.
 		w.Header().Set("Retry-After", "1")
 		fail(w, http.StatusServiceUnavailable, err.Error())

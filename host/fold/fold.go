@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -326,7 +327,8 @@ func (f *Fold) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 	if err != nil {
 		return sdk.Entry{}, err
 	}
-	return h.Get(ctx, key)
+	e, err := h.Get(ctx, key)
+	return e, readError(err)
 }
 
 // Scan reads a range of the published generation.
@@ -335,7 +337,17 @@ func (f *Fold) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) 
 	if err != nil {
 		return err
 	}
-	return h.Scan(ctx, r, fn)
+	return readError(h.Scan(ctx, r, fn))
+}
+
+// readError is a read's error as the fold's callers see it: a plugin that
+// stopped answering during the read is ErrStoreUnavailable, as one found
+// dead before it.
+func readError(err error) error {
+	if errors.Is(err, pluginhost.ErrPluginUnavailable) && !errors.Is(err, ErrStoreUnavailable) {
+		return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	return err
 }
 
 func (f *Fold) stateNow() (State, string) {
