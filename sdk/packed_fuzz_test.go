@@ -245,7 +245,7 @@ func un64(b []byte) []uint64 {
 	return v
 }
 
-// pack is the run the host sends for ms.
+// pack is the run the host sends for ms of puts and deletes.
 func pack(ms []Mutation) *storepb.Packed {
 	return storepb.Pack(len(ms), func(i int) (storepb.Op, []byte, []byte, uint64) {
 		op := storepb.Op_OP_PUT

@@ -163,21 +163,10 @@ func TestClientSendsOnePackedRun(t *testing.T) {
 	}
 }
 
-// packed is a packed run of ms, as the host sends it.
-func packed(ms []sdk.Mutation) *storepb.Packed {
-	return storepb.Pack(len(ms), func(i int) (storepb.Op, []byte, []byte, uint64) {
-		op := storepb.Op_OP_PUT
-		if ms[i].Op == sdk.OpDelete {
-			op = storepb.Op_OP_DELETE
-		}
-		return op, ms[i].Key, ms[i].Value, ms[i].Revision
-	})
-}
-
 // TestMalformedPackedAppliesNothing sends packed runs whose fields disagree:
 // each is refused as InvalidArgument and the store sees none of it.
 func TestMalformedPackedAppliesNothing(t *testing.T) {
-	good := func() *storepb.Packed { return packed(testBatch(3).Mutations) }
+	good := func() *storepb.Packed { return sdk.Pack(testBatch(3).Mutations) }
 	cases := map[string]func(p *storepb.Packed){
 		"short ops":          func(p *storepb.Packed) { p.Ops = p.Ops[:2] },
 		"short revisions":    func(p *storepb.Packed) { p.Revisions = p.Revisions[:2] },
@@ -220,7 +209,7 @@ func TestCutStreamAppliesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&storepb.ApplyRequest{Packed: packed(testBatch(3).Mutations)}); err != nil {
+	if err := stream.Send(&storepb.ApplyRequest{Packed: sdk.Pack(testBatch(3).Mutations)}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = stream.CloseAndRecv()
@@ -229,6 +218,27 @@ func TestCutStreamAppliesNothing(t *testing.T) {
 	}
 	if n := len(rec.applied()); n != 0 {
 		t.Errorf("the store saw %d Apply calls; want none", n)
+	}
+}
+
+// TestOnlyPutsAndDeletesCrossTheWire: a batch holding any other op (a purge
+// the fold failed to send as a delete) fails whole; the store sees none of
+// it.
+func TestOnlyPutsAndDeletesCrossTheWire(t *testing.T) {
+	rec := &batchRecorder{}
+	p, _ := opened(t, rec)
+	for _, op := range []sdk.Op{sdk.OpPurge, 0, 9} {
+		b := testBatch(3)
+		b.Mutations[1].Op = op
+		if err := p.Apply(context.Background(), b); err == nil || !strings.Contains(err.Error(), "op") {
+			t.Errorf("a batch with %v applied (err %v); want it refused", op, err)
+		}
+	}
+	if n := len(rec.applied()); n != 0 {
+		t.Errorf("the store saw %d Apply calls; want none", n)
+	}
+	if err := p.Apply(context.Background(), testBatch(3)); err != nil {
+		t.Fatalf("the same batch with puts and deletes: %v", err)
 	}
 }
 
@@ -394,8 +404,8 @@ func TestPipeCutMidBatchAppliesOnlyWholeBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whole := &storepb.ApplyRequest{Packed: packed(testBatch(3).Mutations), Cursor: 7, Last: true}
-	cut := &storepb.ApplyRequest{Packed: packed(testBatch(3).Mutations)}
+	whole := &storepb.ApplyRequest{Packed: sdk.Pack(testBatch(3).Mutations), Cursor: 7, Last: true}
+	cut := &storepb.ApplyRequest{Packed: sdk.Pack(testBatch(3).Mutations)}
 	for _, req := range []*storepb.ApplyRequest{whole, cut} {
 		if err := stream.Send(req); err != nil {
 			t.Fatal(err)

@@ -84,12 +84,21 @@ func chunks(b *sdk.Batch, send func(*storepb.ApplyRequest) error) error {
 func request(ms []sdk.Mutation) *storepb.ApplyRequest {
 	return &storepb.ApplyRequest{Packed: storepb.Pack(len(ms), func(i int) (storepb.Op, []byte, []byte, uint64) {
 		m := &ms[i]
-		op := storepb.Op_OP_DELETE // OpDelete, and OpPurge, which is one to a store
-		if m.Op == sdk.OpPut {
-			op = storepb.Op_OP_PUT
-		}
-		return op, m.Key, m.Value, m.Revision
+		return wireOp(m.Op), m.Key, m.Value, m.Revision
 	})}
+}
+
+// wireOp is op on the wire. A batch holds puts and deletes only (the fold
+// sends a purge as a delete); anything else goes as OP_UNSPECIFIED, which
+// the plugin refuses, so the batch fails whole rather than change meaning.
+func wireOp(op sdk.Op) storepb.Op {
+	switch op {
+	case sdk.OpPut:
+		return storepb.Op_OP_PUT
+	case sdk.OpDelete:
+		return storepb.Op_OP_DELETE
+	}
+	return storepb.Op_OP_UNSPECIFIED
 }
 
 // Get returns the entry for key, or sdk.ErrNotFound.

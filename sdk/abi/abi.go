@@ -32,9 +32,6 @@ func (o Op) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-// Valid reports whether o is one of the operations of ABI v1.
-func (o Op) Valid() bool { return o >= OpPut && o <= OpPurge }
-
 // Verdicts a guest answers for one record.
 const (
 	VerdictKeep    = 0
