@@ -96,15 +96,7 @@ func get(t *testing.T, url string) (int, string) {
 // not at every liveness poll: the dead generation it failed to reopen is no
 // news that should cut the pause short.
 func TestFailedReopenBacksOff(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
-	ctx := context.Background()
-	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	_, last := lastSeq(t, js, "cfg")
-	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h, _, last, _ := filledBucket(t, 1)
 	h.cfg.RetryMin, h.cfg.RetryMax = 500*time.Millisecond, 5*time.Second
 	var refuse atomic.Bool
 	var refused atomic.Int64

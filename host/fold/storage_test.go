@@ -120,16 +120,9 @@ func diskFull(reason string) bool {
 // store's error with the generation's path and never serve it: reads say
 // the fold is not ready, rather than answering from a broken store.
 func TestCorruptStoreAtStart(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
 	ctx := context.Background()
-	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
-		t.Fatal(err)
-	}
-	_, last := lastSeq(t, js, "cfg")
-	dir := t.TempDir()
-	h := newHarness(t, js, "cfg", nil, dir)
+	h, _, last, _ := filledBucket(t, 1)
+	dir := h.cfg.Dir
 	h.start()
 	h.waitSynced(last)
 	h.stop()
@@ -142,7 +135,7 @@ func TestCorruptStoreAtStart(t *testing.T) {
 	for _, side := range []string{"-wal", "-shm"} {
 		_ = os.Remove(db + side)
 	}
-	h2 := newHarness(t, js, "cfg", nil, dir)
+	h2 := newHarness(t, h.js, "cfg", nil, dir)
 	h2.start()
 	var st fold.Status
 	testenv.Eventually(t, 30*time.Second, "the fold stalled on its corrupt store", func() bool {
