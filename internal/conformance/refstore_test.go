@@ -21,7 +21,7 @@ func refTarget(name string, knobs refstore.Knobs, wrap func(*refstore.Store) sdk
 			if wrap != nil {
 				s = wrap(r)
 			}
-			return refInstance{localInstance{s}, r}, nil
+			return refInstance{newLocalInstance(s), r}, nil
 		},
 	}
 }

@@ -30,18 +30,6 @@ type storeInfo struct {
 // Has reports whether the store implements capability c's interface.
 func (i storeInfo) Has(c string) bool { return slices.Contains(i.caps, c) }
 
-// infoOf is the storeInfo of a store with these interfaces.
-func infoOf(info sdk.Info, compacts, loads bool) storeInfo {
-	si := storeInfo{Info: info}
-	if compacts {
-		si.caps = append(si.caps, capCompact)
-	}
-	if loads {
-		si.caps = append(si.caps, capBulkLoad)
-	}
-	return si
-}
-
 // Target is a store under test: how the suite starts instances of it. Make
 // one with Plugin or InProcess.
 type Target struct {
@@ -73,7 +61,7 @@ func Plugin(path string) Target {
 			if err != nil {
 				return nil, err
 			}
-			return pluginInstance{p}, nil
+			return newPluginInstance(p), nil
 		},
 	}
 }
@@ -87,7 +75,7 @@ func InProcess(name string, newStore func() sdk.Store) Target {
 	return Target{
 		name: name,
 		start: func(context.Context, io.Writer) (instance, error) {
-			return localInstance{Store: newStore()}, nil
+			return newLocalInstance(newStore()), nil
 		},
 	}
 }
@@ -128,36 +116,64 @@ var (
 	errNoCapability = errors.New("the store does not implement this optional interface")
 )
 
+// optional reaches the optional interfaces of an instance's store; a call
+// to one the store does not implement fails.
+type optional struct {
+	compacter sdk.Compacter
+	loader    sdk.Loader
+}
+
+func (o optional) Compact(ctx context.Context) error {
+	if o.compacter == nil {
+		return errNoCapability
+	}
+	return o.compacter.Compact(ctx)
+}
+
+func (o optional) BeginLoad(ctx context.Context) error {
+	if o.loader == nil {
+		return errNoCapability
+	}
+	return o.loader.BeginLoad(ctx)
+}
+
+func (o optional) EndLoad(ctx context.Context) error {
+	if o.loader == nil {
+		return errNoCapability
+	}
+	return o.loader.EndLoad(ctx)
+}
+
+// describe is the storeInfo of a store that says info of itself and has
+// these optional interfaces.
+func (o optional) describe(info sdk.Info) storeInfo {
+	si := storeInfo{Info: info}
+	if o.compacter != nil {
+		si.caps = append(si.caps, capCompact)
+	}
+	if o.loader != nil {
+		si.caps = append(si.caps, capBulkLoad)
+	}
+	return si
+}
+
 type pluginInstance struct {
 	*pluginhost.Plugin
+	optional
 }
 
-func (p pluginInstance) info() storeInfo {
-	_, compacts := p.Compacter()
-	_, loads := p.Loader()
-	return infoOf(p.Info(), compacts, loads)
-}
-
-func (p pluginInstance) Compact(ctx context.Context) error {
+func newPluginInstance(p *pluginhost.Plugin) pluginInstance {
+	in := pluginInstance{Plugin: p}
 	if c, ok := p.Compacter(); ok {
-		return c.Compact(ctx)
+		in.compacter = c
 	}
-	return errNoCapability
+	if l, ok := p.Loader(); ok {
+		in.loader = l
+	}
+	return in
 }
 
-func (p pluginInstance) BeginLoad(ctx context.Context) error {
-	if l, ok := p.Loader(); ok {
-		return l.BeginLoad(ctx)
-	}
-	return errNoCapability
-}
-
-func (p pluginInstance) EndLoad(ctx context.Context) error {
-	if l, ok := p.Loader(); ok {
-		return l.EndLoad(ctx)
-	}
-	return errNoCapability
-}
+func (p pluginInstance) info() storeInfo { return p.describe(p.Info()) }
 
 func (p pluginInstance) kill() error {
 	pid := p.Pid()
@@ -177,6 +193,14 @@ func (p pluginInstance) release() { p.Kill() }
 // a store in its own process one batch at a time).
 type localInstance struct {
 	sdk.Store
+	optional
+}
+
+func newLocalInstance(s sdk.Store) localInstance {
+	in := localInstance{Store: s}
+	in.compacter, _ = s.(sdk.Compacter)
+	in.loader, _ = s.(sdk.Loader)
+	return in
 }
 
 func (l localInstance) info() storeInfo {
@@ -184,30 +208,7 @@ func (l localInstance) info() storeInfo {
 	if d, ok := l.Store.(sdk.Describer); ok {
 		info = d.Describe()
 	}
-	_, compacts := l.Store.(sdk.Compacter)
-	_, loads := l.Store.(sdk.Loader)
-	return infoOf(info, compacts, loads)
-}
-
-func (l localInstance) Compact(ctx context.Context) error {
-	if c, ok := l.Store.(sdk.Compacter); ok {
-		return c.Compact(ctx)
-	}
-	return errNoCapability
-}
-
-func (l localInstance) BeginLoad(ctx context.Context) error {
-	if ld, ok := l.Store.(sdk.Loader); ok {
-		return ld.BeginLoad(ctx)
-	}
-	return errNoCapability
-}
-
-func (l localInstance) EndLoad(ctx context.Context) error {
-	if ld, ok := l.Store.(sdk.Loader); ok {
-		return ld.EndLoad(ctx)
-	}
-	return errNoCapability
+	return l.describe(info)
 }
 
 func (localInstance) kill() error { return errNoKill }
