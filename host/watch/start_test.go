@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +126,42 @@ func TestNextEndsWithItsContext(t *testing.T) {
 	// A bound far above any scheduling delay, far below the wait.
 	if waited := time.Since(start); waited > 30*time.Second {
 		t.Fatalf("Next returned %v after its context ended, not at once", waited)
+	}
+}
+
+// TestStartGate: while a consumer creation of the fold's watches is
+// outstanding (the gate is held), Start fails at once and creates nothing;
+// once the creation is over, Start works, and the gate is free again after
+// it.
+func TestStartGate(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "b"})
+	ctx := context.Background()
+	gate := make(chan struct{}, 1)
+	gate <- struct{}{} // an earlier creation still running
+	if w, err := watch.Start(ctx, js, watch.Config{Bucket: "b", StartGate: gate}); err == nil {
+		w.Stop()
+		t.Fatal("Start succeeded while another creation held the gate")
+	} else if !strings.Contains(err.Error(), "still outstanding") {
+		t.Fatalf("Start with the gate held: %v; want the outstanding creation named", err)
+	}
+	s, err := js.Stream(ctx, "KV_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Consumers; n != 0 {
+		t.Fatalf("a refused Start left %d consumers", n)
+	}
+	<-gate // the earlier creation ended
+	for range 2 {
+		w, err := watch.Start(ctx, js, watch.Config{Bucket: "b", StartGate: gate})
+		if err != nil {
+			t.Fatalf("Start with the gate free: %v", err)
+		}
+		w.Stop()
+	}
+	if len(gate) != 0 {
+		t.Fatal("Start kept the gate after its creation ended")
 	}
 }

@@ -262,8 +262,21 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		w.guard = before.FirstSeq - 1
 	}
 	w.floor = startFloor(cfg.Cursor, sinfo.Config.MaxMsgsPerSubject, before.LastSeq)
+	// The gate is taken before anything is created on the server, so that
+	// a Start refused for an outstanding creation leaves nothing behind.
+	release := func() {}
+	if cfg.StartGate != nil {
+		select {
+		case cfg.StartGate <- struct{}{}:
+			release = func() { <-cfg.StartGate }
+		default:
+			return nil, fmt.Errorf("bucket %s: consume: %w: an earlier watch's consumer creation is still outstanding",
+				cfg.Bucket, errNoAnswer)
+		}
+	}
 	cons, err := js.OrderedConsumer(ctx, StreamName(cfg.Bucket), occ)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("bucket %s: create consumer: %w", cfg.Bucket, err)
 	}
 	w.cons = cons
@@ -274,19 +287,9 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	// Messages creates the consumer, retrying without end (and ignoring
 	// ctx) while the stream has no leader: bounded, so that the fold stalls
 	// with a reason and its next session tries afresh.
-	if cfg.StartGate != nil {
-		select {
-		case cfg.StartGate <- struct{}{}:
-		default:
-			return nil, fmt.Errorf("bucket %s: consume: %w: an earlier watch's consumer creation is still outstanding",
-				cfg.Bucket, errNoAnswer)
-		}
-	}
 	it, err := bounded(ctx, StartTimeout, func() (jetstream.MessagesContext, error) {
 		it, err := cons.Messages(jetstream.PullMaxMessages(read))
-		if cfg.StartGate != nil {
-			<-cfg.StartGate // in time or abandoned, the creation is over
-		}
+		release() // in time or abandoned, the creation is over
 		return it, err
 	}, func(it jetstream.MessagesContext) { it.Stop() })
 	if err != nil {
