@@ -32,6 +32,7 @@ func testManifest() Manifest {
 		Cursor:          987654321,
 		Created:         time.Date(2026, 1, 2, 3, 4, 5, 6, tz),
 		Producer:        "slipstream test",
+		SyncedAt:        time.Date(2026, 1, 2, 3, 4, 0, 0, tz),
 	}
 }
 
@@ -206,6 +207,7 @@ func TestRoundTrip(t *testing.T) {
 	want.FormatVersion = FormatVersion
 	want.StreamCreated = in.StreamCreated.UTC()
 	want.Created = in.Created.UTC()
+	want.SyncedAt = in.SyncedAt.UTC()
 	want.Records, want.Bytes, want.ContentHash = uint64(len(recs)), bytesWant, specHash(recs)
 	if !reflect.DeepEqual(done, want) {
 		t.Fatalf("Close returned\n%+v\nwant\n%+v", done, want)
@@ -350,6 +352,7 @@ func TestWriterRefusesManifests(t *testing.T) {
 		}),
 		"year 10000":      edit(func(m *Manifest) { m.StreamCreated = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }),
 		"negative year":   edit(func(m *Manifest) { m.Created = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) }),
+		"synced year":     edit(func(m *Manifest) { m.SyncedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }),
 		"too many filter": edit(func(m *Manifest) { m.Filters = make([]string, maxFilters+1) }),
 		"long strings":    edit(func(m *Manifest) { m.TransformDigest = strings.Repeat("d", maxHeaderStrings) }),
 	}
@@ -615,6 +618,7 @@ func headerJSON(edit map[string]string) []byte {
 		{"cursor", `7`},
 		{"created", `"2026-01-01T00:00:00Z"`},
 		{"producer", `"hand"`},
+		{"synced_at", `""`},
 	}
 	var b strings.Builder
 	b.WriteString("{")

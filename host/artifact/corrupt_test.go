@@ -197,6 +197,8 @@ func TestBadHeaders(t *testing.T) {
 		"negative cursor":          {"cursor": `-1`},
 		"cursor past uint64":       {"cursor": `18446744073709551616`},
 		"time not UTC":             {"created": `"2026-01-01T00:00:00+01:00"`},
+		"synced_at not UTC":        {"synced_at": `"2026-01-01T00:00:00+01:00"`},
+		"synced_at null":           {"synced_at": `null`},
 		"time not RFC 3339":        {"stream_created": `"yesterday"`},
 		"unknown member":           {"+": `,"extra":1`},
 		"repeated member":          {"+": `,"bucket":"other"`},

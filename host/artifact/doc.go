@@ -94,6 +94,8 @@
 //	cursor            number: the stream sequence the fold was complete up to
 //	created           time: when the artifact was written
 //	producer          string: the version of the program that wrote it
+//	synced_at         time, or "" when unknown: when the exported fold was
+//	                  last caught up with the stream, at or before cursor
 //
 // The strings of the header (bucket, stream, transform_digest, producer and
 // every filter), unescaped, total at most 128 KiB of UTF-8, in at most 4096

@@ -70,6 +70,11 @@ type Manifest struct {
 	Created time.Time `json:"created"`
 	// Producer is the version of the program that wrote the artifact.
 	Producer string `json:"producer"`
+	// SyncedAt is when the exported fold was last caught up with the
+	// stream, at or before Cursor; zero when it never was, or is unknown.
+	// An importer reconciles a fold whose SyncedAt is older than the
+	// bucket's tombstone horizon, as it would after such an absence.
+	SyncedAt time.Time `json:"synced_at"`
 
 	// Records is the number of records.
 	Records uint64 `json:"records"`
@@ -142,7 +147,7 @@ func checkHeader(m *Manifest) error {
 	if total > maxHeaderStrings {
 		return fmt.Errorf("the header's strings total %d bytes, at most %d", total, maxHeaderStrings)
 	}
-	for _, t := range []time.Time{m.StreamCreated, m.Created} {
+	for _, t := range []time.Time{m.StreamCreated, m.Created, m.SyncedAt} {
 		if y := t.Year(); y < 0 || y > 9999 {
 			return fmt.Errorf("time %v is outside the years 0000 to 9999", t)
 		}
@@ -162,6 +167,10 @@ func (m Manifest) header() Manifest {
 		Cursor:          m.Cursor,
 		Created:         m.Created.UTC(),
 		Producer:        m.Producer,
+		SyncedAt:        m.SyncedAt.UTC(),
+	}
+	if m.SyncedAt.IsZero() {
+		h.SyncedAt = time.Time{}
 	}
 	if len(m.Filters) > 0 {
 		h.Filters = append([]string(nil), m.Filters...)
@@ -189,6 +198,10 @@ func encodeHeader(m *Manifest) ([]byte, error) {
 	if filters == nil {
 		filters = []string{}
 	}
+	syncedAt := ""
+	if !m.SyncedAt.IsZero() {
+		syncedAt = formatTime(m.SyncedAt)
+	}
 	return encodeJSON(struct {
 		FormatVersion   int      `json:"format_version"`
 		Bucket          string   `json:"bucket"`
@@ -199,8 +212,9 @@ func encodeHeader(m *Manifest) ([]byte, error) {
 		Cursor          uint64   `json:"cursor"`
 		Created         string   `json:"created"`
 		Producer        string   `json:"producer"`
+		SyncedAt        string   `json:"synced_at"`
 	}{m.FormatVersion, m.Bucket, m.Stream, formatTime(m.StreamCreated), filters,
-		m.TransformDigest, m.Cursor, formatTime(m.Created), m.Producer})
+		m.TransformDigest, m.Cursor, formatTime(m.Created), m.Producer, syncedAt})
 }
 
 func encodeTrailer(m *Manifest) ([]byte, error) {
@@ -224,7 +238,7 @@ func encodeJSON(v any) ([]byte, error) {
 // decodeHeader parses a header frame's JSON.
 func decodeHeader(p []byte) (Manifest, error) {
 	var m Manifest
-	var created, streamCreated string
+	var created, streamCreated, syncedAt string
 	var filters []json.RawMessage
 	err := decodeObject(p, map[string]any{
 		"format_version":   &m.FormatVersion,
@@ -236,6 +250,7 @@ func decodeHeader(p []byte) (Manifest, error) {
 		"cursor":           &m.Cursor,
 		"created":          &created,
 		"producer":         &m.Producer,
+		"synced_at":        &syncedAt,
 	})
 	if err != nil {
 		return Manifest{}, err
@@ -245,6 +260,11 @@ func decodeHeader(p []byte) (Manifest, error) {
 	}
 	if m.Created, err = parseTime(created); err != nil {
 		return Manifest{}, fmt.Errorf("created: %w", err)
+	}
+	if syncedAt != "" {
+		if m.SyncedAt, err = parseTime(syncedAt); err != nil {
+			return Manifest{}, fmt.Errorf("synced_at: %w", err)
+		}
 	}
 	if len(filters) > maxFilters {
 		return Manifest{}, fmt.Errorf("%d filters, at most %d", len(filters), maxFilters)

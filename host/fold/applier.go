@@ -95,8 +95,12 @@ func (a *applier) send(b *batch) error {
 		a.inflight, a.done, a.failed = make(chan inflight, pipeDepth), make(chan struct{}), nil
 		go a.complete(a.pipe, a.inflight, a.done)
 	}
+	// Read-held until the completer records the commit, or the batch
+	// turns out not to be in flight.
+	a.f.applyGate.RLock()
 	start := time.Now()
 	if err := a.pipe.Send(b.storeBatch()); err != nil {
+		a.f.applyGate.RUnlock()
 		// Why the plugin ended the pipe is the answer to the first batch
 		// it did not commit: the completer's, or b's once it is done.
 		pipe := a.pipe
@@ -114,6 +118,7 @@ func (a *applier) send(b *batch) error {
 	case a.inflight <- inflight{b: b, start: start}:
 		return nil
 	case <-a.done: // the completer stopped at a failure
+		a.f.applyGate.RUnlock()
 		if err := a.drain(); err != nil {
 			return err
 		}
@@ -138,19 +143,29 @@ func (a *applier) complete(p pluginhost.BatchPipe, queue <-chan inflight, done c
 	// fails next failed because of it.
 	var timedOut atomic.Bool
 	for in := range queue {
-		timer := time.AfterFunc(applyTimeout, func() { timedOut.Store(true); p.Close() })
-		_, err := p.Wait()
-		timer.Stop()
-		if err != nil {
-			p.Close()
-			if timedOut.Load() {
-				err = fmt.Errorf("no commit within %v: %w", applyTimeout, context.DeadlineExceeded)
-			}
-			a.failed = applyError(a.g, in.b, err)
+		if !a.completeOne(p, in, &timedOut) {
 			return
 		}
-		a.f.committed(a.g, in.b, in.start)
 	}
+}
+
+// completeOne waits for one batch sent on p and records its commit, or
+// the failure; the batch's hold on the apply gate ends either way.
+func (a *applier) completeOne(p pluginhost.BatchPipe, in inflight, timedOut *atomic.Bool) bool {
+	defer a.f.applyGate.RUnlock()
+	timer := time.AfterFunc(applyTimeout, func() { timedOut.Store(true); p.Close() })
+	_, err := p.Wait()
+	timer.Stop()
+	if err != nil {
+		p.Close()
+		if timedOut.Load() {
+			err = fmt.Errorf("no commit within %v: %w", applyTimeout, context.DeadlineExceeded)
+		}
+		a.failed = applyError(a.g, in.b, err)
+		return false
+	}
+	a.f.committed(a.g, in.b, in.start)
+	return true
 }
 
 // drain waits until every batch sent is committed, or returns the error
@@ -161,6 +176,9 @@ func (a *applier) drain() error {
 	}
 	close(a.inflight)
 	<-a.done
+	for range a.inflight { // queued behind a failure: never applied
+		a.f.applyGate.RUnlock()
+	}
 	err := a.failed
 	a.inflight, a.done = nil, nil
 	if err != nil {

@@ -112,6 +112,14 @@ type Config struct {
 	TombstoneHorizon time.Duration
 	// ReconcileEvery runs a reconcile periodically; 0 means never.
 	ReconcileEvery time.Duration
+	// Bootstrap, when set, is tried for a new generation (a first one, or
+	// a rebuild's) before the bucket is re-listed into it: an artifact it
+	// opens is imported, and only the stream's tail after the artifact's
+	// cursor is then read. A missing, refused or damaged artifact is
+	// logged, and the generation is re-listed. BootstrapName names the
+	// source in logs.
+	Bootstrap     Source
+	BootstrapName string
 	// NoBulkLoad keeps new generations out of the store's bulk-load mode
 	// (sdk.Loader), which is used by default when the store has it.
 	NoBulkLoad bool
@@ -195,6 +203,11 @@ type Fold struct {
 	last     uint64 // stream last sequence, last seen
 	syncedAt time.Time
 
+	// applyGate is read-held by every batch from its Apply (or its send on
+	// the pipe) until its commit is recorded. An export of a store that has
+	// no consistent views write-holds it: no batch is applied meanwhile.
+	applyGate sync.RWMutex
+
 	// transformMu serializes the reader and Verify on a Transform that
 	// cannot fork.
 	transformMu sync.Mutex
@@ -202,6 +215,10 @@ type Fold struct {
 	// startGate lets one consumer creation of this fold's watches be
 	// outstanding at a time (watch.Config.StartGate).
 	startGate chan struct{}
+
+	// skipBootstrap is the generation Config.Bootstrap is not tried for
+	// again (it was, once). The session's goroutine only.
+	skipBootstrap int
 
 	pending      atomic.Uint64
 	commits      atomic.Uint64 // batches committed, for the supervisor

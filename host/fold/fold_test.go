@@ -39,25 +39,29 @@ type harness struct {
 
 func newHarness(t *testing.T, js jetstream.JetStream, bucket string, filters []string, dir string) *harness {
 	h := &harness{t: t, js: js}
-	bin := testenv.SQLitePlugin(t)
 	h.cfg = fold.Config{
 		Name: "test", Bucket: bucket, Filters: filters, Dir: dir,
 		StoreConfig: []byte(`{}`),
-		Launch: func(ctx context.Context) (fold.Handle, error) {
-			p, err := pluginhost.Launch(ctx, pluginhost.Config{Path: bin})
-			if err == nil {
-				h.mu.Lock()
-				h.plugins = append(h.plugins, p)
-				h.mu.Unlock()
-			}
-			return p, err
-		},
-		CheckEvery: 50 * time.Millisecond,
+		CheckEvery:  50 * time.Millisecond,
 	}
+	h.usePlugin(testenv.SQLitePlugin(t))
 	if os.Getenv("SLIPSTREAM_TEST_LOG") != "" {
 		h.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return h
+}
+
+// usePlugin makes the fold launch the plugin binary bin.
+func (h *harness) usePlugin(bin string) {
+	h.cfg.Launch = func(ctx context.Context) (fold.Handle, error) {
+		p, err := pluginhost.Launch(ctx, pluginhost.Config{Path: bin})
+		if err == nil {
+			h.mu.Lock()
+			h.plugins = append(h.plugins, p)
+			h.mu.Unlock()
+		}
+		return p, err
+	}
 }
 
 // wrapLaunch makes every plugin the fold launches from now on the Handle

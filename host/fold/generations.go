@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -143,6 +144,10 @@ type generation struct {
 	// loading: the store is in a bulk load, ended before it is published.
 	// The session's goroutine only.
 	loading bool
+
+	// pins counts the exports reading this generation; publish waits for
+	// them (a while) before it closes the generation it replaced.
+	pins sync.WaitGroup
 }
 
 // committed is the cursor and a copy of the metadata the store last
@@ -183,6 +188,7 @@ type generations struct {
 
 	// Owned by the session goroutine (and open, before it runs).
 	opened bool
+	lock   *os.File // the directory's lock, held from open
 	layout layout
 	shadow *generation // open shadow, when layout.shadow > 0
 
@@ -197,12 +203,49 @@ func (s *generations) open() error {
 	if s.opened {
 		return nil
 	}
-	l, err := scanDir(s.dir)
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	lock, err := lockDir(s.dir)
 	if err != nil {
 		return err
 	}
-	s.layout, s.opened = l, true
+	l, err := scanDir(s.dir)
+	if err != nil {
+		lock.Close()
+		return err
+	}
+	s.layout, s.opened, s.lock = l, true, lock
 	return nil
+}
+
+// lockFile is held, with an exclusive flock, by the one process using a
+// fold's directory.
+const lockFile = "LOCK"
+
+// lockDir takes dir's lock, or says that another process holds it.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s is in use by another process (a running service?)", dir)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// unlock releases the directory lock open took; the fold can be opened
+// again.
+func (s *generations) unlock() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock, s.opened = nil, false
+	}
 }
 
 // current returns the published and the target generation; either may be
@@ -217,6 +260,37 @@ func (s *generations) current() (pub, target *generation) {
 func (s *generations) published() *generation {
 	pub, _ := s.current()
 	return pub
+}
+
+// pin returns the published generation, held open for an export until
+// release is called; ErrNotReady when there is none.
+func (s *generations) pin() (g *generation, release func(), err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.pub == nil {
+		return nil, nil, ErrNotReady
+	}
+	g = s.pub
+	g.pins.Add(1)
+	return g, g.pins.Done, nil
+}
+
+// pinWait bounds how long publish waits for the exports of the generation
+// it replaced before closing it under them (they then fail).
+const pinWait = time.Minute
+
+// unpinned waits until no export reads g, for at most pinWait.
+func (g *generation) unpinned() bool {
+	done := make(chan struct{})
+	go func() { g.pins.Wait(); close(done) }()
+	t := time.NewTimer(pinWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // dead returns the published generation or tgt when its plugin has died,
@@ -316,6 +390,35 @@ func (s *generations) abandon(ctx context.Context, tgt *generation) error {
 	return nil
 }
 
+// fresh opens a new, empty generation after every other for an import
+// into a fold that is not running; a shadow a crash left behind is removed
+// first. The generation is not the target of any watch.
+func (s *generations) fresh(ctx context.Context) (*generation, error) {
+	if s.layout.shadow > 0 {
+		if err := os.RemoveAll(filepath.Join(s.dir, genName(s.layout.shadow))); err != nil {
+			return nil, err
+		}
+	}
+	n := max(s.layout.published, s.layout.shadow) + 1
+	g, err := s.openGen(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	s.layout.shadow = n
+	return g, nil
+}
+
+// discard closes a generation fresh opened and removes it.
+func (s *generations) discard(g *generation) error {
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.h.Shutdown(sctx); err != nil {
+		s.log.Warn("closing a discarded generation", "generation", g.n, "err", err)
+	}
+	s.layout.shadow = 0
+	return os.RemoveAll(g.dir)
+}
+
 // publish swaps a caught-up shadow in for readers, durably (CURRENT), and
 // drops the old generation.
 func (s *generations) publish(ctx context.Context, g *generation) error {
@@ -329,6 +432,9 @@ func (s *generations) publish(ctx context.Context, g *generation) error {
 	s.layout.published, s.layout.shadow, s.shadow = g.n, 0, nil
 	s.log.Info("published generation", "generation", g.n, "cursor", g.committedCursor())
 	if old != nil {
+		if !old.unpinned() {
+			s.log.Warn("closing the replaced generation under an export that outlasted the wait", "generation", old.n, "wait", pinWait)
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if err := old.h.Shutdown(sctx); err != nil {
@@ -341,8 +447,9 @@ func (s *generations) publish(ctx context.Context, g *generation) error {
 	return nil
 }
 
-// closeAll shuts every open generation down.
+// closeAll shuts every open generation down and releases the directory.
 func (s *generations) closeAll() {
+	defer s.unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s.mu.Lock()

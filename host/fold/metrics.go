@@ -1,6 +1,8 @@
 package fold
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +18,10 @@ type Metrics struct {
 	rebuilds  *prometheus.CounterVec
 	failures  *prometheus.CounterVec
 	repaired  *prometheus.CounterVec
+
+	artifacts       *prometheus.CounterVec
+	artifactRecords *prometheus.CounterVec
+	artifactTime    *prometheus.HistogramVec
 }
 
 var allStates = []State{StateStarting, StateBootstrapping, StateSynced, StateRebuilding, StateReconciling, StateStalled, StateStopped}
@@ -45,9 +51,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Fold sessions that ended in an error (plugin, NATS, transform)."}, []string{"fold"}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_reconcile_repairs_total",
 			Help: "Keys a reconcile deleted (stale) or fetched again (missing, changed)."}, []string{"fold", "kind"}),
+		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_artifacts_total",
+			Help: "Artifacts exported from or imported into the fold, by direction (export, import) and result (ok, error)."},
+			[]string{"fold", "direction", "result"}),
+		artifactRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_artifact_records_total",
+			Help: "Records of the artifacts exported or imported whole, by direction."}, []string{"fold", "direction"}),
+		artifactTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "slipstream_fold_artifact_seconds",
+			Help: "Time an export or import took, by direction.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 16)},
+			[]string{"fold", "direction"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures, m.repaired)
+		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures, m.repaired,
+			m.artifacts, m.artifactRecords, m.artifactTime)
 	}
 	return m
 }
@@ -60,4 +75,16 @@ func (m *Metrics) setState(fold string, s State) {
 		}
 		m.state.WithLabelValues(fold, string(x)).Set(v)
 	}
+}
+
+// artifactDone records an export or import that began at start.
+func (m *Metrics) artifactDone(fold, direction string, start time.Time, records uint64, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	} else {
+		m.artifactRecords.WithLabelValues(fold, direction).Add(float64(records))
+	}
+	m.artifacts.WithLabelValues(fold, direction, result).Inc()
+	m.artifactTime.WithLabelValues(fold, direction).Observe(time.Since(start).Seconds())
 }

@@ -80,6 +80,11 @@ func decideResume(cursor uint64, meta, want map[string][]byte, horizon time.Dura
 	if cursor == 0 && len(meta) == 0 {
 		return d // a fresh store
 	}
+	if len(meta[MetaImport]) > 0 {
+		d.rebuild, d.label = true, "import"
+		d.why = "an import into this generation did not finish"
+		return d
+	}
 	for _, c := range metaChecks {
 		if string(meta[c.key]) != string(want[c.key]) {
 			d.rebuild, d.label = true, c.label

@@ -57,6 +57,8 @@ func TestDecideResume(t *testing.T) {
 		{name: "metadata missing", cursor: 10, meta: with(MetaScope, "<absent>"), horizon: day, rebuild: "config", why: "scope changed"},
 		{name: "only the cursor", cursor: 10, meta: map[string][]byte{}, horizon: day, rebuild: "config", why: "format changed"},
 		{name: "first difference wins", cursor: 10, meta: with(MetaBucket, "x", MetaStream, "y"), horizon: day, rebuild: "config", why: "bucket changed"},
+		{name: "import cut off", cursor: 0, meta: map[string][]byte{MetaImport: []byte("1")}, horizon: day, rebuild: "import", why: "did not finish"},
+		{name: "import finished", cursor: 10, meta: with(MetaImport, ""), horizon: day},
 		{name: "rebuild and reconcile are separate", cursor: 10, meta: with(MetaScope, "b.>", MetaSyncedAt, synced(2*day)),
 			horizon: day, rebuild: "config", why: "scope changed", reconcile: true},
 	}

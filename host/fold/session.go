@@ -40,6 +40,13 @@ func (f *Fold) session(ctx context.Context) error {
 	if d.rebuild && !f.cfg.hooks.NoRebuild {
 		return f.rebuild(ctx, tgt, d.label, d.why)
 	}
+	if cursor == 0 && len(meta) == 0 && f.cfg.Bootstrap != nil && tgt.n != f.skipBootstrap {
+		if err := f.bootstrap(ctx, tgt, want, pos); err != nil {
+			return err
+		}
+		cursor, meta = tgt.committed()
+		d = decideResume(cursor, meta, want, tombstoneHorizon(f.cfg.TombstoneHorizon, pos.MarkerTTL), time.Now())
+	}
 	wctx := knobs.WithWatch(ctx, knobs.Watch{NoExpiryChecks: f.cfg.hooks.NoRebuild, NoBookmarks: f.cfg.hooks.NoBookmarks})
 	w, err := watch.Start(wctx, f.js, watch.Config{
 		Bucket: f.cfg.Bucket, Filters: f.cfg.Filters, Cursor: cursor,
@@ -77,6 +84,47 @@ func (f *Fold) session(ctx context.Context) error {
 	return err
 }
 
+// bootstrap tries once to fill the new generation g from the fold's
+// artifact source. Only an import that was cut off after it committed
+// something fails the session (g is then given up, and the next session
+// re-lists into a fresh one); any other failure leaves g empty for the
+// re-list.
+func (f *Fold) bootstrap(ctx context.Context, g *generation, want map[string][]byte, pos watch.Position) error {
+	f.skipBootstrap = g.n
+	if f.gens.published() != nil {
+		f.setState(StateRebuilding, "")
+	} else {
+		f.setState(StateBootstrapping, "")
+	}
+	f.log.Info("importing an artifact into a new generation", "generation", g.n, "source", f.cfg.BootstrapName)
+	rc, err := f.cfg.Bootstrap(ctx)
+	if err != nil {
+		if errors.Is(err, ErrNoArtifact) {
+			f.log.Info("no artifact to bootstrap from; re-listing the bucket", "source", f.cfg.BootstrapName)
+		} else {
+			f.log.Warn("cannot open the artifact to bootstrap from; re-listing the bucket", "source", f.cfg.BootstrapName, "err", err)
+		}
+		return ctx.Err()
+	}
+	defer rc.Close()
+	_, wrote, err := f.importInto(ctx, g, rc, want, pos)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // the cut-off import is discarded on the next start
+	}
+	f.log.Warn("the artifact to bootstrap from is unusable; re-listing the bucket", "source", f.cfg.BootstrapName, "err", err)
+	if !wrote {
+		return nil
+	}
+	if err := f.gens.abandon(ctx, g); err != nil {
+		return err
+	}
+	f.skipBootstrap = f.gens.layout.shadow
+	return errRestart
+}
+
 // rebuild abandons tgt as a resume point: the next session re-lists into a
 // fresh shadow generation while readers keep the published one.
 func (f *Fold) rebuild(ctx context.Context, tgt *generation, label, why string) error {
@@ -106,11 +154,14 @@ func (f *Fold) commit(ctx context.Context, g *generation, b *batch) error {
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
+	f.applyGate.RLock()
 	start := time.Now()
 	if err := g.h.Apply(actx, b.storeBatch()); err != nil {
+		f.applyGate.RUnlock()
 		return applyError(g, b, err)
 	}
 	isPub := f.committed(g, b, start)
+	f.applyGate.RUnlock()
 	if !b.caughtUp {
 		return nil
 	}

@@ -232,7 +232,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	}
 	sinfo := stream.CachedInfo()
 	before := sinfo.State
-	if err := checkCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !off.NoExpiryChecks {
+	if err := CheckCursor(cfg.Cursor, before.FirstSeq, before.LastSeq); err != nil && !off.NoExpiryChecks {
 		return nil, err
 	}
 	// Consumer names are unique per watch: a previous watch's consumer may
@@ -345,7 +345,11 @@ func startFloor(cursor uint64, history int64, last uint64) uint64 {
 	return 0
 }
 
-func checkCursor(cursor, first, last uint64) error {
+// CheckCursor says whether a fold at cursor can follow a stream holding
+// first to last: nil, or an error wrapping ErrCursorAhead (the cursor is
+// past the stream's end: another stream's) or ErrCursorExpired (retention
+// removed what comes after it). Cursor 0 is a re-list, always possible.
+func CheckCursor(cursor, first, last uint64) error {
 	switch {
 	case cursor == 0:
 		return nil
