@@ -55,7 +55,7 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	svc, err := service.Start(ctx, cfg, logger, service.Options{})
+	svc, err := service.Start(ctx, cfg, logger, service.Options{Producer: "slipstream " + version})
 	if err != nil {
 		return err
 	}

@@ -19,15 +19,25 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
+// Headers of GET .../artifact: the exported cursor and content hash.
+const (
+	CursorHeader      = "Slipstream-Cursor"
+	ContentHashHeader = "Slipstream-Content-Hash"
+	// ArtifactType is the media type of an artifact.
+	ArtifactType = "application/vnd.slipstream.artifact"
+)
+
 // RevisionHeader carries a key's revision on GET .../keys/{key}.
 const RevisionHeader = "Slipstream-Revision"
 
 // maxScanLimit bounds one page of a scan.
 const maxScanLimit = 10000
 
-// Handler returns the API over folds, with /metrics from g.
-func Handler(folds []*fold.Fold, g prometheus.Gatherer) http.Handler {
-	a := &api{folds: map[string]*fold.Fold{}, order: folds}
+// Handler returns the API over folds, with /metrics from g. producer names
+// the service in the artifacts it exports; their temporary files go in
+// tempDir ("" for the system's).
+func Handler(folds []*fold.Fold, g prometheus.Gatherer, producer, tempDir string) http.Handler {
+	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: producer, tempDir: tempDir}
 	for _, f := range folds {
 		a.folds[f.Name()] = f
 	}
@@ -38,6 +48,7 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer) http.Handler {
 	mux.HandleFunc("GET /v1/folds/{fold}/keys/{key...}", a.get)
 	mux.HandleFunc("GET /v1/folds/{fold}/verify", a.verify)
 	mux.HandleFunc("POST /v1/folds/{fold}/reconcile", a.reconcile)
+	mux.HandleFunc("GET /v1/folds/{fold}/artifact", a.artifact)
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -47,8 +58,10 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer) http.Handler {
 }
 
 type api struct {
-	folds map[string]*fold.Fold
-	order []*fold.Fold
+	folds    map[string]*fold.Fold
+	order    []*fold.Fold
+	producer string
+	tempDir  string
 }
 
 // Error is the body of every error response.

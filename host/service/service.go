@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/slipstreamkv/slipstream/host/api"
+	"github.com/slipstreamkv/slipstream/host/artifact"
 	"github.com/slipstreamkv/slipstream/host/chain"
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/connect"
@@ -37,6 +39,9 @@ const PluginPrefix = "slipstream-store-"
 type Options struct {
 	// CheckEvery overrides the folds' live guard period.
 	CheckEvery time.Duration
+	// Producer names the program in the artifacts it exports, such as
+	// "slipstream 1.2.0".
+	Producer string
 }
 
 // Service is a running configuration.
@@ -251,7 +256,11 @@ func (s *Service) Run(ctx context.Context) error {
 	var srv *http.Server
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
-		srv = &http.Server{Handler: api.Handler(s.folds, s.reg), ReadHeaderTimeout: 10 * time.Second}
+		tmp := filepath.Join(s.cfg.DataDir, "tmp")
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return fmt.Errorf("http api: %w", err)
+		}
+		srv = &http.Server{Handler: api.Handler(s.folds, s.reg, s.opts.Producer, tmp), ReadHeaderTimeout: 10 * time.Second}
 		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
 		s.log.Info("http api listening", "addr", s.HTTPAddr())
@@ -291,4 +300,26 @@ func (s *Service) close() {
 	if s.emb != nil {
 		s.emb.Shutdown()
 	}
+}
+
+// Import fills the fold named name of a stopped service's config from the
+// artifact r (see fold.Import): it connects to NATS (or starts the embedded
+// server on its data) to check the artifact against the bucket's stream,
+// and leaves the fold to resume at the artifact's cursor on the next run.
+// The HTTP API is not started; a running service holding the fold's
+// directory (or the embedded server's port) makes it fail.
+func Import(ctx context.Context, cfg *config.Config, logger *slog.Logger, name string, r io.Reader) (artifact.Manifest, error) {
+	c := *cfg
+	c.HTTP.Listen = config.HTTPOff
+	fc, ok := c.Fold(name)
+	if !ok {
+		return artifact.Manifest{}, fmt.Errorf("the config has no fold named %q", name)
+	}
+	c.Folds = []config.Fold{*fc}
+	s, err := Start(ctx, &c, logger, Options{})
+	if err != nil {
+		return artifact.Manifest{}, err
+	}
+	defer s.close()
+	return s.folds[0].Import(ctx, r)
 }
