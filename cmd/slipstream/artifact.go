@@ -87,26 +87,6 @@ func verify(r io.Reader) (artifact.Manifest, error) {
 	}
 }
 
-// openSource opens a local file or an http(s):// URL.
-func openSource(ctx context.Context, src string) (io.ReadCloser, error) {
-	if !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") {
-		return os.Open(src)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, fmt.Errorf("%s: %w", src, apiError(resp))
-	}
-	return resp.Body, nil
-}
-
 func cmdImport(args []string, stdout, stderr io.Writer) error {
 	fs := flags("import", stderr)
 	path := fs.String("config", "", "config file of the stopped service")
@@ -124,7 +104,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	src, err := openSource(ctx, *from)
+	src, err := service.OpenArtifact(ctx, *from)
 	if err != nil {
 		return err
 	}
@@ -149,7 +129,7 @@ func cmdArtifact(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageErr("usage: slipstream artifact inspect [--json] PATH|URL")
 	}
-	src, err := openSource(context.Background(), fs.Arg(0))
+	src, err := service.OpenArtifact(context.Background(), fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,5 +67,30 @@ func TestExportImport(t *testing.T) {
 	q.read("route.b", "world")
 	if strings.Contains(q.stderr.String(), "rebuilding fold") {
 		t.Errorf("the imported fold was rebuilt:\n%s", q.stderr)
+	}
+
+	// bootstrap_from: a fold that starts empty fills itself from the file.
+	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-q.exited
+	if err := os.RemoveAll(filepath.Join(filepath.Dir(q.config), "data", "folds", "routes")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(q.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(cfg), "\nstore = ", fmt.Sprintf("\nbootstrap_from = %q\nstore = ", file), 1)
+	if edited == string(cfg) {
+		t.Fatal("setup: the example config has no store line to put bootstrap_from before")
+	}
+	if err := os.WriteFile(q.config, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q.start()
+	q.read("route.a", "hello")
+	if !strings.Contains(q.stderr.String(), "imported an artifact") {
+		t.Errorf("the fold did not bootstrap from its artifact:\n%s", q.stderr)
 	}
 }

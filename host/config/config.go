@@ -136,6 +136,13 @@ type Fold struct {
 	TombstoneHorizon Duration `toml:"tombstone_horizon"`
 	// ReconcileEvery is the period of reconciles; 0 means never.
 	ReconcileEvery Duration `toml:"reconcile_every"`
+	// BootstrapFrom names an artifact a new generation of the fold (its
+	// first, or a rebuild's) is filled from before the stream's tail is
+	// read: a file (made absolute on loading; it need not exist yet) or
+	// the http(s):// URL of a peer's GET /v1/folds/NAME/artifact. A
+	// missing, foreign or damaged artifact is logged and the bucket is
+	// re-listed instead. Empty: always re-list.
+	BootstrapFrom string `toml:"bootstrap_from"`
 	// BulkLoad lets a store that declares the bulk-load capability fill a
 	// new generation in load mode (default true).
 	BulkLoad bool `toml:"bulk_load"`

@@ -366,6 +366,14 @@ func TestErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad bootstrap sources",
+			doc:  minimal + "bootstrap_from = \"nats-object://b/n\"\n\n[[fold]]\nname = \"c\"\nbucket = \"b\"\nstore = \"sqlite\"\nbootstrap_from = \"http:///x\"\n",
+			want: []string{
+				`DIR/s.toml:5: fold[0].bootstrap_from: unsupported source "nats-object://b/n": want a file path or an http(s):// URL`,
+				`DIR/s.toml:11: fold[1].bootstrap_from: invalid URL "http:///x": want http(s)://HOST/v1/folds/NAME/artifact`,
+			},
+		},
+		{
 			name: "bad byte sizes",
 			doc:  minimal + "batch = { max_bytes = \"4 MeB\" }\n[bucket.b]\nmax_bytes = 1.5\nmax_value_size = \"0.5B\"\n",
 			want: []string{

@@ -245,6 +245,17 @@ func (k *checker) fold(p path, f *Fold) {
 	if f.Batch.Window <= 0 || time.Duration(f.Batch.Window) > 10*time.Second {
 		k.errs.add(b.key("window"), "%s is out of range: want more than 0 and at most 10s", f.Batch.Window)
 	}
+	switch u := f.BootstrapFrom; {
+	case u == "":
+	case strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://"):
+		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
+			k.errs.add(p.key("bootstrap_from"), "invalid URL %q: want http(s)://HOST/v1/folds/NAME/artifact", u)
+		}
+	case strings.Contains(u, "://"):
+		k.errs.add(p.key("bootstrap_from"), "unsupported source %q: want a file path or an http(s):// URL", u)
+	default:
+		f.BootstrapFrom = k.abs(u)
+	}
 	k.notNegative(p.key("tombstone_horizon"), f.TombstoneHorizon)
 	k.notNegative(p.key("reconcile_every"), f.ReconcileEvery)
 	names := make(map[string]int)

@@ -173,6 +173,10 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		Logger:           s.log,
 		Metrics:          metrics,
 	}
+	if src := fc.BootstrapFrom; src != "" {
+		fcfg.BootstrapName = src
+		fcfg.Bootstrap = func(ctx context.Context) (io.ReadCloser, error) { return OpenArtifact(ctx, src) }
+	}
 	if len(fc.Transforms) > 0 {
 		t, err := chain.New(ctx, chain.Config{
 			Fold: fc.Name, Modules: fc.Transforms, CacheDir: filepath.Join(s.cfg.DataDir, "wasm-cache"),
