@@ -6,9 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestExportImport is the artifact commands as the README shows them:
@@ -47,14 +45,7 @@ func TestExportImport(t *testing.T) {
 		t.Errorf("import while the service runs: exit %d, %s", exitCode(err), out)
 	}
 
-	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-q.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("slipstream did not exit on SIGTERM")
-	}
+	q.terminate()
 	if err := os.RemoveAll(filepath.Join(filepath.Dir(q.config), "data", "folds", "routes")); err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +61,7 @@ func TestExportImport(t *testing.T) {
 	}
 
 	// bootstrap_from: a fold that starts empty fills itself from the file.
-	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	<-q.exited
+	q.terminate()
 	if err := os.RemoveAll(filepath.Join(filepath.Dir(q.config), "data", "folds", "routes")); err != nil {
 		t.Fatal(err)
 	}

@@ -192,17 +192,22 @@ func TestQuickstart(t *testing.T) {
 	if !strings.Contains(status, "routes") || !strings.Contains(status, "synced") {
 		t.Errorf("status:\n%s", status)
 	}
-	// SIGTERM: a clean exit.
+	q.terminate()
+}
+
+// terminate sends the service SIGTERM and waits for a clean exit.
+func (q *quickstart) terminate() {
+	q.t.Helper()
 	if err := q.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+		q.t.Fatal(err)
 	}
 	select {
 	case <-q.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatal("slipstream did not exit on SIGTERM")
+		q.t.Fatal("slipstream did not exit on SIGTERM")
 	}
 	if code := q.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit code %d after SIGTERM", code)
+		q.t.Errorf("exit code %d after SIGTERM", code)
 	}
 }
 

@@ -110,6 +110,20 @@ func (h *harness) withRevisions() map[string]string {
 	return out
 }
 
+// writtenBucket fills a new bucket on a new server with n keys k00000...,
+// recording the writes, and returns the stream's last sequence.
+func writtenBucket(t *testing.T, cfg jetstream.KeyValueConfig, n int) (jetstream.JetStream, jetstream.KeyValue, *written, uint64) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, cfg)
+	w := &written{}
+	for i := range n {
+		w.put(t, kv, fmt.Sprintf("k%05d", i), "v")
+	}
+	_, last := lastSeq(t, js, cfg.Bucket)
+	return js, kv, w, last
+}
+
 // records reads an artifact whole, as key -> value@revision.
 func records(t *testing.T, raw []byte) (artifact.Manifest, map[string]string) {
 	t.Helper()
@@ -143,18 +157,11 @@ func TestBootstrapFromArtifact(t *testing.T) {
 	for _, dir := range []struct{ name, from, to string }{{"sqlite to pebble", "sqlite", "pebble"}, {"pebble to sqlite", "pebble", "sqlite"}} {
 		t.Run(dir.name, func(t *testing.T) {
 			bins := map[string]string{"sqlite": testenv.SQLitePlugin(t), "pebble": pebblePlugin(t)}
-			srv := testenv.NATS(t)
-			_, js := testenv.JetStream(t, srv.ClientURL())
 			// Every value is kept, so that the stream holds every update
 			// after the artifact's cursor once the purge below has dropped
 			// what came before it.
-			kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg", History: 64})
+			js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg", History: 64}, 1500)
 			ctx := context.Background()
-			var w written
-			for i := range 1500 {
-				w.put(t, kv, fmt.Sprintf("k%05d", i), "v")
-			}
-			_, last := lastSeq(t, js, "cfg")
 
 			a := newHarness(t, js, "cfg", nil, t.TempDir())
 			a.usePlugin(bins[dir.from])
@@ -240,16 +247,9 @@ func TestBootstrapFromArtifact(t *testing.T) {
 // artifact is refused with an error saying why, and the fold directory is
 // byte-for-byte what it was.
 func TestImportRefusesAndLeavesTheFoldUntouched(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg"}, 300)
 	testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "other"})
 	ctx := context.Background()
-	var w written
-	for i := range 300 {
-		w.put(t, kv, fmt.Sprintf("k%05d", i), "v")
-	}
-	_, last := lastSeq(t, js, "cfg")
 	dir := t.TempDir()
 	h := newHarness(t, js, "cfg", nil, dir)
 	h.start()
@@ -350,15 +350,8 @@ func TestImportRefusesAndLeavesTheFoldUntouched(t *testing.T) {
 // TestOfflineImportResumesAtTheCursor: Import publishes a generation that
 // the next Run resumes from the artifact's cursor.
 func TestOfflineImportResumesAtTheCursor(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg"}, 400)
 	ctx := context.Background()
-	var w written
-	for i := range 400 {
-		w.put(t, kv, fmt.Sprintf("k%05d", i), "v")
-	}
-	_, last := lastSeq(t, js, "cfg")
 	a := newHarness(t, js, "cfg", nil, t.TempDir())
 	a.start()
 	a.waitSynced(last)
