@@ -15,8 +15,8 @@
 // process are skipped there.
 //
 // Mandatory cases run for every plugin. Optional cases check an optional
-// interface of sdk.Store (Loader, Compacter), and run only for a store that
-// implements it. README.md lists every case and the fault it catches. The
+// interface of sdk.Store (Loader, Compacter, Snapshotter), and run only for
+// a store that implements it. README.md lists every case and the fault it catches. The
 // cases live in internal/conformance, which the slipstream binary runs
 // without linking this package's test library; their own tests run each
 // case against a store broken in exactly that way, so every case is known

@@ -8,7 +8,8 @@
 //
 // The binary is then a go-plugin gRPC server that the host starts, one
 // process per open generation of a fold. A store may also implement
-// [Loader] (a faster fill of an empty fold), [Compacter], [Describer] and
+// [Loader] (a faster fill of an empty fold), [Compacter], [Snapshotter] (a
+// consistent read view that Apply does not wait for), [Describer] and
 // [LoggerSetter]: implementing the interface is what declares the
 // capability, and the host calls an optional method only on a store that
 // has it.

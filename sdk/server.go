@@ -47,6 +47,32 @@ type server struct {
 	life    sync.RWMutex // write-held by Open and Close
 	open    bool
 	applyMu sync.Mutex
+
+	// The open views (Snapshotter), by id. Ids count up from 1 for the
+	// life of the process, so an id at or below lastView that views lacks
+	// names a view already closed.
+	viewsMu  sync.Mutex
+	views    map[uint64]*view
+	lastView uint64
+}
+
+// view is a Snapshot the host opened; mu runs its calls one at a time, as
+// the Snapshot contract asks, whatever the host sends.
+type view struct {
+	mu     sync.Mutex
+	snap   Snapshot
+	closed bool
+}
+
+// close closes the view unless it is closed already.
+func (v *view) close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	return v.snap.Close()
 }
 
 func newServer(s Store) *server {
@@ -66,6 +92,9 @@ func describe(s Store) *storepb.InfoResponse {
 	}
 	if _, ok := s.(Loader); ok {
 		resp.Capabilities = append(resp.Capabilities, storepb.CapBulkLoad)
+	}
+	if _, ok := s.(Snapshotter); ok {
+		resp.Capabilities = append(resp.Capabilities, storepb.CapSnapshot)
 	}
 	return resp
 }
@@ -92,7 +121,9 @@ func (s *server) Open(ctx context.Context, req *storepb.OpenRequest) (*storepb.O
 	return &storepb.OpenResponse{Cursor: st.Cursor, Meta: st.Meta, Loading: st.Loading}, nil
 }
 
-// closeStore closes the store if it is open; used by Close and on shutdown.
+// closeStore closes the store if it is open, and every view open on it
+// first; used by Close and on shutdown. No other call is running meanwhile:
+// each holds life read-locked.
 func (s *server) closeStore(ctx context.Context) error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -100,7 +131,16 @@ func (s *server) closeStore(ctx context.Context) error {
 		return nil
 	}
 	s.open = false
-	return s.store.Close(ctx)
+	s.viewsMu.Lock()
+	views := s.views
+	s.views = nil
+	s.viewsMu.Unlock()
+	var errs []error
+	for _, v := range views {
+		errs = append(errs, v.close())
+	}
+	// The store's own error comes first: it is the one that matters.
+	return errors.Join(append([]error{s.store.Close(ctx)}, errs...)...)
 }
 
 func (s *server) Close(ctx context.Context, _ *storepb.CloseRequest) (*storepb.CloseResponse, error) {
@@ -237,6 +277,8 @@ func (s *server) Get(ctx context.Context, req *storepb.GetRequest) (*storepb.Get
 	return &storepb.GetResponse{Found: true, Value: e.Value, Revision: e.Revision}, nil
 }
 
+// Scan scans the live store, or the open view req.snapshot names. A view's
+// scan does not take applyMu: Apply goes on while it reads.
 func (s *server) Scan(req *storepb.ScanRequest, stream storepb.Store_ScanServer) error {
 	release, err := s.reading()
 	if err != nil {
@@ -247,6 +289,25 @@ func (s *server) Scan(req *storepb.ScanRequest, stream storepb.Store_ScanServer)
 		Prefix: req.GetPrefix(), Start: req.GetStart(), End: req.GetEnd(), After: req.GetAfter(),
 		Limit: int(req.GetLimit()), KeysOnly: req.GetKeysOnly(),
 	}
+	scan := s.store.Scan
+	if id := req.GetSnapshot(); id != 0 {
+		v, err := s.view(id)
+		if err != nil {
+			return err
+		}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.closed { // by a CloseSnapshot since the lookup
+			return closedView(id)
+		}
+		scan = v.snap.Scan
+	}
+	return sendScan(stream, r, scan)
+}
+
+// sendScan streams to the host the entries scan passes for r, in chunks of
+// at most scanChunkBytes or scanChunkEntries.
+func sendScan(stream storepb.Store_ScanServer, r Range, scan func(context.Context, Range, func(Entry) error) error) error {
 	var (
 		chunk storepb.ScanResponse
 		size  int
@@ -259,7 +320,7 @@ func (s *server) Scan(req *storepb.ScanRequest, stream storepb.Store_ScanServer)
 		chunk.Entries, size = chunk.Entries[:0], 0
 		return err
 	}
-	err = s.store.Scan(stream.Context(), r, func(e Entry) error {
+	err := scan(stream.Context(), r, func(e Entry) error {
 		// Entries may be reused by the store after fn returns: copy.
 		pe := &storepb.Entry{Key: clone(e.Key), Revision: e.Revision}
 		if !r.KeysOnly {
@@ -335,6 +396,81 @@ func (s *server) load(ctx context.Context, call func(Loader, context.Context) er
 		}
 	}
 	return &storepb.LoadResponse{}, nil
+}
+
+// OpenSnapshot opens a view with the store's Snapshot and names it by a new
+// id.
+func (s *server) OpenSnapshot(ctx context.Context, _ *storepb.SnapshotRequest) (*storepb.SnapshotResponse, error) {
+	release, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	sn, ok := s.store.(Snapshotter)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "the store does not implement sdk.Snapshotter")
+	}
+	snap, err := sn.Snapshot(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	st := snap.State()
+	s.viewsMu.Lock()
+	defer s.viewsMu.Unlock()
+	if s.views == nil {
+		s.views = map[uint64]*view{}
+	}
+	s.lastView++
+	s.views[s.lastView] = &view{snap: snap}
+	return &storepb.SnapshotResponse{Id: s.lastView, Cursor: st.Cursor, Meta: st.Meta}, nil
+}
+
+// CloseSnapshot closes the view req.id names. A view closed already, by
+// CloseSnapshot or with the store, is not an error, nor is a closed store
+// (it closed its views).
+func (s *server) CloseSnapshot(_ context.Context, req *storepb.SnapshotRequest) (*storepb.CloseSnapshotResponse, error) {
+	s.life.RLock() // closeStore closes the views it finds; this one is not among them
+	defer s.life.RUnlock()
+	id := req.GetId()
+	s.viewsMu.Lock()
+	v, ok := s.views[id]
+	delete(s.views, id)
+	issued := id != 0 && id <= s.lastView
+	s.viewsMu.Unlock()
+	switch {
+	case ok:
+		if err := v.close(); err != nil {
+			return nil, toStatus(err)
+		}
+	case !issued:
+		return nil, unknownView(id)
+	}
+	return &storepb.CloseSnapshotResponse{}, nil
+}
+
+// view returns the open view id names.
+func (s *server) view(id uint64) (*view, error) {
+	s.viewsMu.Lock()
+	defer s.viewsMu.Unlock()
+	if v, ok := s.views[id]; ok {
+		return v, nil
+	}
+	if id <= s.lastView {
+		return nil, closedView(id)
+	}
+	return nil, unknownView(id)
+}
+
+// closedView is the status of a call on a view that was closed: it
+// arrives as ErrClosed, as it would from the store itself.
+func closedView(id uint64) error {
+	return status.Errorf(codes.FailedPrecondition, "snapshot %d is closed", id)
+}
+
+// unknownView is the status of a call on a view no OpenSnapshot of this
+// process returned.
+func unknownView(id uint64) error {
+	return status.Errorf(codes.InvalidArgument, "no snapshot %d was opened in this plugin", id)
 }
 
 // toStatus carries the sentinel errors across the process boundary.

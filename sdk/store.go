@@ -110,8 +110,8 @@ type Stats struct {
 
 // Store is a durable, ordered key-value fold with a cursor. Implementations
 // are served by Serve. A store may implement the optional interfaces
-// Compacter, Loader, Describer and LoggerSetter; implementing one is what
-// declares the capability, there is nothing else to declare.
+// Compacter, Loader, Snapshotter, Describer and LoggerSetter; implementing
+// one is what declares the capability, there is nothing else to declare.
 type Store interface {
 	// Open opens the store kept in dir, creating it if dir is empty or
 	// missing. config is the fold's store_config table as JSON ("{}" when
@@ -177,4 +177,34 @@ type Describer interface {
 type Info struct {
 	Name    string
 	Version string
+}
+
+// Snapshotter is implemented by stores that can hold a consistent read view
+// while Apply goes on: the host exports a live fold through one. A store
+// without it is exported with its applies paused for as long as the export
+// reads.
+type Snapshotter interface {
+	// Snapshot opens a view of the store at its last committed batch.
+	// Applies committed after it returns are not seen by the view; one
+	// that commits while it runs is in the view whole or not at all, as
+	// for any read. A store may hold several views at once; each must be
+	// closed. Closing the store closes its views: later calls on them fail
+	// with ErrClosed.
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// Snapshot is a read-only view of a store at one committed batch. Its
+// methods may be called concurrently with the store's Apply (and with other
+// views' methods), but not with each other. Serve runs a plugin's calls on
+// one view one at a time, and never while the store closes.
+type Snapshot interface {
+	// State is the cursor and metadata of the batch the view is at
+	// (Loading is always false: a store in a bulk load may refuse to
+	// open a view).
+	State() State
+	// Scan is Store.Scan, over the view: the same Range, order and
+	// entries, as of the view's batch.
+	Scan(ctx context.Context, r Range, fn func(Entry) error) error
+	// Close releases the view. Closing it twice does nothing.
+	Close() error
 }

@@ -56,6 +56,14 @@ func (r *batchRecorder) applied() []*sdk.Batch {
 // raw protocol client, for requests the host would never send.
 func serve(t *testing.T, s sdk.Store, opts ...grpc.ServerOption) (*pluginhost.Plugin, storepb.StoreClient) {
 	t.Helper()
+	p, rpc, _ := serveStoppable(t, s, opts...)
+	return p, rpc
+}
+
+// serveStoppable is serve, and stop ends the server as the death of a
+// plugin process would.
+func serveStoppable(t *testing.T, s sdk.Store, opts ...grpc.ServerOption) (p *pluginhost.Plugin, rpc storepb.StoreClient, stop func()) {
+	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "store.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +79,11 @@ func serve(t *testing.T, s sdk.Store, opts ...grpc.ServerOption) (*pluginhost.Pl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	p, err := pluginhost.Connect(context.Background(), conn, "test store")
+	p, err = pluginhost.Connect(context.Background(), conn, "test store")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, storepb.NewStoreClient(conn)
+	return p, storepb.NewStoreClient(conn), srv.Stop
 }
 
 // opened is serve with the store open.
@@ -266,13 +274,17 @@ func TestSentinelsCrossTheBoundary(t *testing.T) {
 // loadingStore is a store with every optional interface.
 type loadingStore struct {
 	batchRecorder
-	loads, compacts int
+	loads, compacts, snapshots int
 }
 
 func (s *loadingStore) BeginLoad(context.Context) error { s.loads++; return nil }
 func (s *loadingStore) EndLoad(context.Context) error   { return nil }
 func (s *loadingStore) Compact(context.Context) error   { s.compacts++; return nil }
 func (s *loadingStore) Describe() sdk.Info              { return sdk.Info{Name: "loading", Version: "3"} }
+func (s *loadingStore) Snapshot(context.Context) (sdk.Snapshot, error) {
+	s.snapshots++
+	return &fixedView{state: sdk.State{Cursor: 41}}, nil
+}
 
 // TestCapabilitiesAreInterfaces: the host sees a capability exactly when
 // the store implements its interface, and its calls reach the store.
@@ -284,6 +296,9 @@ func TestCapabilitiesAreInterfaces(t *testing.T) {
 	}
 	if _, ok := plain.Compacter(); ok {
 		t.Error("a store without Compact has a Compacter")
+	}
+	if _, ok := plain.Snapshotter(); ok {
+		t.Error("a store without Snapshot has a Snapshotter")
 	}
 	if info := plain.Info(); info != (sdk.Info{}) {
 		t.Errorf("a store that does not describe itself is %+v", info)
@@ -298,14 +313,28 @@ func TestCapabilitiesAreInterfaces(t *testing.T) {
 	if !ok {
 		t.Fatal("a store with Compact has no Compacter")
 	}
+	sn, ok := full.Snapshotter()
+	if !ok {
+		t.Fatal("a store with Snapshot has no Snapshotter")
+	}
+	view, err := sn.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cursor := view.State().Cursor; cursor != 41 {
+		t.Errorf("the view is at cursor %d; want the store's 41", cursor)
+	}
+	if err := view.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.BeginLoad(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Compact(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s.loads != 1 || s.compacts != 1 {
-		t.Errorf("the store saw %d loads and %d compactions; want 1 and 1", s.loads, s.compacts)
+	if s.loads != 1 || s.compacts != 1 || s.snapshots != 1 {
+		t.Errorf("the store saw %d loads, %d compactions and %d snapshots; want 1 of each", s.loads, s.compacts, s.snapshots)
 	}
 	if info := full.Info(); info != (sdk.Info{Name: "loading", Version: "3"}) {
 		t.Errorf("Info = %+v", info)

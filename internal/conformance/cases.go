@@ -68,5 +68,15 @@ func cases() []testCase {
 		{Name: "bulk-load-crash", Capability: capBulkLoad, needs: needKill, Run: caseBulkLoadCrash,
 			Catches: "a load that does not survive a crash: batches applied during the load not durable once Apply returned, State.Loading lost, " +
 				"a plugin killed during an Apply or EndLoad of the load that reopens with part of a batch or of the fold, an EndLoad that returned but is not durable"},
+		{Name: "snapshot", Capability: capSnapshot, Run: caseSnapshot,
+			Catches: "a view (Snapshot) that does not hold exactly the batch it was opened at, with its cursor and metadata, while later batches overwrite and delete its keys: " +
+				"later batches seen by a full or ranged Scan (Prefix, Start, End, After, Limit, KeysOnly) or by paging; an Apply that waits for an open view or for a view's Scan under way"},
+		{Name: "snapshot-many", Capability: capSnapshot, Run: caseSnapshotMany,
+			Catches: "views at different cursors (and two at one) that do not each keep their own batch, or that change when another view is closed or more batches apply"},
+		{Name: "snapshot-close", Capability: capSnapshot, Run: caseSnapshotClose,
+			Catches: "a view still scanned after its Close, a second Close that fails, or a Close that disturbs the store or another view"},
+		{Name: "snapshot-store-close", Capability: capSnapshot, Run: caseSnapshotStoreClose,
+			Catches: "views that outlive the store's Close (Scan must fail with sdk.ErrClosed, also after the store is opened again), a Close that fails with views open, " +
+				"or a store that cannot open views again once reopened"},
 	}
 }

@@ -312,6 +312,12 @@ func caseUseAfterClose(h *harness) {
 			{"EndLoad", func() error { return s.EndLoad(h.ctx) }},
 		}...)
 	}
+	if h.info.Has(capSnapshot) {
+		calls = append(calls, struct {
+			name string
+			call func() error
+		}{"Snapshot", func() error { _, err := s.Snapshot(h.ctx); return err }})
+	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, sdk.ErrClosed) {
 			h.Errorf("%s after Close = %v; want sdk.ErrClosed", c.name, err)

@@ -166,6 +166,15 @@ func (s *store) beginLoad() {
 	}
 }
 
+// snapshot opens a view of the store (sdk.Snapshotter).
+func (s *store) snapshot() sdk.Snapshot {
+	v, err := s.Snapshot(s.h.ctx)
+	if err != nil {
+		s.h.Fatalf("Snapshot: %v", err)
+	}
+	return v
+}
+
 // endLoad ends a bulk load.
 func (s *store) endLoad() {
 	if err := s.EndLoad(s.h.ctx); err != nil {
@@ -194,7 +203,12 @@ func (s *store) scan(r sdk.Range) []sdk.Entry {
 	return out
 }
 
-func scanAll(ctx context.Context, st sdk.Store, r sdk.Range) ([]sdk.Entry, error) {
+// scanner is what scanAll reads: a store or a view of one (sdk.Snapshot).
+type scanner interface {
+	Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error
+}
+
+func scanAll(ctx context.Context, st scanner, r sdk.Range) ([]sdk.Entry, error) {
 	var out []sdk.Entry
 	err := st.Scan(ctx, r, func(e sdk.Entry) error {
 		out = append(out, sdk.Entry{Key: bytes.Clone(e.Key), Value: bytes.Clone(e.Value), Revision: e.Revision})

@@ -32,7 +32,47 @@ type wrapped struct {
 	stats func(r *refstore.Store, ctx context.Context) (sdk.Stats, error)
 	open  func(r *refstore.Store, ctx context.Context, dir string, config []byte) (sdk.State, error)
 	close func(r *refstore.Store, ctx context.Context) error
+	// view wraps the reference store's views (sdk.Snapshotter).
+	view func(r *refstore.Store, v sdk.Snapshot) sdk.Snapshot
 }
+
+func (w *wrapped) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
+	v, err := w.Store.Snapshot(ctx)
+	if err != nil || w.view == nil {
+		return v, err
+	}
+	return w.view(w.Store, v), nil
+}
+
+// liveView is a view whose Scan reads the live store: it sees the batches
+// applied after it opened, and holds the store's lock while it reads.
+type liveView struct {
+	sdk.Snapshot
+	r *refstore.Store
+}
+
+func (l liveView) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+	return l.r.Scan(ctx, rg, fn)
+}
+
+// onceView is a view whose second Close fails.
+type onceView struct {
+	sdk.Snapshot
+	closed bool
+}
+
+func (o *onceView) Close() error {
+	if o.closed {
+		return errors.New("the view is already closed")
+	}
+	o.closed = true
+	return o.Snapshot.Close()
+}
+
+// unclosableView is a view whose Close does nothing: it reads on after it.
+type unclosableView struct{ sdk.Snapshot }
+
+func (unclosableView) Close() error { return nil }
 
 func (w *wrapped) Open(ctx context.Context, dir string, config []byte) (sdk.State, error) {
 	if w.open != nil {
@@ -327,6 +367,20 @@ var brokenStores = []struct {
 		caught: []string{"bulk-load-refused", "bulk-load", "model"}},
 	{name: "load buffered until EndLoad", knobs: refstore.Knobs{LoadBuffered: true},
 		caught: []string{"bulk-load-crash", "model"}},
+	// Broken views (sdk.Snapshotter).
+	{name: "snapshot reads the live store", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, view: func(r *refstore.Store, v sdk.Snapshot) sdk.Snapshot { return liveView{v, r} }}
+	}, caught: []string{"snapshot", "snapshot-many"}},
+	{name: "snapshot scan holds the store's lock, so Apply waits", knobs: refstore.Knobs{SnapshotBlocksApply: true},
+		caught: []string{"snapshot"}},
+	{name: "snapshot's second Close fails", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, view: func(_ *refstore.Store, v sdk.Snapshot) sdk.Snapshot { return &onceView{Snapshot: v} }}
+	}, caught: []string{"snapshot-close"}},
+	{name: "snapshot scanned after its Close", wrap: func(r *refstore.Store) sdk.Store {
+		return &wrapped{Store: r, view: func(_ *refstore.Store, v sdk.Snapshot) sdk.Snapshot { return unclosableView{v} }}
+	}, caught: []string{"snapshot-close"}},
+	{name: "snapshots outlive the store's Close", knobs: refstore.Knobs{SnapshotOutlivesClose: true},
+		caught: []string{"snapshot-store-close"}},
 }
 
 // TestBrokenStoresFail proves the suite can fail: each broken store fails
@@ -402,12 +456,13 @@ func buildTestdata(t *testing.T, name string) string {
 	return bin
 }
 
-// TestReferencePluginLoads runs the bulk-load cases, and use-after-close,
-// against the reference store as a plugin process: BeginLoad, EndLoad and
-// State.Loading cross the sdk's gRPC boundary, and bulk-load-crash kills the
-// process in the middle of a load's Apply and of its EndLoad. (The model
-// case's loads run in-process, in TestReferencePasses.)
-func TestReferencePluginLoads(t *testing.T) {
+// TestReferencePlugin runs the bulk-load and snapshot cases, and
+// use-after-close, against the reference store as a plugin process:
+// BeginLoad, EndLoad, State.Loading and the views cross the sdk's gRPC
+// boundary, and bulk-load-crash kills the process in the middle of a load's
+// Apply and of its EndLoad. (The model case's loads run in-process, in
+// TestReferencePasses.)
+func TestReferencePlugin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a plugin")
 	}
@@ -416,12 +471,14 @@ func TestReferencePluginLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Has(capBulkLoad) {
-		t.Fatalf("the reference plugin does not declare %q: %+v", capBulkLoad, info)
+	for _, c := range []string{capBulkLoad, capSnapshot} {
+		if !info.Has(c) {
+			t.Fatalf("the reference plugin does not declare %q: %+v", c, info)
+		}
 	}
 	root := t.TempDir()
 	for _, tc := range cases() {
-		if tc.Capability != capBulkLoad && tc.Name != "use-after-close" {
+		if tc.Capability != capBulkLoad && tc.Capability != capSnapshot && tc.Name != "use-after-close" {
 			continue
 		}
 		t.Run(tc.Name, func(t *testing.T) {

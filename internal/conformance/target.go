@@ -18,6 +18,7 @@ import (
 const (
 	capCompact  = storepb.CapCompact  // sdk.Compacter
 	capBulkLoad = storepb.CapBulkLoad // sdk.Loader
+	capSnapshot = storepb.CapSnapshot // sdk.Snapshotter
 )
 
 // storeInfo is what the suite knows of a store under test: what it says of
@@ -90,11 +91,12 @@ func (t Target) WithConfig(config []byte) Target {
 // instance is one running copy of the store under test.
 type instance interface {
 	sdk.Store
-	// Compact, BeginLoad and EndLoad reach the store's optional
+	// Compact, BeginLoad, EndLoad and Snapshot reach the store's optional
 	// interfaces; the suite calls them only when info declares them.
 	Compact(ctx context.Context) error
 	BeginLoad(ctx context.Context) error
 	EndLoad(ctx context.Context) error
+	Snapshot(ctx context.Context) (sdk.Snapshot, error)
 	// info is what the store declares about itself.
 	info() storeInfo
 	// kill ends the instance as a crash would: no Close, nothing survives
@@ -119,8 +121,9 @@ var (
 // optional reaches the optional interfaces of an instance's store; a call
 // to one the store does not implement fails.
 type optional struct {
-	compacter sdk.Compacter
-	loader    sdk.Loader
+	compacter   sdk.Compacter
+	loader      sdk.Loader
+	snapshotter sdk.Snapshotter
 }
 
 func (o optional) Compact(ctx context.Context) error {
@@ -144,6 +147,13 @@ func (o optional) EndLoad(ctx context.Context) error {
 	return o.loader.EndLoad(ctx)
 }
 
+func (o optional) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
+	if o.snapshotter == nil {
+		return nil, errNoCapability
+	}
+	return o.snapshotter.Snapshot(ctx)
+}
+
 // describe is the storeInfo of a store that says info of itself and has
 // these optional interfaces.
 func (o optional) describe(info sdk.Info) storeInfo {
@@ -153,6 +163,9 @@ func (o optional) describe(info sdk.Info) storeInfo {
 	}
 	if o.loader != nil {
 		si.caps = append(si.caps, capBulkLoad)
+	}
+	if o.snapshotter != nil {
+		si.caps = append(si.caps, capSnapshot)
 	}
 	return si
 }
@@ -169,6 +182,9 @@ func newPluginInstance(p *pluginhost.Plugin) pluginInstance {
 	}
 	if l, ok := p.Loader(); ok {
 		in.loader = l
+	}
+	if sn, ok := p.Snapshotter(); ok {
+		in.snapshotter = sn
 	}
 	return in
 }
@@ -200,6 +216,7 @@ func newLocalInstance(s sdk.Store) localInstance {
 	in := localInstance{Store: s}
 	in.compacter, _ = s.(sdk.Compacter)
 	in.loader, _ = s.(sdk.Loader)
+	in.snapshotter, _ = s.(sdk.Snapshotter)
 	return in
 }
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"sync/atomic"
+	"time"
 
 	"github.com/slipstreamkv/slipstream/internal/storepb"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -115,6 +118,12 @@ func (p *Plugin) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 
 // Scan streams the entries of r to fn (see sdk.Store).
 func (p *Plugin) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	return p.scan(ctx, 0, r, fn)
+}
+
+// scan streams the entries of r to fn: of the live store (snapshot 0) or
+// of the open view snapshot names.
+func (p *Plugin) scan(ctx context.Context, snapshot uint64, r sdk.Range, fn func(sdk.Entry) error) error {
 	if r.Limit < 0 {
 		return fmt.Errorf("scan: negative limit %d", r.Limit)
 	}
@@ -122,7 +131,7 @@ func (p *Plugin) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error
 	defer cancel()
 	stream, err := p.rpc.Scan(ctx, &storepb.ScanRequest{
 		Prefix: r.Prefix, Start: r.Start, End: r.End, After: r.After,
-		Limit: uint64(r.Limit), KeysOnly: r.KeysOnly,
+		Limit: uint64(r.Limit), KeysOnly: r.KeysOnly, Snapshot: snapshot,
 	})
 	if err != nil {
 		return fromStatus(err)
@@ -174,6 +183,15 @@ func (p *Plugin) Compacter() (sdk.Compacter, bool) {
 	return compacter{p}, true
 }
 
+// Snapshotter returns the store's read views when it implements
+// sdk.Snapshotter.
+func (p *Plugin) Snapshotter() (sdk.Snapshotter, bool) {
+	if !p.has(storepb.CapSnapshot) {
+		return nil, false
+	}
+	return snapshotter{p}, true
+}
+
 type loader struct{ p *Plugin }
 
 func (l loader) BeginLoad(ctx context.Context) error {
@@ -191,6 +209,63 @@ type compacter struct{ p *Plugin }
 func (c compacter) Compact(ctx context.Context) error {
 	_, err := c.p.rpc.Compact(ctx, &storepb.CompactRequest{})
 	return fromStatus(err)
+}
+
+type snapshotter struct{ p *Plugin }
+
+// Snapshot opens a view in the plugin; the view lives there, named by an
+// id, until its Close or the store's.
+func (s snapshotter) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
+	resp, err := s.p.rpc.OpenSnapshot(ctx, &storepb.SnapshotRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	meta := resp.GetMeta()
+	if meta == nil {
+		meta = map[string][]byte{}
+	}
+	return &snapshot{p: s.p, id: resp.GetId(), state: sdk.State{Cursor: resp.GetCursor(), Meta: meta}}, nil
+}
+
+// snapshotCloseTimeout bounds a view's Close, which has no context of its
+// own: a plugin that does not answer is given up on.
+const snapshotCloseTimeout = 30 * time.Second
+
+// snapshot is a view open in the plugin. Scan reads it as Plugin.Scan
+// reads the store.
+type snapshot struct {
+	p      *Plugin
+	id     uint64
+	state  sdk.State
+	closed atomic.Bool
+}
+
+func (s *snapshot) State() sdk.State {
+	st := s.state
+	st.Meta = maps.Clone(st.Meta)
+	return st
+}
+
+func (s *snapshot) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%w: snapshot %d is closed", sdk.ErrClosed, s.id)
+	}
+	return s.p.scan(ctx, s.id, r, fn)
+}
+
+// Close closes the view in the plugin; a second Close does nothing. A view
+// that the plugin closed with its store is closed: not an error.
+func (s *snapshot) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotCloseTimeout)
+	defer cancel()
+	_, err := s.p.rpc.CloseSnapshot(ctx, &storepb.SnapshotRequest{Id: s.id})
+	if err = fromStatus(err); errors.Is(err, sdk.ErrClosed) {
+		return nil
+	}
+	return err
 }
 
 // fromStatus restores the sentinel errors a plugin returned.

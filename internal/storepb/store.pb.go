@@ -116,8 +116,9 @@ type InfoResponse struct {
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	// capabilities names the optional interfaces the store implements:
-	// "compact" (sdk.Compacter), "bulk-load" (sdk.Loader). A host calls
-	// their RPCs only on a plugin that names them.
+	// "compact" (sdk.Compacter), "bulk-load" (sdk.Loader), "snapshot"
+	// (sdk.Snapshotter). A host calls their RPCs only on a plugin that names
+	// them.
 	Capabilities  []string `protobuf:"bytes,3,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -590,13 +591,16 @@ func (x *GetResponse) GetRevision() uint64 {
 }
 
 type ScanRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Prefix        []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Start         []byte                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
-	End           []byte                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
-	After         []byte                 `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
-	Limit         uint64                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
-	KeysOnly      bool                   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Prefix   []byte                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Start    []byte                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End      []byte                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	After    []byte                 `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
+	Limit    uint64                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	KeysOnly bool                   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	// snapshot is the id of an open view (OpenSnapshot) to scan instead of
+	// the live store; 0 scans the live store.
+	Snapshot      uint64 `protobuf:"varint,7,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,6 +675,13 @@ func (x *ScanRequest) GetKeysOnly() bool {
 		return x.KeysOnly
 	}
 	return false
+}
+
+func (x *ScanRequest) GetSnapshot() uint64 {
+	if x != nil {
+		return x.Snapshot
+	}
+	return 0
 }
 
 type Entry struct {
@@ -873,6 +884,150 @@ func (x *StatsResponse) GetDiskBytes() uint64 {
 	return 0
 }
 
+type SnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the view to close (CloseSnapshot); OpenSnapshot ignores it.
+	Id            uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_store_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SnapshotRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type SnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the view in ScanRequest.snapshot and CloseSnapshot; never 0,
+	// and never reused within one plugin process.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// cursor and meta are those of the batch the view is at.
+	Cursor        uint64            `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Meta          map[string][]byte `protobuf:"bytes,3,rep,name=meta,proto3" json:"meta,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_store_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SnapshotResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *SnapshotResponse) GetMeta() map[string][]byte {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+type CloseSnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseSnapshotResponse) Reset() {
+	*x = CloseSnapshotResponse{}
+	mi := &file_store_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseSnapshotResponse) ProtoMessage() {}
+
+func (x *CloseSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*CloseSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{16}
+}
+
 type LoadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -881,7 +1036,7 @@ type LoadRequest struct {
 
 func (x *LoadRequest) Reset() {
 	*x = LoadRequest{}
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1048,7 @@ func (x *LoadRequest) String() string {
 func (*LoadRequest) ProtoMessage() {}
 
 func (x *LoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1061,7 @@ func (x *LoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadRequest.ProtoReflect.Descriptor instead.
 func (*LoadRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{14}
+	return file_store_proto_rawDescGZIP(), []int{17}
 }
 
 type LoadResponse struct {
@@ -917,7 +1072,7 @@ type LoadResponse struct {
 
 func (x *LoadResponse) Reset() {
 	*x = LoadResponse{}
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1084,7 @@ func (x *LoadResponse) String() string {
 func (*LoadResponse) ProtoMessage() {}
 
 func (x *LoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1097,7 @@ func (x *LoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResponse.ProtoReflect.Descriptor instead.
 func (*LoadResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{15}
+	return file_store_proto_rawDescGZIP(), []int{18}
 }
 
 type CompactRequest struct {
@@ -953,7 +1108,7 @@ type CompactRequest struct {
 
 func (x *CompactRequest) Reset() {
 	*x = CompactRequest{}
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1120,7 @@ func (x *CompactRequest) String() string {
 func (*CompactRequest) ProtoMessage() {}
 
 func (x *CompactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1133,7 @@ func (x *CompactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
 func (*CompactRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{16}
+	return file_store_proto_rawDescGZIP(), []int{19}
 }
 
 type CompactResponse struct {
@@ -989,7 +1144,7 @@ type CompactResponse struct {
 
 func (x *CompactResponse) Reset() {
 	*x = CompactResponse{}
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1156,7 @@ func (x *CompactResponse) String() string {
 func (*CompactResponse) ProtoMessage() {}
 
 func (x *CompactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1169,7 @@ func (x *CompactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
 func (*CompactResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{17}
+	return file_store_proto_rawDescGZIP(), []int{20}
 }
 
 type CloseRequest struct {
@@ -1025,7 +1180,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1192,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1205,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{18}
+	return file_store_proto_rawDescGZIP(), []int{21}
 }
 
 type CloseResponse struct {
@@ -1061,7 +1216,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1228,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1241,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{19}
+	return file_store_proto_rawDescGZIP(), []int{22}
 }
 
 var File_store_proto protoreflect.FileDescriptor
@@ -1132,14 +1287,15 @@ const file_store_proto_rawDesc = "" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\x96\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xb2\x01\n" +
 	"\vScanRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
 	"\x03end\x18\x03 \x01(\fR\x03end\x12\x14\n" +
 	"\x05after\x18\x04 \x01(\fR\x05after\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\x04R\x05limit\x12\x1b\n" +
-	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\"K\n" +
+	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1a\n" +
+	"\bsnapshot\x18\a \x01(\x04R\bsnapshot\"K\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
@@ -1151,7 +1307,17 @@ const file_store_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x03 \x01(\x04R\tdiskBytes\"\r\n" +
+	"disk_bytes\x18\x03 \x01(\x04R\tdiskBytes\"!\n" +
+	"\x0fSnapshotRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\xb8\x01\n" +
+	"\x10SnapshotResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12C\n" +
+	"\x04meta\x18\x03 \x03(\v2/.slipstream.store.v2.SnapshotResponse.MetaEntryR\x04meta\x1a7\n" +
+	"\tMetaEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x17\n" +
+	"\x15CloseSnapshotResponse\"\r\n" +
 	"\vLoadRequest\"\x0e\n" +
 	"\fLoadResponse\"\x10\n" +
 	"\x0eCompactRequest\"\x11\n" +
@@ -1162,7 +1328,7 @@ const file_store_proto_rawDesc = "" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
 	"\x06OP_PUT\x10\x01\x12\r\n" +
-	"\tOP_DELETE\x10\x022\xd2\a\n" +
+	"\tOP_DELETE\x10\x022\x92\t\n" +
 	"\x05Store\x12K\n" +
 	"\x04Info\x12 .slipstream.store.v2.InfoRequest\x1a!.slipstream.store.v2.InfoResponse\x12K\n" +
 	"\x04Open\x12 .slipstream.store.v2.OpenRequest\x1a!.slipstream.store.v2.OpenResponse\x12N\n" +
@@ -1174,7 +1340,9 @@ const file_store_proto_rawDesc = "" +
 	"\x05Stats\x12!.slipstream.store.v2.StatsRequest\x1a\".slipstream.store.v2.StatsResponse\x12T\n" +
 	"\aCompact\x12#.slipstream.store.v2.CompactRequest\x1a$.slipstream.store.v2.CompactResponse\x12P\n" +
 	"\tBeginLoad\x12 .slipstream.store.v2.LoadRequest\x1a!.slipstream.store.v2.LoadResponse\x12N\n" +
-	"\aEndLoad\x12 .slipstream.store.v2.LoadRequest\x1a!.slipstream.store.v2.LoadResponse\x12N\n" +
+	"\aEndLoad\x12 .slipstream.store.v2.LoadRequest\x1a!.slipstream.store.v2.LoadResponse\x12[\n" +
+	"\fOpenSnapshot\x12$.slipstream.store.v2.SnapshotRequest\x1a%.slipstream.store.v2.SnapshotResponse\x12a\n" +
+	"\rCloseSnapshot\x12$.slipstream.store.v2.SnapshotRequest\x1a*.slipstream.store.v2.CloseSnapshotResponse\x12N\n" +
 	"\x05Close\x12!.slipstream.store.v2.CloseRequest\x1a\".slipstream.store.v2.CloseResponseB5Z3github.com/slipstreamkv/slipstream/internal/storepbb\x06proto3"
 
 var (
@@ -1190,66 +1358,75 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_store_proto_goTypes = []any{
-	(Op)(0),                 // 0: slipstream.store.v2.Op
-	(*InfoRequest)(nil),     // 1: slipstream.store.v2.InfoRequest
-	(*InfoResponse)(nil),    // 2: slipstream.store.v2.InfoResponse
-	(*OpenRequest)(nil),     // 3: slipstream.store.v2.OpenRequest
-	(*OpenResponse)(nil),    // 4: slipstream.store.v2.OpenResponse
-	(*ApplyRequest)(nil),    // 5: slipstream.store.v2.ApplyRequest
-	(*Packed)(nil),          // 6: slipstream.store.v2.Packed
-	(*ApplyResponse)(nil),   // 7: slipstream.store.v2.ApplyResponse
-	(*GetRequest)(nil),      // 8: slipstream.store.v2.GetRequest
-	(*GetResponse)(nil),     // 9: slipstream.store.v2.GetResponse
-	(*ScanRequest)(nil),     // 10: slipstream.store.v2.ScanRequest
-	(*Entry)(nil),           // 11: slipstream.store.v2.Entry
-	(*ScanResponse)(nil),    // 12: slipstream.store.v2.ScanResponse
-	(*StatsRequest)(nil),    // 13: slipstream.store.v2.StatsRequest
-	(*StatsResponse)(nil),   // 14: slipstream.store.v2.StatsResponse
-	(*LoadRequest)(nil),     // 15: slipstream.store.v2.LoadRequest
-	(*LoadResponse)(nil),    // 16: slipstream.store.v2.LoadResponse
-	(*CompactRequest)(nil),  // 17: slipstream.store.v2.CompactRequest
-	(*CompactResponse)(nil), // 18: slipstream.store.v2.CompactResponse
-	(*CloseRequest)(nil),    // 19: slipstream.store.v2.CloseRequest
-	(*CloseResponse)(nil),   // 20: slipstream.store.v2.CloseResponse
-	nil,                     // 21: slipstream.store.v2.OpenResponse.MetaEntry
-	nil,                     // 22: slipstream.store.v2.ApplyRequest.MetaEntry
+	(Op)(0),                       // 0: slipstream.store.v2.Op
+	(*InfoRequest)(nil),           // 1: slipstream.store.v2.InfoRequest
+	(*InfoResponse)(nil),          // 2: slipstream.store.v2.InfoResponse
+	(*OpenRequest)(nil),           // 3: slipstream.store.v2.OpenRequest
+	(*OpenResponse)(nil),          // 4: slipstream.store.v2.OpenResponse
+	(*ApplyRequest)(nil),          // 5: slipstream.store.v2.ApplyRequest
+	(*Packed)(nil),                // 6: slipstream.store.v2.Packed
+	(*ApplyResponse)(nil),         // 7: slipstream.store.v2.ApplyResponse
+	(*GetRequest)(nil),            // 8: slipstream.store.v2.GetRequest
+	(*GetResponse)(nil),           // 9: slipstream.store.v2.GetResponse
+	(*ScanRequest)(nil),           // 10: slipstream.store.v2.ScanRequest
+	(*Entry)(nil),                 // 11: slipstream.store.v2.Entry
+	(*ScanResponse)(nil),          // 12: slipstream.store.v2.ScanResponse
+	(*StatsRequest)(nil),          // 13: slipstream.store.v2.StatsRequest
+	(*StatsResponse)(nil),         // 14: slipstream.store.v2.StatsResponse
+	(*SnapshotRequest)(nil),       // 15: slipstream.store.v2.SnapshotRequest
+	(*SnapshotResponse)(nil),      // 16: slipstream.store.v2.SnapshotResponse
+	(*CloseSnapshotResponse)(nil), // 17: slipstream.store.v2.CloseSnapshotResponse
+	(*LoadRequest)(nil),           // 18: slipstream.store.v2.LoadRequest
+	(*LoadResponse)(nil),          // 19: slipstream.store.v2.LoadResponse
+	(*CompactRequest)(nil),        // 20: slipstream.store.v2.CompactRequest
+	(*CompactResponse)(nil),       // 21: slipstream.store.v2.CompactResponse
+	(*CloseRequest)(nil),          // 22: slipstream.store.v2.CloseRequest
+	(*CloseResponse)(nil),         // 23: slipstream.store.v2.CloseResponse
+	nil,                           // 24: slipstream.store.v2.OpenResponse.MetaEntry
+	nil,                           // 25: slipstream.store.v2.ApplyRequest.MetaEntry
+	nil,                           // 26: slipstream.store.v2.SnapshotResponse.MetaEntry
 }
 var file_store_proto_depIdxs = []int32{
-	21, // 0: slipstream.store.v2.OpenResponse.meta:type_name -> slipstream.store.v2.OpenResponse.MetaEntry
-	22, // 1: slipstream.store.v2.ApplyRequest.meta:type_name -> slipstream.store.v2.ApplyRequest.MetaEntry
+	24, // 0: slipstream.store.v2.OpenResponse.meta:type_name -> slipstream.store.v2.OpenResponse.MetaEntry
+	25, // 1: slipstream.store.v2.ApplyRequest.meta:type_name -> slipstream.store.v2.ApplyRequest.MetaEntry
 	6,  // 2: slipstream.store.v2.ApplyRequest.packed:type_name -> slipstream.store.v2.Packed
 	11, // 3: slipstream.store.v2.ScanResponse.entries:type_name -> slipstream.store.v2.Entry
-	1,  // 4: slipstream.store.v2.Store.Info:input_type -> slipstream.store.v2.InfoRequest
-	3,  // 5: slipstream.store.v2.Store.Open:input_type -> slipstream.store.v2.OpenRequest
-	5,  // 6: slipstream.store.v2.Store.Apply:input_type -> slipstream.store.v2.ApplyRequest
-	5,  // 7: slipstream.store.v2.Store.ApplyStream:input_type -> slipstream.store.v2.ApplyRequest
-	5,  // 8: slipstream.store.v2.Store.ApplyPipe:input_type -> slipstream.store.v2.ApplyRequest
-	8,  // 9: slipstream.store.v2.Store.Get:input_type -> slipstream.store.v2.GetRequest
-	10, // 10: slipstream.store.v2.Store.Scan:input_type -> slipstream.store.v2.ScanRequest
-	13, // 11: slipstream.store.v2.Store.Stats:input_type -> slipstream.store.v2.StatsRequest
-	17, // 12: slipstream.store.v2.Store.Compact:input_type -> slipstream.store.v2.CompactRequest
-	15, // 13: slipstream.store.v2.Store.BeginLoad:input_type -> slipstream.store.v2.LoadRequest
-	15, // 14: slipstream.store.v2.Store.EndLoad:input_type -> slipstream.store.v2.LoadRequest
-	19, // 15: slipstream.store.v2.Store.Close:input_type -> slipstream.store.v2.CloseRequest
-	2,  // 16: slipstream.store.v2.Store.Info:output_type -> slipstream.store.v2.InfoResponse
-	4,  // 17: slipstream.store.v2.Store.Open:output_type -> slipstream.store.v2.OpenResponse
-	7,  // 18: slipstream.store.v2.Store.Apply:output_type -> slipstream.store.v2.ApplyResponse
-	7,  // 19: slipstream.store.v2.Store.ApplyStream:output_type -> slipstream.store.v2.ApplyResponse
-	7,  // 20: slipstream.store.v2.Store.ApplyPipe:output_type -> slipstream.store.v2.ApplyResponse
-	9,  // 21: slipstream.store.v2.Store.Get:output_type -> slipstream.store.v2.GetResponse
-	12, // 22: slipstream.store.v2.Store.Scan:output_type -> slipstream.store.v2.ScanResponse
-	14, // 23: slipstream.store.v2.Store.Stats:output_type -> slipstream.store.v2.StatsResponse
-	18, // 24: slipstream.store.v2.Store.Compact:output_type -> slipstream.store.v2.CompactResponse
-	16, // 25: slipstream.store.v2.Store.BeginLoad:output_type -> slipstream.store.v2.LoadResponse
-	16, // 26: slipstream.store.v2.Store.EndLoad:output_type -> slipstream.store.v2.LoadResponse
-	20, // 27: slipstream.store.v2.Store.Close:output_type -> slipstream.store.v2.CloseResponse
-	16, // [16:28] is the sub-list for method output_type
-	4,  // [4:16] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	26, // 4: slipstream.store.v2.SnapshotResponse.meta:type_name -> slipstream.store.v2.SnapshotResponse.MetaEntry
+	1,  // 5: slipstream.store.v2.Store.Info:input_type -> slipstream.store.v2.InfoRequest
+	3,  // 6: slipstream.store.v2.Store.Open:input_type -> slipstream.store.v2.OpenRequest
+	5,  // 7: slipstream.store.v2.Store.Apply:input_type -> slipstream.store.v2.ApplyRequest
+	5,  // 8: slipstream.store.v2.Store.ApplyStream:input_type -> slipstream.store.v2.ApplyRequest
+	5,  // 9: slipstream.store.v2.Store.ApplyPipe:input_type -> slipstream.store.v2.ApplyRequest
+	8,  // 10: slipstream.store.v2.Store.Get:input_type -> slipstream.store.v2.GetRequest
+	10, // 11: slipstream.store.v2.Store.Scan:input_type -> slipstream.store.v2.ScanRequest
+	13, // 12: slipstream.store.v2.Store.Stats:input_type -> slipstream.store.v2.StatsRequest
+	20, // 13: slipstream.store.v2.Store.Compact:input_type -> slipstream.store.v2.CompactRequest
+	18, // 14: slipstream.store.v2.Store.BeginLoad:input_type -> slipstream.store.v2.LoadRequest
+	18, // 15: slipstream.store.v2.Store.EndLoad:input_type -> slipstream.store.v2.LoadRequest
+	15, // 16: slipstream.store.v2.Store.OpenSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
+	15, // 17: slipstream.store.v2.Store.CloseSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
+	22, // 18: slipstream.store.v2.Store.Close:input_type -> slipstream.store.v2.CloseRequest
+	2,  // 19: slipstream.store.v2.Store.Info:output_type -> slipstream.store.v2.InfoResponse
+	4,  // 20: slipstream.store.v2.Store.Open:output_type -> slipstream.store.v2.OpenResponse
+	7,  // 21: slipstream.store.v2.Store.Apply:output_type -> slipstream.store.v2.ApplyResponse
+	7,  // 22: slipstream.store.v2.Store.ApplyStream:output_type -> slipstream.store.v2.ApplyResponse
+	7,  // 23: slipstream.store.v2.Store.ApplyPipe:output_type -> slipstream.store.v2.ApplyResponse
+	9,  // 24: slipstream.store.v2.Store.Get:output_type -> slipstream.store.v2.GetResponse
+	12, // 25: slipstream.store.v2.Store.Scan:output_type -> slipstream.store.v2.ScanResponse
+	14, // 26: slipstream.store.v2.Store.Stats:output_type -> slipstream.store.v2.StatsResponse
+	21, // 27: slipstream.store.v2.Store.Compact:output_type -> slipstream.store.v2.CompactResponse
+	19, // 28: slipstream.store.v2.Store.BeginLoad:output_type -> slipstream.store.v2.LoadResponse
+	19, // 29: slipstream.store.v2.Store.EndLoad:output_type -> slipstream.store.v2.LoadResponse
+	16, // 30: slipstream.store.v2.Store.OpenSnapshot:output_type -> slipstream.store.v2.SnapshotResponse
+	17, // 31: slipstream.store.v2.Store.CloseSnapshot:output_type -> slipstream.store.v2.CloseSnapshotResponse
+	23, // 32: slipstream.store.v2.Store.Close:output_type -> slipstream.store.v2.CloseResponse
+	19, // [19:33] is the sub-list for method output_type
+	5,  // [5:19] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -1263,7 +1440,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

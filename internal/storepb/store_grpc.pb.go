@@ -24,18 +24,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Store_Info_FullMethodName        = "/slipstream.store.v2.Store/Info"
-	Store_Open_FullMethodName        = "/slipstream.store.v2.Store/Open"
-	Store_Apply_FullMethodName       = "/slipstream.store.v2.Store/Apply"
-	Store_ApplyStream_FullMethodName = "/slipstream.store.v2.Store/ApplyStream"
-	Store_ApplyPipe_FullMethodName   = "/slipstream.store.v2.Store/ApplyPipe"
-	Store_Get_FullMethodName         = "/slipstream.store.v2.Store/Get"
-	Store_Scan_FullMethodName        = "/slipstream.store.v2.Store/Scan"
-	Store_Stats_FullMethodName       = "/slipstream.store.v2.Store/Stats"
-	Store_Compact_FullMethodName     = "/slipstream.store.v2.Store/Compact"
-	Store_BeginLoad_FullMethodName   = "/slipstream.store.v2.Store/BeginLoad"
-	Store_EndLoad_FullMethodName     = "/slipstream.store.v2.Store/EndLoad"
-	Store_Close_FullMethodName       = "/slipstream.store.v2.Store/Close"
+	Store_Info_FullMethodName          = "/slipstream.store.v2.Store/Info"
+	Store_Open_FullMethodName          = "/slipstream.store.v2.Store/Open"
+	Store_Apply_FullMethodName         = "/slipstream.store.v2.Store/Apply"
+	Store_ApplyStream_FullMethodName   = "/slipstream.store.v2.Store/ApplyStream"
+	Store_ApplyPipe_FullMethodName     = "/slipstream.store.v2.Store/ApplyPipe"
+	Store_Get_FullMethodName           = "/slipstream.store.v2.Store/Get"
+	Store_Scan_FullMethodName          = "/slipstream.store.v2.Store/Scan"
+	Store_Stats_FullMethodName         = "/slipstream.store.v2.Store/Stats"
+	Store_Compact_FullMethodName       = "/slipstream.store.v2.Store/Compact"
+	Store_BeginLoad_FullMethodName     = "/slipstream.store.v2.Store/BeginLoad"
+	Store_EndLoad_FullMethodName       = "/slipstream.store.v2.Store/EndLoad"
+	Store_OpenSnapshot_FullMethodName  = "/slipstream.store.v2.Store/OpenSnapshot"
+	Store_CloseSnapshot_FullMethodName = "/slipstream.store.v2.Store/CloseSnapshot"
+	Store_Close_FullMethodName         = "/slipstream.store.v2.Store/Close"
 )
 
 // StoreClient is the client API for Store service.
@@ -59,6 +61,8 @@ type StoreClient interface {
 	// fails: none after it is applied.
 	ApplyPipe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ApplyRequest, ApplyResponse], error)
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
+	// Scan streams the entries of a range, of the live store or of a view
+	// opened with OpenSnapshot (ScanRequest.snapshot).
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ScanResponse], error)
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Compact settles the store's files (capability "compact").
@@ -67,6 +71,14 @@ type StoreClient interface {
 	// (capability "bulk-load").
 	BeginLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	EndLoad(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
+	// OpenSnapshot opens a read view of the store at its last committed
+	// batch (capability "snapshot"): applies that commit after it are not
+	// seen by the view. Scan reads the view by its id until CloseSnapshot, or
+	// Close of the store, which closes every view.
+	OpenSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error)
+	// CloseSnapshot releases the view with the request's id. Closing a view
+	// that is already closed (by CloseSnapshot or by Close) does nothing.
+	CloseSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*CloseSnapshotResponse, error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
 
@@ -203,6 +215,26 @@ func (c *storeClient) EndLoad(ctx context.Context, in *LoadRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *storeClient) OpenSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*SnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SnapshotResponse)
+	err := c.cc.Invoke(ctx, Store_OpenSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storeClient) CloseSnapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (*CloseSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseSnapshotResponse)
+	err := c.cc.Invoke(ctx, Store_CloseSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storeClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseResponse)
@@ -234,6 +266,8 @@ type StoreServer interface {
 	// fails: none after it is applied.
 	ApplyPipe(grpc.BidiStreamingServer[ApplyRequest, ApplyResponse]) error
 	Get(context.Context, *GetRequest) (*GetResponse, error)
+	// Scan streams the entries of a range, of the live store or of a view
+	// opened with OpenSnapshot (ScanRequest.snapshot).
 	Scan(*ScanRequest, grpc.ServerStreamingServer[ScanResponse]) error
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Compact settles the store's files (capability "compact").
@@ -242,6 +276,14 @@ type StoreServer interface {
 	// (capability "bulk-load").
 	BeginLoad(context.Context, *LoadRequest) (*LoadResponse, error)
 	EndLoad(context.Context, *LoadRequest) (*LoadResponse, error)
+	// OpenSnapshot opens a read view of the store at its last committed
+	// batch (capability "snapshot"): applies that commit after it are not
+	// seen by the view. Scan reads the view by its id until CloseSnapshot, or
+	// Close of the store, which closes every view.
+	OpenSnapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error)
+	// CloseSnapshot releases the view with the request's id. Closing a view
+	// that is already closed (by CloseSnapshot or by Close) does nothing.
+	CloseSnapshot(context.Context, *SnapshotRequest) (*CloseSnapshotResponse, error)
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedStoreServer()
 }
@@ -285,6 +327,12 @@ func (UnimplementedStoreServer) BeginLoad(context.Context, *LoadRequest) (*LoadR
 }
 func (UnimplementedStoreServer) EndLoad(context.Context, *LoadRequest) (*LoadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EndLoad not implemented")
+}
+func (UnimplementedStoreServer) OpenSnapshot(context.Context, *SnapshotRequest) (*SnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenSnapshot not implemented")
+}
+func (UnimplementedStoreServer) CloseSnapshot(context.Context, *SnapshotRequest) (*CloseSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseSnapshot not implemented")
 }
 func (UnimplementedStoreServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -479,6 +527,42 @@ func _Store_EndLoad_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Store_OpenSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).OpenSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_OpenSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).OpenSnapshot(ctx, req.(*SnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Store_CloseSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StoreServer).CloseSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Store_CloseSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StoreServer).CloseSnapshot(ctx, req.(*SnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Store_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseRequest)
 	if err := dec(in); err != nil {
@@ -535,6 +619,14 @@ var Store_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EndLoad",
 			Handler:    _Store_EndLoad_Handler,
+		},
+		{
+			MethodName: "OpenSnapshot",
+			Handler:    _Store_OpenSnapshot_Handler,
+		},
+		{
+			MethodName: "CloseSnapshot",
+			Handler:    _Store_CloseSnapshot_Handler,
 		},
 		{
 			MethodName: "Close",

@@ -41,6 +41,7 @@ const ApplyChunkBytes = 4 << 20
 const (
 	CapCompact  = "compact"   // sdk.Compacter
 	CapBulkLoad = "bulk-load" // sdk.Loader
+	CapSnapshot = "snapshot"  // sdk.Snapshotter
 )
 
 // ProfileEnv names an environment variable that, set to a path in the

@@ -49,7 +49,14 @@ type Store struct {
 // declares it. Describer names the store in `slipstream conformance` output
 // and in the host's log; a store that wants the plugin's logger would
 // implement sdk.LoggerSetter, one that fills an empty fold faster in a bulk
-// load sdk.Loader, and one that can settle its files sdk.Compacter.
+// load sdk.Loader, one that can settle its files sdk.Compacter, and one
+// that can hold a read view while Apply goes on sdk.Snapshotter.
+//
+// This store, the minimum, lacks sdk.Snapshotter: the host exports a fold
+// of it with its applies paused while it reads. Its published folds are
+// immutable, so a view would be one of them, kept with a flag that its
+// Close and the store's Close set; plugins/pebble and plugins/sqlite show
+// the same on disk.
 var (
 	_ sdk.Store     = (*Store)(nil)
 	_ sdk.Describer = (*Store)(nil)

@@ -72,6 +72,16 @@ type Knobs struct {
 	// but keeps the load's log in memory until EndLoad or Close, so a crash
 	// loses it.
 	LoadBuffered bool
+
+	// The snapshot knobs (sdk.Snapshotter). A view keeps the maps of the
+	// batch it was opened at, which no later Apply changes.
+
+	// SnapshotBlocksApply: a view's Scan holds the store's lock, so an
+	// Apply waits for it to end.
+	SnapshotBlocksApply bool
+	// SnapshotOutlivesClose: Close leaves the store's views open, still
+	// reading the fold they were opened at.
+	SnapshotOutlivesClose bool
 }
 
 // splitPause is how long a SplitCommit store waits between its two commits:
@@ -82,6 +92,9 @@ const splitPause = time.Second
 // Store keeps the fold in maps under one lock and commits by rewriting one
 // gob file. A killed Store stops answering and writes nothing more, as a
 // crashed process would.
+//
+// Apply builds the next fold aside and publishes it whole, and never
+// changes a map once published: a view (Snapshot) is those maps.
 type Store struct {
 	Knobs
 
@@ -94,6 +107,9 @@ type Store struct {
 	// folded is mem.Data with mem.Log folded in, kept while the log is not
 	// empty.
 	folded map[string]sdk.Entry
+
+	viewsMu sync.Mutex
+	views   map[*view]struct{} // the open views
 }
 
 // New returns a closed store broken by k.
@@ -327,15 +343,19 @@ func (r *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
 	return e, nil
 }
 
-// Scan sorts the keys and walks them from the first one past every lower
-// bound to the first one past an upper bound.
+// Scan is scanData over the fold readers see.
 func (r *Store) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if err := r.usable(); err != nil {
 		return err
 	}
-	data := r.data()
+	return scanData(ctx, r.data(), rg, fn)
+}
+
+// scanData sorts the keys of data and walks them from the first one past
+// every lower bound to the first one past an upper bound.
+func scanData(ctx context.Context, data map[string]sdk.Entry, rg sdk.Range, fn func(sdk.Entry) error) error {
 	keys := slices.Sorted(maps.Keys(data))
 	i := sort.Search(len(keys), func(i int) bool {
 		k := keys[i]
@@ -381,6 +401,9 @@ func (r *Store) Close(context.Context) error {
 		return err
 	}
 	r.open = false
+	if !r.SnapshotOutlivesClose {
+		r.closeViews(sdk.ErrClosed)
+	}
 	if r.LazyData || r.LazyCursor || r.LoadBuffered {
 		r.disk = r.mem.clone()
 		return r.write()
@@ -445,4 +468,88 @@ func (r *Store) Kill() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.killed = true
+	r.closeViews(errKilled)
+}
+
+// Snapshot opens a view at the last committed batch (sdk.Snapshotter). It
+// may open during a bulk load: the view reads the fold readers see.
+func (r *Store) Snapshot(context.Context) (sdk.Snapshot, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if err := r.usable(); err != nil {
+		return nil, err
+	}
+	v := &view{r: r, data: r.data(), state: sdk.State{Cursor: r.mem.Cursor, Meta: maps.Clone(r.mem.Meta)}}
+	r.viewsMu.Lock()
+	defer r.viewsMu.Unlock()
+	if r.views == nil {
+		r.views = map[*view]struct{}{}
+	}
+	r.views[v] = struct{}{}
+	return v, nil
+}
+
+// closeViews closes every open view: later calls on one fail with err.
+func (r *Store) closeViews(err error) {
+	r.viewsMu.Lock()
+	views := r.views
+	r.views = nil
+	r.viewsMu.Unlock()
+	for v := range views {
+		v.shut(err)
+	}
+}
+
+// view is an sdk.Snapshot: the maps and state of one committed batch.
+type view struct {
+	r     *Store
+	state sdk.State
+	data  map[string]sdk.Entry
+
+	mu  sync.Mutex
+	err error // why the view is closed; nil while it is open
+}
+
+func (v *view) State() sdk.State {
+	st := v.state
+	st.Meta = maps.Clone(st.Meta)
+	return st
+}
+
+// Scan is scanData over the view's fold. A Close while it runs lets it
+// finish: the maps stay as they are.
+func (v *view) Scan(ctx context.Context, rg sdk.Range, fn func(sdk.Entry) error) error {
+	v.mu.Lock()
+	err := v.err
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if v.r.SnapshotBlocksApply {
+		v.r.mu.RLock()
+		defer v.r.mu.RUnlock()
+	}
+	return scanData(ctx, v.data, rg, fn)
+}
+
+// Close closes the view; closing it again does nothing.
+func (v *view) Close() error {
+	if v.shut(sdk.ErrClosed) {
+		v.r.viewsMu.Lock()
+		delete(v.r.views, v)
+		v.r.viewsMu.Unlock()
+	}
+	return nil
+}
+
+// shut closes the view, to fail later calls with err. It reports whether
+// the view was open.
+func (v *view) shut(err error) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.err != nil {
+		return false
+	}
+	v.err = err
+	return true
 }

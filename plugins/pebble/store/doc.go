@@ -1,7 +1,7 @@
 // Package store is the slipstream fold store on pebble
 // (github.com/cockroachdb/pebble/v2), served as a plugin by
 // plugins/pebble. It implements [sdk.Store], [sdk.Compacter], [sdk.Loader],
-// [sdk.Describer] and [sdk.LoggerSetter].
+// [sdk.Snapshotter], [sdk.Describer] and [sdk.LoggerSetter].
 //
 // # Key layout
 //
@@ -54,6 +54,17 @@
 // A plugin older than bulk load (same layout version) refuses to open a
 // store in the middle of a load, since the stats record is missing, rather
 // than keep wrong counts; a finished load leaves the usual layout.
+//
+// # Views
+//
+// Snapshot opens a pebble snapshot (DB.NewSnapshot) and reads the cursor,
+// the metadata and the loading record from it, so the view's State is that
+// of the data it scans, and a view's Scan is Scan's own code over the
+// snapshot instead of the database. A snapshot is a sequence number: it
+// costs nothing to open and does not hold Apply back, but while it is open
+// compactions keep every version of a key it can see, so a view left open
+// under heavy overwrites keeps the older values on disk until it closes.
+// Close closes the views still open before it closes the database.
 //
 // # Config
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -32,6 +33,9 @@ type Store struct {
 	// counts. Written by Open (mu write-held) and by BeginLoad and EndLoad
 	// (applyMu held); read by Apply (applyMu held).
 	loading bool
+
+	viewsMu sync.Mutex
+	views   map[*view]struct{} // the open views (Snapshot); Close closes them
 }
 
 // New returns a closed store that logs nowhere until SetLogger.
@@ -43,6 +47,7 @@ var (
 	_ sdk.Store        = (*Store)(nil)
 	_ sdk.Compacter    = (*Store)(nil)
 	_ sdk.Loader       = (*Store)(nil)
+	_ sdk.Snapshotter  = (*Store)(nil)
 	_ sdk.Describer    = (*Store)(nil)
 	_ sdk.LoggerSetter = (*Store)(nil)
 )
@@ -119,15 +124,11 @@ func load(db *pebble.DB) (sdk.State, error) {
 	if string(format) != layoutVersion {
 		return sdk.State{}, fmt.Errorf("layout version %q, this plugin reads version %s", format, layoutVersion)
 	}
-	cursor, err := readCursor(db)
+	st, err := readState(db)
 	if err != nil {
 		return sdk.State{}, err
 	}
-	loading, err := isLoading(db)
-	if err != nil {
-		return sdk.State{}, err
-	}
-	if !loading { // a load keeps no stats record
+	if !st.Loading { // a load keeps no stats record
 		rec, err := get(db, statsKey)
 		if err != nil {
 			return sdk.State{}, fmt.Errorf("stats record: %w", err)
@@ -136,8 +137,22 @@ func load(db *pebble.DB) (sdk.State, error) {
 			return sdk.State{}, err
 		}
 	}
+	return st, nil
+}
+
+// readState reads the cursor, the metadata and the loading record of r:
+// the database, or a snapshot of it.
+func readState(r pebble.Reader) (sdk.State, error) {
+	cursor, err := readCursor(r)
+	if err != nil {
+		return sdk.State{}, err
+	}
+	loading, err := isLoading(r)
+	if err != nil {
+		return sdk.State{}, err
+	}
 	meta := map[string][]byte{}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: metaPrefix, UpperBound: metaEnd})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: metaPrefix, UpperBound: metaEnd})
 	if err != nil {
 		return sdk.State{}, err
 	}
@@ -373,20 +388,25 @@ func (s *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
 
 // Scan calls fn for each entry of r in key order. The entries alias the
 // iterator's memory and are valid only until fn returns.
-func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) (err error) {
-	if r.Limit < 0 {
-		return fmt.Errorf("pebble: scan: negative limit %d", r.Limit)
-	}
+func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
 	db, err := s.open()
 	if err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
+	return scanData(ctx, db, r, fn)
+}
+
+// scanData is Scan over rd: the database, or a snapshot of it (a view).
+func scanData(ctx context.Context, rd pebble.Reader, r sdk.Range, fn func(sdk.Entry) error) (err error) {
+	if r.Limit < 0 {
+		return fmt.Errorf("pebble: scan: negative limit %d", r.Limit)
+	}
 	lower, upper, ok := bounds(r.Prefix, r.Start, r.End, r.After)
 	if !ok {
 		return nil
 	}
-	it, err := db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := rd.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("pebble: scan: %w", err)
 	}
@@ -584,17 +604,113 @@ func (s *Store) Compact(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the database. It waits for running calls to finish.
+// Close closes the views still open, then the database. It waits for
+// running calls to finish, a view's Scan among them.
 func (s *Store) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return sdk.ErrClosed
 	}
-	err := s.db.Close()
+	s.viewsMu.Lock()
+	views := s.views
+	s.views = nil
+	s.viewsMu.Unlock()
+	var errs []error
+	for v := range views {
+		if _, err := v.release(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(append([]error{s.db.Close()}, errs...)...)
 	s.db = nil
 	if err != nil {
 		return fmt.Errorf("pebble: close: %w", err)
 	}
 	return nil
+}
+
+// Snapshot opens a view at the last committed batch (sdk.Snapshotter): a
+// pebble snapshot, from which the cursor and metadata are read too, so
+// they are those of the view's data. Apply goes on beside it; a view of a
+// store in a bulk load reads the load's data so far.
+func (s *Store) Snapshot(context.Context) (sdk.Snapshot, error) {
+	db, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	snap := db.NewSnapshot()
+	st, err := readState(snap)
+	if err != nil {
+		_ = snap.Close()
+		return nil, fmt.Errorf("pebble: snapshot: %w", err)
+	}
+	st.Loading = false
+	v := &view{s: s, snap: snap, state: st}
+	s.viewsMu.Lock()
+	defer s.viewsMu.Unlock()
+	if s.views == nil {
+		s.views = map[*view]struct{}{}
+	}
+	s.views[v] = struct{}{}
+	return v, nil
+}
+
+// errViewClosed is what a closed view answers: by its Close or the store's.
+var errViewClosed = fmt.Errorf("pebble: the snapshot is closed: %w", sdk.ErrClosed)
+
+// view is an sdk.Snapshot over a pebble snapshot. While open it keeps
+// compactions from dropping the versions it reads (see the package doc).
+type view struct {
+	s     *Store
+	state sdk.State
+
+	mu   sync.Mutex       // held by Scan and release: no Close under a Scan
+	snap *pebble.Snapshot // nil once closed
+}
+
+func (v *view) State() sdk.State {
+	st := v.state
+	st.Meta = maps.Clone(st.Meta)
+	return st
+}
+
+// Scan is Store.Scan over the view. It holds no lock of the store: Apply
+// goes on while it reads.
+func (v *view) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.snap == nil {
+		return errViewClosed
+	}
+	return scanData(ctx, v.snap, r, fn)
+}
+
+// Close closes the view; closing it again does nothing.
+func (v *view) Close() error {
+	was, err := v.release()
+	if was {
+		v.s.viewsMu.Lock()
+		delete(v.s.views, v)
+		v.s.viewsMu.Unlock()
+	}
+	return err
+}
+
+// release closes the pebble snapshot unless it is closed already, and
+// reports whether it was open. Store.Close calls it before it closes the
+// database, which refuses to close with a snapshot open.
+func (v *view) release() (bool, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.snap == nil {
+		return false, nil
+	}
+	err := v.snap.Close()
+	v.snap = nil
+	if err != nil {
+		return true, fmt.Errorf("pebble: close snapshot: %w", err)
+	}
+	return true, nil
 }

@@ -79,4 +79,22 @@
 // place; lower wal_autocheckpoint to trade speed for disk. Together these
 // made Apply of keys in random order much faster at 1M keys
 // (BenchmarkApply; the before and after figures are in BENCHMARKS.md).
+//
+// # Views
+//
+// A view (sdk.Snapshotter, view.go) is a read transaction, BEGIN on a
+// query-only connection of its own, held until the view closes. It reads
+// the cursor and metadata first, and that first read fixes the
+// transaction's snapshot, so its rows are exactly those committed with
+// that cursor. In WAL mode the writer neither waits for it nor makes it
+// wait: Apply goes on, and the view goes on seeing its batch.
+//
+// A view pins the WAL. Checkpoints stop at the first commit the oldest open
+// view does not see, and the WAL starts over only once no reader needs it,
+// so while a view stays open under writes the WAL file grows by every batch
+// (past the bound described above) and reads of the live fold slow as it
+// does; it is copied and shrinks back after the view closes. Compact, whose
+// TRUNCATE checkpoint waits for readers, waits up to busy_timeout for the
+// views to close, and Apply waits for Compact meanwhile. Close views
+// promptly; the store's Close closes those still open.
 package store

@@ -106,6 +106,10 @@ type Store struct {
 	bytes int64
 
 	get *sql.Stmt
+
+	viewsMu sync.Mutex
+	vdb     *sql.DB            // the views' connections (view.go), query-only; nil once closed
+	views   map[*view]struct{} // the open views
 }
 
 // New returns an unopened store.
@@ -177,6 +181,23 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 		}
 		s.ckpt = startCheckpointer(conn, cfg.WALAutocheckpoint, s.log)
 	}
+	// The views' connections: one each, for as long as the view is open
+	// (view.go). Opening connects nothing yet.
+	vdb, err := sql.Open("sqlite3", dsn("&_query_only=1"))
+	if err != nil {
+		if s.ckpt != nil {
+			s.ckpt.close()
+			s.ckpt = nil
+		}
+		raw.close()
+		get.Close()
+		r.Close()
+		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	vdb.SetMaxIdleConns(1)
+	s.viewsMu.Lock()
+	s.vdb = vdb
+	s.viewsMu.Unlock()
 	s.r, s.get, s.raw = r, get, raw
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
@@ -198,26 +219,37 @@ func (s *Store) init(ctx context.Context, w *sql.DB, cfg Config) (sdk.State, err
 	if err := migrate(ctx, w, version); err != nil {
 		return sdk.State{}, err
 	}
-	st := sdk.State{Meta: map[string][]byte{}}
+	var st sdk.State
 	if err := w.QueryRowContext(ctx, `SELECT cursor, keys, bytes, loading FROM state WHERE id = 1`).Scan(
 		&st.Cursor, &s.keys, &s.bytes, &st.Loading); err != nil {
 		return sdk.State{}, err
 	}
 	s.loading.Store(st.Loading)
-	rows, err := w.QueryContext(ctx, `SELECT name, value FROM meta`)
+	meta, err := readMeta(ctx, w)
 	if err != nil {
 		return sdk.State{}, err
 	}
+	st.Meta = meta
+	return st, nil
+}
+
+// readMeta reads the metadata table.
+func readMeta(ctx context.Context, q querier) (map[string][]byte, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, value FROM meta`)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
+	meta := map[string][]byte{}
 	for rows.Next() {
 		var name string
 		var value []byte
 		if err := rows.Scan(&name, &value); err != nil {
-			return sdk.State{}, err
+			return nil, err
 		}
-		st.Meta[name] = value
+		meta[name] = value
 	}
-	return st, rows.Err()
+	return meta, rows.Err()
 }
 
 // migrate creates the layout in a new database, or upgrades an older one,
@@ -441,6 +473,14 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 	if err := s.opened(); err != nil {
 		return err
 	}
+	return s.snapshot(ctx, func(q querier, loading bool) error {
+		return scanRange(ctx, q, loading, r, fn)
+	})
+}
+
+// scanRange is a Scan of r in one read transaction (q), which is in a bulk
+// load (loading) or not: the store's Scan, or a view's.
+func scanRange(ctx context.Context, q querier, loading bool, r sdk.Range, fn func(sdk.Entry) error) error {
 	cols := "key, value, revision"
 	if r.KeysOnly {
 		cols = "key, revision"
@@ -474,13 +514,11 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 	if r.Limit > 0 {
 		tail += fmt.Sprintf(` LIMIT %d`, r.Limit)
 	}
-	return s.snapshot(ctx, func(q querier, loading bool) error {
-		from := `kv` + cond
-		if loading {
-			from = loadingView(cond)
-		}
-		return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
-	})
+	from := `kv` + cond
+	if loading {
+		from = loadingView(cond)
+	}
+	return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
 }
 
 // scanRows runs a Scan's query and calls fn for each row.
@@ -575,16 +613,16 @@ func (s *Store) Compact(ctx context.Context) error {
 	})
 }
 
-// Close implements sdk.Store.
+// Close implements sdk.Store. It closes the views still open first.
 func (s *Store) Close(context.Context) error {
 	if err := s.lockWriter(); err != nil {
 		return err
 	}
 	defer s.wmu.Unlock()
+	err := s.closeViews()
 	s.get.Close()
-	var err error
 	if s.ckpt != nil {
-		err = s.ckpt.close()
+		err = errors.Join(err, s.ckpt.close())
 	}
 	err = errors.Join(err, s.raw.close(), s.r.Close())
 	s.r, s.get, s.raw, s.ckpt = nil, nil, nil, nil
