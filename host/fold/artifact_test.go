@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/artifact"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -401,4 +402,49 @@ func tree(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// noViews is a plugin whose store offers no consistent views.
+type noViews struct{ *pluginhost.Plugin }
+
+func (noViews) Snapshotter() (sdk.Snapshotter, bool) { return nil, false }
+
+// TestExportWithoutViews: a store without views is exported with the
+// fold's applies paused, and the artifact is still the bucket at its
+// cursor while writes go on.
+func TestExportWithoutViews(t *testing.T) {
+	js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg"}, 2000)
+	log := &messages{}
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.cfg.Logger = slog.New(log)
+	h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return noViews{p} })
+	h.start()
+	h.waitSynced(last)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.put(t, kv, fmt.Sprintf("k%05d", (i*13)%2000), fmt.Sprint("during", i))
+		}
+	})
+	time.Sleep(50 * time.Millisecond)
+	var buf bytes.Buffer
+	m, err := h.f.Export(context.Background(), &buf, "test")
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recs := records(t, buf.Bytes())
+	diff(t, recs, w.at(m.Cursor))
+	if log.count("the store has no consistent views; applies pause while it is exported") != 1 {
+		t.Error("the export did not take the paused path")
+	}
+	_, last = lastSeq(t, js, "cfg")
+	h.waitSynced(last) // applies resumed
 }

@@ -14,7 +14,8 @@ import (
 
 // Export writes an artifact of the published generation to w: every entry
 // it holds at one committed cursor, which the manifest names, while the fold
-// then goes on applying: the applies are paused while the store is read
+// goes on applying. A store with consistent views (sdk.Snapshotter) is read
+// through one; any other with the fold's applies paused while it is read
 // (they queue, and the fold catches up once the export ends). A rebuild that publishes another generation meanwhile waits
 // (a while) for the export to end. producer names the program in the
 // manifest.
@@ -29,7 +30,10 @@ func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m arti
 	if g.h.Exited() {
 		return m, exitedError(g)
 	}
-	v := f.view(g)
+	v, err := f.view(ctx, g)
+	if err != nil {
+		return m, readError(err)
+	}
 	defer v.Close()
 	head, err := manifestOf(v.State(), producer)
 	if err != nil {
@@ -53,13 +57,17 @@ func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m arti
 	return m, err
 }
 
-// view opens a consistent view of g: the live store, with the fold's
-// applies paused until the view is closed. (A store with views of its own
-// would let applies go on; the store contract has none yet.)
-func (f *Fold) view(g *generation) *pausedView {
+// view opens a consistent view of g: the store's own (sdk.Snapshotter),
+// or else the live store with the fold's applies paused until the view is
+// closed.
+func (f *Fold) view(ctx context.Context, g *generation) (sdk.Snapshot, error) {
+	if s, ok := g.h.Snapshotter(); ok {
+		return s.Snapshot(ctx)
+	}
+	f.log.Info("the store has no consistent views; applies pause while it is exported", "generation", g.n)
 	f.applyGate.Lock()
 	cursor, meta := g.committed()
-	return &pausedView{h: g.h, st: sdk.State{Cursor: cursor, Meta: meta}, resume: f.applyGate.Unlock}
+	return &pausedView{h: g.h, st: sdk.State{Cursor: cursor, Meta: meta}, resume: f.applyGate.Unlock}, nil
 }
 
 // pausedView is a store read while no batch is applied to it.
@@ -76,8 +84,9 @@ func (v *pausedView) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) e
 	return v.h.Scan(ctx, r, fn)
 }
 
-func (v *pausedView) Close() {
+func (v *pausedView) Close() error {
 	v.once.Do(v.resume)
+	return nil
 }
 
 // manifestOf is the header of an artifact of a generation in state st: what

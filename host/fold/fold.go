@@ -38,6 +38,8 @@ type Handle interface {
 	sdk.Store
 	// Loader returns the store's bulk-load calls when it has them.
 	Loader() (sdk.Loader, bool)
+	// Snapshotter returns the store's consistent views when it has them.
+	Snapshotter() (sdk.Snapshotter, bool)
 	// Shutdown closes the store and ends the process.
 	Shutdown(ctx context.Context) error
 	// Exited reports whether the process has died. Readers and the
@@ -54,6 +56,11 @@ type inProcess struct{ sdk.Store }
 func (h inProcess) Loader() (sdk.Loader, bool) {
 	l, ok := h.Store.(sdk.Loader)
 	return l, ok
+}
+
+func (h inProcess) Snapshotter() (sdk.Snapshotter, bool) {
+	s, ok := h.Store.(sdk.Snapshotter)
+	return s, ok
 }
 
 func (h inProcess) Shutdown(ctx context.Context) error {

@@ -110,10 +110,11 @@ func (s *flakyStore) Stats(context.Context) (sdk.Stats, error) {
 	return sdk.Stats{Keys: uint64(len(s.d.data))}, nil
 }
 
-func (s *flakyStore) Close(context.Context) error    { return nil }
-func (s *flakyStore) Shutdown(context.Context) error { return nil }
-func (s *flakyStore) Exited() bool                   { return s.exited.Load() }
-func (s *flakyStore) Loader() (sdk.Loader, bool)     { return nil, false }
+func (s *flakyStore) Close(context.Context) error          { return nil }
+func (s *flakyStore) Shutdown(context.Context) error       { return nil }
+func (s *flakyStore) Exited() bool                         { return s.exited.Load() }
+func (s *flakyStore) Loader() (sdk.Loader, bool)           { return nil, false }
+func (s *flakyStore) Snapshotter() (sdk.Snapshotter, bool) { return nil, false }
 
 // flakyPiper is a flakyStore with an apply pipe. Each batch is applied
 // as it is sent, before the host has waited for the ones before it (as far
