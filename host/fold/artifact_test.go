@@ -369,13 +369,21 @@ func TestOfflineImportResumesAtTheCursor(t *testing.T) {
 
 	b := newHarness(t, js, "cfg", nil, t.TempDir())
 	b.usePlugin(pebblePlugin(t))
-	if _, err := fold.New(b.cfg, js).Import(ctx, bytes.NewReader(buf.Bytes())); err != nil {
-		t.Fatal(err)
-	}
 	c := &counter{}
 	b.cfg.Transform = c
-	b.start()
+	// The fold that imported is the one that runs: Import leaves nothing
+	// of its own open.
+	log := &messages{}
+	b.cfg.Logger = slog.New(log)
+	b.f = fold.New(b.cfg, js)
+	if _, err := b.f.Import(ctx, bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	b.run()
 	st := b.waitSynced(last)
+	if n := log.count("store plugin died; restarting it"); n != 0 {
+		t.Errorf("Run found the import's closed plugin as the published generation's (%d restarts)", n)
+	}
 	if c.n.Load() != 20 || st.Generation != 1 {
 		t.Errorf("after the import: %d updates from the stream (want 20), generation %d (want 1), cursor was %d", c.n.Load(), st.Generation, m.Cursor)
 	}

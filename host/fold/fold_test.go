@@ -79,6 +79,11 @@ func (h *harness) wrapLaunch(wrap func(p *pluginhost.Plugin) fold.Handle) {
 
 func (h *harness) start() {
 	h.f = fold.New(h.cfg, h.js)
+	h.run()
+}
+
+// run runs h.f, which a test made.
+func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- h.f.Run(ctx) }()

@@ -390,9 +390,9 @@ func (s *generations) abandon(ctx context.Context, tgt *generation) error {
 	return nil
 }
 
-// fresh opens a new, empty generation after every other for an import
-// into a fold that is not running; a shadow a crash left behind is removed
-// first. The generation is not the target of any watch.
+// fresh opens a new, empty generation after every other, as the shadow,
+// for an import into a fold that is not running; a shadow a crash left
+// behind is removed first. The generation is not the target of any watch.
 func (s *generations) fresh(ctx context.Context) (*generation, error) {
 	if s.layout.shadow > 0 {
 		if err := os.RemoveAll(filepath.Join(s.dir, genName(s.layout.shadow))); err != nil {
@@ -404,7 +404,7 @@ func (s *generations) fresh(ctx context.Context) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.layout.shadow = n
+	s.layout.shadow, s.shadow = n, g
 	return g, nil
 }
 
@@ -415,7 +415,7 @@ func (s *generations) discard(g *generation) error {
 	if err := g.h.Shutdown(sctx); err != nil {
 		s.log.Warn("closing a discarded generation", "generation", g.n, "err", err)
 	}
-	s.layout.shadow = 0
+	s.layout.shadow, s.shadow = 0, nil
 	return os.RemoveAll(g.dir)
 }
 

@@ -43,7 +43,7 @@ func (f *Fold) Import(ctx context.Context, r io.Reader) (m artifact.Manifest, er
 	if err := f.gens.open(); err != nil {
 		return m, fmt.Errorf("fold %s: %w", f.cfg.Name, err)
 	}
-	defer f.gens.unlock()
+	defer f.gens.closeAll()
 	id, pos, err := watch.Describe(ctx, f.js, f.cfg.Bucket)
 	if err != nil {
 		return m, err
@@ -56,18 +56,15 @@ func (f *Fold) Import(ctx context.Context, r io.Reader) (m artifact.Manifest, er
 	if err == nil {
 		err = f.endLoad(ctx, g)
 	}
-	if err == nil {
-		err = f.gens.publish(ctx, g)
-	}
 	if err != nil {
 		if derr := f.gens.discard(g); derr != nil {
 			f.log.Warn("removing the generation of a failed import", "generation", g.n, "err", derr)
 		}
 		return m, err
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	return m, g.h.Shutdown(sctx)
+	// g is complete: if the publish fails, the next run resumes it as a
+	// shadow, so it is not discarded (nor is a directory CURRENT may name).
+	return m, f.gens.publish(ctx, g)
 }
 
 // Import batch bounds: larger than a live batch, since nothing waits on
