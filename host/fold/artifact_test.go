@@ -125,6 +125,29 @@ func writtenBucket(t *testing.T, cfg jetstream.KeyValueConfig, n int) (jetstream
 	return js, kv, w, last
 }
 
+// exportDuringWrites exports f while a writer overwrites keys k00000 to
+// k<n-1>, every step-th, recording the writes in w.
+func exportDuringWrites(t *testing.T, f *fold.Fold, kv jetstream.KeyValue, w *written, n, step int) (*bytes.Buffer, artifact.Manifest, error) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w.put(t, kv, fmt.Sprintf("k%05d", (i*step)%n), fmt.Sprint("during", i))
+		}
+	})
+	time.Sleep(50 * time.Millisecond) // the writer is under way
+	var buf bytes.Buffer
+	m, err := f.Export(context.Background(), &buf, "test")
+	close(stop)
+	wg.Wait()
+	return &buf, m, err
+}
+
 // records reads an artifact whole, as key -> value@revision.
 func records(t *testing.T, raw []byte) (artifact.Manifest, map[string]string) {
 	t.Helper()
@@ -170,23 +193,7 @@ func TestBootstrapFromArtifact(t *testing.T) {
 			a.waitSynced(last)
 
 			// Export while a writer overwrites keys.
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					w.put(t, kv, fmt.Sprintf("k%05d", (i*7)%1500), fmt.Sprint("during", i))
-				}
-			})
-			time.Sleep(50 * time.Millisecond)
-			var buf bytes.Buffer
-			m, err := a.f.Export(ctx, &buf, "test")
-			close(stop)
-			wg.Wait()
+			buf, m, err := exportDuringWrites(t, a.f, kv, w, 1500, 7)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -412,10 +419,17 @@ func tree(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-// noViews is a plugin whose store offers no consistent views.
+// noViews is a plugin whose store offers no consistent views. Its scans
+// start late, so that an apply let through during an export would land
+// between the cursor the export took and what it reads.
 type noViews struct{ *pluginhost.Plugin }
 
 func (noViews) Snapshotter() (sdk.Snapshotter, bool) { return nil, false }
+
+func (p noViews) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	time.Sleep(300 * time.Millisecond)
+	return p.Plugin.Scan(ctx, r, fn)
+}
 
 // TestExportWithoutViews: a store without views is exported with the
 // fold's applies paused, and the artifact is still the bucket at its
@@ -428,23 +442,7 @@ func TestExportWithoutViews(t *testing.T) {
 	h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return noViews{p} })
 	h.start()
 	h.waitSynced(last)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			w.put(t, kv, fmt.Sprintf("k%05d", (i*13)%2000), fmt.Sprint("during", i))
-		}
-	})
-	time.Sleep(50 * time.Millisecond)
-	var buf bytes.Buffer
-	m, err := h.f.Export(context.Background(), &buf, "test")
-	close(stop)
-	wg.Wait()
+	buf, m, err := exportDuringWrites(t, h.f, kv, w, 2000, 13)
 	if err != nil {
 		t.Fatal(err)
 	}
