@@ -58,7 +58,7 @@ func saveArtifact(path string, r io.Reader) (artifact.Manifest, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	m, err := verify(io.TeeReader(r, tmp))
+	m, err := readWhole(io.TeeReader(r, tmp))
 	if err != nil {
 		return m, err
 	}
@@ -71,9 +71,9 @@ func saveArtifact(path string, r io.Reader) (artifact.Manifest, error) {
 	return m, os.Rename(tmp.Name(), path)
 }
 
-// verify reads an artifact to its end, checking every checksum and the
+// readWhole reads an artifact to its end, checking every checksum and the
 // content hash, and returns its manifest.
-func verify(r io.Reader) (artifact.Manifest, error) {
+func readWhole(r io.Reader) (artifact.Manifest, error) {
 	ar, err := artifact.NewReader(r)
 	if err != nil {
 		return artifact.Manifest{}, err
@@ -134,7 +134,7 @@ func cmdArtifact(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer src.Close()
-	m, err := verify(src)
+	m, err := readWhole(src)
 	if err != nil {
 		if errors.Is(err, artifact.ErrNotArtifact) || errors.Is(err, artifact.ErrUnsupportedVersion) {
 			return err

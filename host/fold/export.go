@@ -16,9 +16,9 @@ import (
 // it holds at one committed cursor, which the manifest names, while the fold
 // goes on applying. A store with consistent views (sdk.Snapshotter) is read
 // through one; any other with the fold's applies paused while it is read
-// (they queue, and the fold catches up once the export ends). A rebuild that publishes another generation meanwhile waits
-// (a while) for the export to end. producer names the program in the
-// manifest.
+// (they queue, and the fold catches up once the export ends). A rebuild
+// that publishes another generation meanwhile waits (a while) for the
+// export to end. producer names the program in the manifest.
 func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m artifact.Manifest, err error) {
 	start := time.Now()
 	defer func() { f.cfg.Metrics.artifactDone(f.cfg.Name, "export", start, m.Records, err) }()
