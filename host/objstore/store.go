@@ -73,6 +73,18 @@ type Store struct {
 // to create them all end bound to the same buckets. The lease bucket needs
 // per-message TTLs: nats-server 2.11 or later.
 func New(ctx context.Context, js jetstream.JetStream, bucket string, opts Options) (*Store, error) {
+	return bind(ctx, js, bucket, opts, true)
+}
+
+// Bind binds to the buckets New creates, creating none: for readers, which
+// should leave no trace in a NATS account where nothing was exported. When
+// one of the buckets does not exist, nothing was ever published there, and
+// the error wraps ErrNoArtifact.
+func Bind(ctx context.Context, js jetstream.JetStream, bucket string, opts Options) (*Store, error) {
+	return bind(ctx, js, bucket, opts, false)
+}
+
+func bind(ctx context.Context, js jetstream.JetStream, bucket string, opts Options, create bool) (*Store, error) {
 	if err := checkBucket(bucket); err != nil {
 		return nil, fmt.Errorf("objstore: %v", err)
 	}
@@ -83,20 +95,20 @@ func New(ctx context.Context, js jetstream.JetStream, bucket string, opts Option
 	s := &Store{bucket: bucket, opts: o}
 	if s.obs, err = objectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket: bucket, Description: "slipstream artifacts", Replicas: o.Replicas,
-	}); err != nil {
-		return nil, fmt.Errorf("objstore: object store %s: %w", bucket, err)
+	}, create); err != nil {
+		return nil, bindError("object store", bucket, err)
 	}
 	if s.ptrs, err = keyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: o.PointerBucket, Description: "slipstream artifact pointers of " + bucket,
 		History: uint8(o.PointerHistory), Replicas: o.Replicas,
-	}); err != nil {
-		return nil, fmt.Errorf("objstore: pointer bucket %s: %w", o.PointerBucket, err)
+	}, create); err != nil {
+		return nil, bindError("pointer bucket", o.PointerBucket, err)
 	}
 	if s.leases, err = keyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: o.LeaseBucket, Description: "slipstream export leases of " + bucket,
 		History: 1, Replicas: o.Replicas, LimitMarkerTTL: leaseMarkerTTL,
-	}); err != nil {
-		return nil, fmt.Errorf("objstore: lease bucket %s: %w", o.LeaseBucket, err)
+	}, create); err != nil {
+		return nil, bindError("lease bucket", o.LeaseBucket, err)
 	}
 	st, err := s.leases.Status(ctx)
 	if err != nil {
@@ -106,6 +118,15 @@ func New(ctx context.Context, js jetstream.JetStream, bucket string, opts Option
 		return nil, fmt.Errorf("objstore: lease bucket %s does not allow per-message TTLs: create it with a limit marker TTL", o.LeaseBucket)
 	}
 	return s, nil
+}
+
+// bindError says which bucket could not be bound; a missing one (Bind)
+// means that nothing was published.
+func bindError(what, bucket string, err error) error {
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("%w: %s %s does not exist", ErrNoArtifact, what, bucket)
+	}
+	return fmt.Errorf("objstore: %s %s: %w", what, bucket, err)
 }
 
 func (o Options) withDefaults(bucket string) (Options, error) {
@@ -150,13 +171,13 @@ func (o Options) withDefaults(bucket string) (Options, error) {
 	return o, nil
 }
 
-// objectStore binds to an object store, creating it when missing. A racing
-// creator's bucket is bound to as it is.
-func objectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+// objectStore binds to an object store, creating it when missing and
+// create is set. A racing creator's bucket is bound to as it is.
+func objectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig, create bool) (jetstream.ObjectStore, error) {
 	var err error
 	for range 3 {
 		var o jetstream.ObjectStore
-		if o, err = js.ObjectStore(ctx, cfg.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		if o, err = js.ObjectStore(ctx, cfg.Bucket); !create || !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return o, err
 		}
 		if o, err = js.CreateObjectStore(ctx, cfg); !errors.Is(err, jetstream.ErrBucketExists) {
@@ -167,11 +188,11 @@ func objectStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.Obje
 }
 
 // keyValue binds to a KV bucket, creating it when missing, as objectStore.
-func keyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+func keyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, create bool) (jetstream.KeyValue, error) {
 	var err error
 	for range 3 {
 		var kv jetstream.KeyValue
-		if kv, err = js.KeyValue(ctx, cfg.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		if kv, err = js.KeyValue(ctx, cfg.Bucket); !create || !errors.Is(err, jetstream.ErrBucketNotFound) {
 			return kv, err
 		}
 		if kv, err = js.CreateKeyValue(ctx, cfg); !errors.Is(err, jetstream.ErrBucketExists) {

@@ -446,3 +446,39 @@ func TestNewRace(t *testing.T) {
 		t.Fatal("New took a bucket name with a dot")
 	}
 }
+
+// TestBindCreatesNothing: a reader binding where nothing was exported gets
+// ErrNoArtifact and leaves no bucket behind; once an exporter has created
+// the buckets, Bind reads what it published.
+func TestBindCreatesNothing(t *testing.T) {
+	url := server(t)
+	ctx := ctxT(t)
+	_, js := testenv.JetStream(t, url)
+	_, err := Bind(ctx, js, "snaps", Options{})
+	if !errors.Is(err, ErrNoArtifact) {
+		t.Fatalf("Bind on an empty account: %v, want ErrNoArtifact", err)
+	}
+	names := js.StreamNames(ctx)
+	for n := range names.Name() {
+		t.Errorf("Bind created stream %s", n)
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	exporter, _ := node(t, url, "snaps", Options{})
+	if _, err := exporter.Publish(ctx, "orders", export(7, 3, 10, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := Bind(ctx, js, "snaps", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, p, err := reader.Open(ctx, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if p.Cursor != 7 || p.Records != 3 {
+		t.Fatalf("pointer %+v, want cursor 7 and 3 records", p)
+	}
+}
