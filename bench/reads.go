@@ -33,7 +33,7 @@ func serveAPI(f *fold.Fold) (*apiServer, error) {
 		return nil, err
 	}
 	a := &apiServer{
-		srv:  &http.Server{Handler: api.Handler([]*fold.Fold{f}, prometheus.NewRegistry(), "bench", ""), ReadHeaderTimeout: 10 * time.Second},
+		srv:  &http.Server{Handler: api.Handler([]*fold.Fold{f}, prometheus.NewRegistry(), api.Options{Producer: "bench"}), ReadHeaderTimeout: 10 * time.Second},
 		base: "http://" + ln.Addr().String(),
 		done: make(chan error, 1),
 	}

@@ -19,7 +19,7 @@ const kvUsage = `usage: slipstream kv [--server URL] [--create] put BUCKET KEY V
 
 func cmdKV(args []string, stdout, stderr io.Writer) error {
 	fs := flags("kv", stderr)
-	server := fs.String("server", "nats://127.0.0.1:4222", "NATS server URL (user:password@ allowed)")
+	server := fs.String("server", natsDefault, "NATS server URL (user:password@ allowed)")
 	creds := fs.String("creds", "", "NATS credentials file")
 	create := fs.Bool("create", false, "put: create the bucket if it does not exist")
 	fs.Usage = func() { fmt.Fprintln(stderr, kvUsage); fs.PrintDefaults() }
@@ -39,19 +39,11 @@ func cmdKV(args []string, stdout, stderr io.Writer) error {
 	if len(a) != n {
 		return usageErr("%s takes %d arguments\n%s", op, n-1, kvUsage)
 	}
-	opts := []nats.Option{nats.Name("slipstream-cli"), nats.Timeout(5 * time.Second)}
-	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
-	}
-	nc, err := nats.Connect(*server, opts...)
-	if err != nil {
-		return fmt.Errorf("connect %s: %w", *server, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	nc, js, err := dial(*server, *creds)
 	if err != nil {
 		return err
 	}
+	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, bucket)
@@ -99,4 +91,23 @@ func cmdKV(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// dial connects the CLI to a NATS server, with a credentials file when
+// creds is set.
+func dial(server, creds string) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name("slipstream-cli"), nats.Timeout(5 * time.Second)}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(server, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", server, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }

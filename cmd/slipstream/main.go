@@ -40,9 +40,9 @@ var commands = map[string]command{
 	"conformance": {"prove a store plugin binary against the store contract (--plugin PATH)", cmdConformance},
 	"verify":      {"compare a fold with its bucket; exit 1 on any difference", cmdVerify},
 	"reconcile":   {"ask a running fold to repair itself against its bucket", cmdReconcile},
-	"export":      {"write an artifact of a running fold to a file (--to PATH)", cmdExport},
-	"import":      {"fill a fold of a stopped service from an artifact (--from PATH|URL)", cmdImport},
-	"artifact":    {"inspect PATH|URL: print an artifact's manifest and verify its payload", cmdArtifact},
+	"export":      {"write an artifact of a running fold to a file or an Object Store series (--to PATH|nats-object://BUCKET/NAME)", cmdExport},
+	"import":      {"fill a fold of a stopped service from an artifact (--from PATH|URL|nats-object://BUCKET/NAME)", cmdImport},
+	"artifact":    {"inspect PATH|URL|nats-object://BUCKET/NAME: print an artifact's manifest and verify its payload", cmdArtifact},
 	"version":     {"print the version", cmdVersion},
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/objstore"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -33,11 +34,21 @@ const RevisionHeader = "Slipstream-Revision"
 // maxScanLimit bounds one page of a scan.
 const maxScanLimit = 10000
 
-// Handler returns the API over folds, with /metrics from g. producer names
-// the service in the artifacts it exports; their temporary files go in
-// tempDir ("" for the system's).
-func Handler(folds []*fold.Fold, g prometheus.Gatherer, producer, tempDir string) http.Handler {
-	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: producer, tempDir: tempDir}
+// Options are the API's settings beyond its folds.
+type Options struct {
+	// Producer names the service in the artifacts it exports.
+	Producer string
+	// TempDir holds the exports' temporary files; "" is the system's.
+	TempDir string
+	// Publish, when set, serves POST /v1/folds/{fold}/artifact?to=URL: it
+	// exports the fold named fold and publishes the artifact to the Object
+	// Store series URL (nats-object://BUCKET/NAME).
+	Publish func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
+}
+
+// Handler returns the API over folds, with /metrics from g.
+func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler {
+	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish}
 	for _, f := range folds {
 		a.folds[f.Name()] = f
 	}
@@ -49,6 +60,9 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer, producer, tempDir string
 	mux.HandleFunc("GET /v1/folds/{fold}/verify", a.verify)
 	mux.HandleFunc("POST /v1/folds/{fold}/reconcile", a.reconcile)
 	mux.HandleFunc("GET /v1/folds/{fold}/artifact", a.artifact)
+	if a.publish != nil {
+		mux.HandleFunc("POST /v1/folds/{fold}/artifact", a.publishArtifact)
+	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -62,6 +76,7 @@ type api struct {
 	order    []*fold.Fold
 	producer string
 	tempDir  string
+	publish  func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
 }
 
 // Error is the body of every error response.

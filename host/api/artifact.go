@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/objstore"
 )
 
 // artifact exports the fold's published generation and sends it. The
@@ -51,4 +52,44 @@ func (a *api) artifact(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(ContentHashHeader, m.ContentHash)
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.Copy(w, tmp)
+}
+
+// publishArtifact exports the fold and publishes the artifact to the
+// Object Store series of the query's to (nats-object://BUCKET/NAME),
+// creating its buckets with the query's replicas (default 1) when they are
+// missing. It answers the pointer it published: 200. An export the series'
+// pointer has already passed is refused with 409 and both pointers.
+func (a *api) publishArtifact(w http.ResponseWriter, r *http.Request) {
+	f, ok := a.fold(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	to := q.Get("to")
+	if _, err := objstore.ParseURL(to); err != nil {
+		fail(w, http.StatusBadRequest, "to: "+err.Error())
+		return
+	}
+	replicas := 1
+	if v := q.Get("replicas"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			fail(w, http.StatusBadRequest, "replicas: want 1 to 5, got "+strconv.Quote(v))
+			return
+		}
+		replicas = n
+	}
+	p, err := a.publish(r.Context(), f.Name(), to, replicas)
+	var sup *objstore.SupersededError
+	switch {
+	case errors.As(err, &sup):
+		writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "current": sup.Current, "attempted": sup.Attempted})
+	case errors.Is(err, fold.ErrNotReady) || errors.Is(err, fold.ErrStoreUnavailable):
+		w.Header().Set("Retry-After", "1")
+		fail(w, http.StatusServiceUnavailable, "export: "+err.Error())
+	case err != nil:
+		fail(w, http.StatusInternalServerError, "publish: "+err.Error())
+	default:
+		writeJSON(w, http.StatusOK, p)
+	}
 }

@@ -138,11 +138,14 @@ type Fold struct {
 	ReconcileEvery Duration `toml:"reconcile_every"`
 	// BootstrapFrom names an artifact a new generation of the fold (its
 	// first, or a rebuild's) is filled from before the stream's tail is
-	// read: a file (made absolute on loading; it need not exist yet) or
-	// the http(s):// URL of a peer's GET /v1/folds/NAME/artifact. A
-	// missing, foreign or damaged artifact is logged and the bucket is
-	// re-listed instead. Empty: always re-list.
+	// read: a file (made absolute on loading; it need not exist yet), the
+	// http(s):// URL of a peer's GET /v1/folds/NAME/artifact, or a series
+	// nats-object://BUCKET/NAME in a NATS Object Store. A missing, foreign
+	// or damaged artifact is logged and the bucket is re-listed instead.
+	// Empty: always re-list.
 	BootstrapFrom string `toml:"bootstrap_from"`
+	// Export is the fold's periodic export to an Object Store series.
+	Export Export `toml:"export"`
 	// BulkLoad lets a store that declares the bulk-load capability fill a
 	// new generation in load mode (default true).
 	BulkLoad bool `toml:"bulk_load"`
@@ -155,6 +158,36 @@ type Batch struct {
 	MaxBytes   ByteSize `toml:"max_bytes"`   // 1KiB..256MiB, default 4MiB
 	Window     Duration `toml:"window"`      // >0 and <=10s, default 10ms
 }
+
+// Export is a fold's periodic export: every period, one node of those that
+// export the fold to the same series takes the series' lease, publishes an
+// artifact of its fold when it holds a later cursor than the series'
+// pointer, and prunes the payloads the pointer no longer needs.
+type Export struct {
+	// To is the series, nats-object://BUCKET/NAME, on the fold's NATS
+	// server; its buckets are created when missing. Empty: no periodic
+	// export.
+	To string `toml:"to"`
+	// Every is the period of the export rounds and the lease's duration,
+	// 1s to 7 days (whole seconds), default 1h.
+	Every Duration `toml:"every"`
+	// PruneGrace is how long a payload the pointer no longer names is kept
+	// for readers still downloading it, at least 10m (the window in which an
+	// upload may still be named), default 1h.
+	PruneGrace Duration `toml:"prune_grace"`
+	// Replicas of the buckets created for the series, 1 to 5, default 1.
+	Replicas int `toml:"replicas"`
+}
+
+// Export defaults and bounds.
+const (
+	DefaultExportEvery      = time.Hour
+	DefaultExportPruneGrace = time.Hour
+	// MinExportPruneGrace is the Object Store's publish window: a payload
+	// younger than it may still be about to be named by its exporter.
+	MinExportPruneGrace = 10 * time.Minute
+	maxExportEvery      = 7 * 24 * time.Hour
+)
 
 // Transform is one WASM module of a fold's transform chain.
 type Transform struct {
@@ -243,6 +276,7 @@ func (b *Bucket) setDefaults() {
 
 func (f *Fold) setDefaults() {
 	f.BulkLoad = true
+	f.Export = Export{Every: Duration(DefaultExportEvery), PruneGrace: Duration(DefaultExportPruneGrace), Replicas: 1}
 	f.Batch = Batch{MaxEntries: fold.DefaultMaxEntries, MaxBytes: fold.DefaultMaxBytes, Window: Duration(fold.DefaultWindow)}
 }
 

@@ -118,6 +118,7 @@ module = "t.wasm"
 			Transforms: []Transform{{
 				Module: filepath.Join(dir, "t.wasm"), Name: "t", OnError: "stall",
 			}},
+			Export:   Export{Every: Duration(time.Hour), PruneGrace: Duration(time.Hour), Replicas: 1},
 			BulkLoad: true,
 		}},
 	}
@@ -172,6 +173,8 @@ batch = { max_entries = 1_000_000, max_bytes = 1024, window = "10s" }
 tombstone_horizon = "168h"
 reconcile_every = 0
 bulk_load = false
+bootstrap_from = "nats-object://snaps/routes.eu"
+export = { to = "nats-object://snaps/routes.eu", every = "30s", prune_grace = "2h", replicas = 3 }
 [[fold.transform]]
 module = "m.wasm"
 name = "filter"
@@ -216,6 +219,11 @@ config.deny = ["*.secret"]
 				Config: map[string]any{"deny": []any{"*.secret"}},
 			}},
 			TombstoneHorizon: Duration(168 * time.Hour),
+			BootstrapFrom:    "nats-object://snaps/routes.eu",
+			Export: Export{
+				To: "nats-object://snaps/routes.eu", Every: Duration(30 * time.Second),
+				PruneGrace: Duration(2 * time.Hour), Replicas: 3,
+			},
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -367,10 +375,22 @@ func TestErrors(t *testing.T) {
 		},
 		{
 			name: "bad bootstrap sources",
-			doc:  minimal + "bootstrap_from = \"nats-object://b/n\"\n\n[[fold]]\nname = \"c\"\nbucket = \"b\"\nstore = \"sqlite\"\nbootstrap_from = \"http:///x\"\n",
+			doc: minimal + "bootstrap_from = \"s3://b/n\"\n\n[[fold]]\nname = \"c\"\nbucket = \"b\"\nstore = \"sqlite\"\nbootstrap_from = \"http:///x\"\n" +
+				"\n[[fold]]\nname = \"d\"\nbucket = \"b\"\nstore = \"sqlite\"\nbootstrap_from = \"nats-object://snaps/a/b\"\n",
 			want: []string{
-				`DIR/s.toml:5: fold[0].bootstrap_from: unsupported source "nats-object://b/n": want a file path or an http(s):// URL`,
+				`DIR/s.toml:5: fold[0].bootstrap_from: unsupported source "s3://b/n": want a file path, an http(s):// URL or a nats-object://BUCKET/NAME series`,
 				`DIR/s.toml:11: fold[1].bootstrap_from: invalid URL "http:///x": want http(s)://HOST/v1/folds/NAME/artifact`,
+				`DIR/s.toml:17: fold[2].bootstrap_from: "nats-object://snaps/a/b": the series name "a/b" has a '/': NAME is one segment`,
+			},
+		},
+		{
+			name: "bad periodic exports",
+			doc:  minimal + "[fold.export]\nto = \"nats-object://snaps\"\nevery = \"1500ms\"\nprune_grace = \"5m\"\nreplicas = 7\n",
+			want: []string{
+				`DIR/s.toml:6: fold[0].export.to: "nats-object://snaps": no series name: want nats-object://BUCKET/NAME`,
+				`DIR/s.toml:7: fold[0].export.every: 1.5s is not a whole number of seconds (the lease's unit)`,
+				`DIR/s.toml:8: fold[0].export.prune_grace: 5m0s is too short: at least 10m0s, the window in which an upload may still be published`,
+				`DIR/s.toml:9: fold[0].export.replicas: 7 is out of range: want 1 to 5`,
 			},
 		},
 		{

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipstreamkv/slipstream/host/objstore"
 )
 
 // checker validates a decoded Config, fills in the defaults that depend on
@@ -251,11 +253,14 @@ func (k *checker) fold(p path, f *Fold) {
 		if pu, err := url.Parse(u); err != nil || pu.Host == "" {
 			k.errs.add(p.key("bootstrap_from"), "invalid URL %q: want http(s)://HOST/v1/folds/NAME/artifact", u)
 		}
+	case strings.HasPrefix(u, objstore.Scheme+"://"):
+		k.series(p.key("bootstrap_from"), u)
 	case strings.Contains(u, "://"):
-		k.errs.add(p.key("bootstrap_from"), "unsupported source %q: want a file path or an http(s):// URL", u)
+		k.errs.add(p.key("bootstrap_from"), "unsupported source %q: want a file path, an http(s):// URL or a nats-object://BUCKET/NAME series", u)
 	default:
 		f.BootstrapFrom = k.abs(u)
 	}
+	k.export(p.key("export"), &f.Export)
 	k.notNegative(p.key("tombstone_horizon"), f.TombstoneHorizon)
 	k.notNegative(p.key("reconcile_every"), f.ReconcileEvery)
 	names := make(map[string]int)
@@ -275,6 +280,29 @@ func (k *checker) fold(p path, f *Fold) {
 		}
 		k.oneOf(tp.key("on_error"), t.OnError, "stall", "skip")
 	}
+}
+
+// series checks a nats-object://BUCKET/NAME URL.
+func (k *checker) series(p path, u string) {
+	if _, err := objstore.ParseURL(u); err != nil {
+		k.errs.add(p, "%s", strings.TrimPrefix(err.Error(), "objstore: "))
+	}
+}
+
+func (k *checker) export(p path, e *Export) {
+	if e.To != "" {
+		k.series(p.key("to"), e.To)
+	}
+	switch every := time.Duration(e.Every); {
+	case every < time.Second || every > maxExportEvery:
+		k.errs.add(p.key("every"), "%s is out of range: want 1s to 168h", e.Every)
+	case every%time.Second != 0:
+		k.errs.add(p.key("every"), "%s is not a whole number of seconds (the lease's unit)", e.Every)
+	}
+	if time.Duration(e.PruneGrace) < MinExportPruneGrace {
+		k.errs.add(p.key("prune_grace"), "%s is too short: at least %s, the window in which an upload may still be published", e.PruneGrace, MinExportPruneGrace)
+	}
+	k.intRange(p.key("replicas"), e.Replicas, 1, 5)
 }
 
 // jsonable reports the floats JSON cannot carry (nan and inf) in a value that

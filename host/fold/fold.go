@@ -192,6 +192,9 @@ type Status struct {
 	Bytes      uint64    `json:"bytes"`
 	Store      string    `json:"store,omitempty"`
 	SyncedAt   time.Time `json:"synced_at,omitzero"`
+	// StreamCreated is the creation time of the stream the published
+	// generation folds: with Bucket, its identity.
+	StreamCreated time.Time `json:"stream_created,omitzero"`
 }
 
 // Fold is one fold and its supervisor.
@@ -310,7 +313,10 @@ func (f *Fold) Status(ctx context.Context) Status {
 	}
 	f.mu.RUnlock()
 	if pub != nil {
-		st.Generation, st.Cursor = pub.n, pub.committedCursor()
+		var meta map[string][]byte
+		st.Generation = pub.n
+		st.Cursor, meta = pub.committed()
+		st.StreamCreated, _ = time.Parse(time.RFC3339Nano, string(meta[MetaCreated]))
 	}
 	if st.StreamLast > st.Cursor {
 		st.Lag = st.StreamLast - st.Cursor

@@ -38,7 +38,7 @@ func TestReadersSurvivePluginDeath(t *testing.T) {
 	h := newHarness(t, js, "cfg", nil, t.TempDir())
 	h.start()
 	h.waitSynced(last)
-	web := httptest.NewServer(api.Handler([]*fold.Fold{h.f}, prometheus.NewRegistry(), "test", t.TempDir()))
+	web := httptest.NewServer(api.Handler([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
 	defer web.Close()
 
 	for round := range 3 {

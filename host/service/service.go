@@ -29,6 +29,7 @@ import (
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/connect"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/objstore"
 	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 )
 
@@ -42,6 +43,11 @@ type Options struct {
 	// Producer names the program in the artifacts it exports, such as
 	// "slipstream 1.2.0".
 	Producer string
+	// PublishWindow overrides the Object Store publish window (see
+	// objstore.Options), and PruneGrace every periodic export's prune
+	// grace; tests shorten both, which the config does not allow.
+	PublishWindow time.Duration
+	PruneGrace    time.Duration
 }
 
 // Service is a running configuration.
@@ -55,6 +61,8 @@ type Service struct {
 	js       jetstream.JetStream
 	reg      *prometheus.Registry
 	folds    []*fold.Fold
+	series   *series
+	exports  []*exporter
 	closers  []func()
 	listener net.Listener
 	serving  bool // Run's server owns the listener
@@ -115,7 +123,14 @@ func (s *Service) start(ctx context.Context) error {
 	if s.js, err = jetstream.New(s.nc, jsOpts...); err != nil {
 		return fmt.Errorf("nats: jetstream: %w", err)
 	}
+	s.series = newSeries(s.js, objstore.Options{
+		TempDir: filepath.Join(cfg.DataDir, "tmp"), PublishWindow: s.opts.PublishWindow,
+	})
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "tmp"), 0o755); err != nil {
+		return err
+	}
 	metrics := fold.NewMetrics(s.reg)
+	var exportMetrics *exportMetrics
 	for i := range cfg.Folds {
 		fc := &cfg.Folds[i]
 		f, err := s.newFold(ctx, fc, metrics)
@@ -123,6 +138,17 @@ func (s *Service) start(ctx context.Context) error {
 			return fmt.Errorf("fold %s: %w", fc.Name, err)
 		}
 		s.folds = append(s.folds, f)
+		if fc.Export.To == "" {
+			continue
+		}
+		if exportMetrics == nil {
+			exportMetrics = newExportMetrics(s.reg)
+		}
+		e, err := s.newExporter(f, fc.Export, exportMetrics)
+		if err != nil {
+			return fmt.Errorf("fold %s: export: %w", fc.Name, err)
+		}
+		s.exports = append(s.exports, e)
 	}
 	return nil
 }
@@ -175,7 +201,7 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 	}
 	if src := fc.BootstrapFrom; src != "" {
 		fcfg.BootstrapName = src
-		fcfg.Bootstrap = func(ctx context.Context) (io.ReadCloser, error) { return OpenArtifact(ctx, src) }
+		fcfg.Bootstrap = func(ctx context.Context) (io.ReadCloser, error) { return s.openSource(ctx, src) }
 	}
 	if len(fc.Transforms) > 0 {
 		t, err := chain.New(ctx, chain.Config{
@@ -260,11 +286,9 @@ func (s *Service) Run(ctx context.Context) error {
 	var srv *http.Server
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
-		tmp := filepath.Join(s.cfg.DataDir, "tmp")
-		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return fmt.Errorf("http api: %w", err)
-		}
-		srv = &http.Server{Handler: api.Handler(s.folds, s.reg, s.opts.Producer, tmp), ReadHeaderTimeout: 10 * time.Second}
+		srv = &http.Server{Handler: api.Handler(s.folds, s.reg, api.Options{
+			Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
+		}), ReadHeaderTimeout: 10 * time.Second}
 		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
 		s.log.Info("http api listening", "addr", s.HTTPAddr())
@@ -273,6 +297,9 @@ func (s *Service) Run(ctx context.Context) error {
 	errs := make([]error, len(s.folds))
 	for i, f := range s.folds {
 		wg.Go(func() { errs[i] = f.Run(ctx) })
+	}
+	for _, e := range s.exports {
+		wg.Go(func() { e.run(ctx) })
 	}
 	var err error
 	select {
@@ -307,12 +334,14 @@ func (s *Service) close() {
 }
 
 // Import fills the fold named name of a stopped service's config from the
-// artifact r (see fold.Import): it connects to NATS (or starts the embedded
-// server on its data) to check the artifact against the bucket's stream,
-// and leaves the fold to resume at the artifact's cursor on the next run.
-// The HTTP API is not started; a running service holding the fold's
-// directory (or the embedded server's port) makes it fail.
-func Import(ctx context.Context, cfg *config.Config, logger *slog.Logger, name string, r io.Reader) (artifact.Manifest, error) {
+// artifact at src, a file, a peer's http(s):// URL or an Object Store
+// series (see fold.Import): it connects to NATS (or starts the embedded
+// server on its data) to read a series and to check the artifact against
+// the bucket's stream, and leaves the fold to resume at the artifact's
+// cursor on the next run. The HTTP API is not started; a running service
+// holding the fold's directory (or the embedded server's port) makes it
+// fail.
+func Import(ctx context.Context, cfg *config.Config, logger *slog.Logger, name, src string) (artifact.Manifest, error) {
 	c := *cfg
 	c.HTTP.Listen = config.HTTPOff
 	fc, ok := c.Fold(name)
@@ -325,5 +354,10 @@ func Import(ctx context.Context, cfg *config.Config, logger *slog.Logger, name s
 		return artifact.Manifest{}, err
 	}
 	defer s.close()
+	r, err := s.openSource(ctx, src)
+	if err != nil {
+		return artifact.Manifest{}, err
+	}
+	defer r.Close()
 	return s.folds[0].Import(ctx, r)
 }

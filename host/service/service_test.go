@@ -31,6 +31,12 @@ type running struct {
 // start writes toml (with NATS_URL and PLUGIN_DIR filled in) to dir and runs it.
 func start(t *testing.T, dir, natsURL, toml string) *running {
 	t.Helper()
+	return startWith(t, dir, natsURL, toml, service.Options{})
+}
+
+// startWith is start with opts (CheckEvery defaults to 50ms).
+func startWith(t *testing.T, dir, natsURL, toml string, opts service.Options) *running {
+	t.Helper()
 	plugin := testenv.SQLitePlugin(t)
 	toml = strings.NewReplacer("NATS_URL", natsURL, "PLUGIN_DIR", filepath.Dir(plugin)).Replace(toml)
 	path := filepath.Join(dir, "slipstream.toml")
@@ -46,7 +52,10 @@ func start(t *testing.T, dir, natsURL, toml string) *running {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := service.Start(ctx, cfg, logger, service.Options{CheckEvery: 50 * time.Millisecond})
+	if opts.CheckEvery == 0 {
+		opts.CheckEvery = 50 * time.Millisecond
+	}
+	svc, err := service.Start(ctx, cfg, logger, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
