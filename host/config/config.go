@@ -8,17 +8,20 @@
 // Unknown keys are errors. Relative paths in the file are resolved against
 // the file's directory.
 //
-// The package reads only the config file and checks that the files it names
-// exist; it never connects to NATS, starts plugins, or reads WASM modules.
+// The package reads only the config file and the HTTP API's token file, and
+// checks that the other files it names exist; it never connects to NATS,
+// starts plugins, or reads WASM modules or TLS keys.
 package config
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -90,10 +93,41 @@ type NATS struct {
 // HTTP configures the local HTTP API.
 type HTTP struct {
 	// Listen is the API address, default "127.0.0.1:7070"; "off" disables
-	// the API. It must be a loopback address unless AllowRemote.
+	// the API. It must be a loopback address unless AllowRemote, and a
+	// non-loopback address also needs TokenFile.
 	Listen      string `toml:"listen"`
 	AllowRemote bool   `toml:"allow_remote"`
+	// TokenFile is a file holding the bearer token that every request but
+	// GET /livez must carry (Authorization: Bearer TOKEN). Empty: no token
+	// is asked for. The file is read when the config is loaded, into Token;
+	// a change takes effect at the next start.
+	TokenFile string `toml:"token_file"`
+	// Token is the content of TokenFile without surrounding whitespace, or
+	// empty. It prints as [redacted]; compare string(Token).
+	Token Secret `toml:"-"`
+	// TLSCert and TLSKey are PEM files (both or neither): with them the API
+	// is served over HTTPS only.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
+
+// Secret is a credential read from a file the config names. Its String,
+// GoString, LogValue and MarshalText hide it, so that a Config printed,
+// logged or encoded whole does not show it.
+type Secret string
+
+const redacted = "[redacted]"
+
+func (s Secret) String() string { return redacted }
+
+// GoString hides the secret from %#v.
+func (s Secret) GoString() string { return strconv.Quote(redacted) }
+
+// LogValue hides the secret from log/slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText hides the secret from encoders such as encoding/json.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // HTTPOff is the HTTP.Listen value that disables the HTTP API.
 const HTTPOff = "off"

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -616,5 +618,174 @@ func writeFile(t *testing.T, dir, name string) {
 	}
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHTTPAccess loads a remote API with a token file and TLS: relative
+// paths resolve against the config's directory, the token is read and
+// trimmed, and printing the config does not show it.
+func TestHTTPAccess(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "tls/cert.pem")
+	writeFile(t, dir, "tls/key.pem")
+	if err := os.WriteFile(filepath.Join(dir, "api.token"), []byte("\n  s3cr3t-T0ken_value \r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(filepath.Join(dir, "s.toml"), []byte(`[http]
+listen = "0.0.0.0:7070"
+allow_remote = true
+token_file = "api.token"
+tls_cert = "tls/cert.pem"
+tls_key = "`+filepath.Join(dir, "tls/key.pem")+`"
+`+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := HTTP{
+		Listen: "0.0.0.0:7070", AllowRemote: true,
+		TokenFile: filepath.Join(dir, "api.token"), Token: "s3cr3t-T0ken_value",
+		TLSCert: filepath.Join(dir, "tls/cert.pem"), TLSKey: filepath.Join(dir, "tls/key.pem"),
+	}
+	if cfg.HTTP != want {
+		t.Errorf("HTTP = %+v, want %+v", cfg.HTTP, want)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "token", cfg.HTTP.Token, "http", cfg.HTTP)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "token", cfg.HTTP.Token, "http", cfg.HTTP)
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg.HTTP), fmt.Sprintf("%#v", cfg.HTTP), logged.String()} {
+		if strings.Contains(s, "s3cr3t") {
+			t.Errorf("the token shows in %s", s)
+		}
+		if !strings.Contains(s, "[redacted]") {
+			t.Errorf("no [redacted] in %s", s)
+		}
+	}
+
+	// A token file on a loopback API is allowed too, and TLS is optional.
+	cfg, err = Parse(filepath.Join(dir, "s.toml"), []byte("http.token_file = \"api.token\"\n"+minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Token != "s3cr3t-T0ken_value" || cfg.HTTP.TLSCert != "" {
+		t.Errorf("loopback HTTP = %+v", cfg.HTTP)
+	}
+	// Without token_file there is no token.
+	cfg, err = Parse(filepath.Join(dir, "s.toml"), []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Token != "" || cfg.HTTP.TokenFile != "" {
+		t.Errorf("default HTTP = %+v", cfg.HTTP)
+	}
+}
+
+// TestHTTPAccessErrors checks the messages about the API's token and TLS
+// files. DIR stands for the config file's directory, which holds the token
+// files named here; no message may quote a token.
+func TestHTTPAccessErrors(t *testing.T) {
+	files := map[string]string{
+		"good.token":   "tok3n\n",
+		"blank.token":  " \n\t\n",
+		"spaced.token": "tok3n and more\n",
+		"lines.token":  "tok3n\nsecond\n",
+		"utf8.token":   "tok3né",
+		"big.token":    strings.Repeat("t", 5000),
+		"cert.pem":     "",
+	}
+	tests := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{
+			name: "remote listen without a token",
+			doc:  "[http]\nlisten = \"0.0.0.0:7070\"\nallow_remote = true\n" + minimal,
+			want: []string{`DIR/s.toml:1: http.token_file: missing: listen "0.0.0.0:7070" is not a loopback address, so the API needs a bearer token; name a file holding it`},
+		},
+		{
+			name: "remote host name without a token",
+			doc:  minimal + "[http]\nlisten = \"api.example.com:7070\"\nallow_remote = true\ntls_cert = \"cert.pem\"\n",
+			want: []string{
+				`DIR/s.toml:5: http.tls_key: missing: tls_cert is set, so tls_key is required`,
+				`DIR/s.toml:5: http.token_file: missing: listen "api.example.com:7070" is not a loopback address, so the API needs a bearer token; name a file holding it`,
+			},
+		},
+		{
+			name: "remote listen without allow_remote is reported as such first",
+			doc:  "http.listen = \"10.0.0.1:7070\"\n" + minimal,
+			want: []string{`DIR/s.toml:1: http.listen: "10.0.0.1:7070" is not a loopback address; set allow_remote = true to accept remote connections`},
+		},
+		{
+			name: "remote listen with a token file that does not exist",
+			doc:  "[http]\nlisten = \"[::]:7070\"\nallow_remote = true\ntoken_file = \"missing.token\"\n" + minimal,
+			want: []string{`DIR/s.toml:4: http.token_file: file "missing.token" does not exist (looked for DIR/missing.token)`},
+		},
+		{
+			name: "token file that is a directory",
+			doc:  "http.token_file = \".\"\n" + minimal,
+			want: []string{`DIR/s.toml:1: http.token_file: "." is a directory, not a file`},
+		},
+		{
+			name: "blank token file",
+			doc:  minimal + "[http]\ntoken_file = \"blank.token\"\n",
+			want: []string{`DIR/s.toml:6: http.token_file: DIR/blank.token holds no token: it is empty or only whitespace`},
+		},
+		{
+			name: "token with a space",
+			doc:  minimal + "[http]\ntoken_file = \"spaced.token\"\n",
+			want: []string{`DIR/s.toml:6: http.token_file: the token in DIR/spaced.token has a space, a control or a non-ASCII character at byte 6; a bearer token is one word of visible ASCII`},
+		},
+		{
+			name: "token of two lines",
+			doc:  minimal + "[http]\ntoken_file = \"lines.token\"\n",
+			want: []string{`DIR/s.toml:6: http.token_file: the token in DIR/lines.token has a space, a control or a non-ASCII character at byte 6; a bearer token is one word of visible ASCII`},
+		},
+		{
+			name: "non-ASCII token",
+			doc:  minimal + "[http]\ntoken_file = \"utf8.token\"\n",
+			want: []string{`DIR/s.toml:6: http.token_file: the token in DIR/utf8.token has a space, a control or a non-ASCII character at byte 6; a bearer token is one word of visible ASCII`},
+		},
+		{
+			name: "token file too large",
+			doc:  minimal + "[http]\ntoken_file = \"big.token\"\n",
+			want: []string{`DIR/s.toml:6: http.token_file: DIR/big.token is larger than 4096 bytes; it should hold one token`},
+		},
+		{
+			name: "tls key without cert, and a missing key file",
+			doc:  minimal + "[http]\ntoken_file = \"good.token\"\ntls_key = \"key.pem\"\n",
+			want: []string{
+				`DIR/s.toml:5: http.tls_cert: missing: tls_key is set, so tls_cert is required`,
+				`DIR/s.toml:7: http.tls_key: file "key.pem" does not exist (looked for DIR/key.pem)`,
+			},
+		},
+		{
+			name: "files are checked with the API off too",
+			doc:  "[http]\nlisten = \"off\"\ntoken_file = \"blank.token\"\n" + minimal,
+			want: []string{`DIR/s.toml:3: http.token_file: DIR/blank.token holds no token: it is empty or only whitespace`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range files {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			doc := strings.ReplaceAll(tt.doc, "DIR", dir)
+			_, err := Parse(filepath.Join(dir, "s.toml"), []byte(doc))
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse error = %v (%T), want Errors", err, err)
+			}
+			msg := errs.Error()
+			if strings.Contains(msg, "tok3n") {
+				t.Errorf("a message quotes the token: %s", msg)
+			}
+			got := strings.Split(strings.ReplaceAll(msg, dir, "DIR"), "\n")
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -47,9 +48,7 @@ func check(c *Config, dir string, errs *collector) {
 	k.oneOf(root.key("log").key("level"), c.Log.Level, "debug", "info", "warn", "error")
 	k.oneOf(root.key("log").key("format"), c.Log.Format, "auto", "text", "json")
 	k.nats(root.key("nats"), &c.NATS, c.DataDir)
-	if c.HTTP.Listen != HTTPOff {
-		k.listen(root.key("http").key("listen"), c.HTTP.Listen, c.HTTP.AllowRemote)
-	}
+	k.http(root.key("http"), &c.HTTP)
 	for _, name := range slices.Sorted(maps.Keys(c.Buckets)) {
 		b := c.Buckets[name]
 		k.bucket(root.key("bucket").key(name), name, &b)
@@ -110,6 +109,69 @@ func (k *checker) nats(p path, n *NATS, dataDir string) {
 	k.positive(p.key("request_timeout"), n.RequestTimeout)
 }
 
+// http checks the API's listen address, its token file (read into h.Token)
+// and its TLS files. A non-loopback address needs a token; that is asked for
+// once allow_remote is set, so that a listen address given by mistake is
+// reported as such first.
+func (k *checker) http(p path, h *HTTP) {
+	remote := false
+	if h.Listen != HTTPOff {
+		remote = k.listen(p.key("listen"), h.Listen, h.AllowRemote)
+	}
+	if k.file(p.key("token_file"), &h.TokenFile) && h.TokenFile != "" {
+		k.token(p.key("token_file"), h)
+	}
+	if remote && h.AllowRemote && h.TokenFile == "" {
+		k.errs.add(p.key("token_file"), "missing: listen %q is not a loopback address, so the API needs a bearer token; name a file holding it", h.Listen)
+	}
+	k.file(p.key("tls_cert"), &h.TLSCert)
+	k.file(p.key("tls_key"), &h.TLSKey)
+	if h.TLSCert != "" && h.TLSKey == "" {
+		k.errs.add(p.key("tls_key"), "missing: tls_cert is set, so tls_key is required")
+	}
+	if h.TLSKey != "" && h.TLSCert == "" {
+		k.errs.add(p.key("tls_cert"), "missing: tls_key is set, so tls_cert is required")
+	}
+}
+
+// maxTokenFile bounds the size of a token file: a token is a line, and a
+// larger file is more likely the wrong file.
+const maxTokenFile = 4 << 10
+
+// token reads h.TokenFile, an existing file, into h.Token. Messages never
+// quote the file's content.
+func (k *checker) token(p path, h *HTTP) {
+	f, err := os.Open(h.TokenFile)
+	if err != nil {
+		k.errs.add(p, "%v", err)
+		return
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		k.errs.add(p, "%v", err)
+		return
+	}
+	if len(data) > maxTokenFile {
+		k.errs.add(p, "%s is larger than %d bytes; it should hold one token", h.TokenFile, maxTokenFile)
+		return
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		k.errs.add(p, "%s holds no token: it is empty or only whitespace", h.TokenFile)
+		return
+	}
+	for i := 0; i < len(tok); i++ {
+		// A header carries visible ASCII; a space or a second line would
+		// make a token no client can send as written.
+		if tok[i] <= ' ' || tok[i] > '~' {
+			k.errs.add(p, "the token in %s has a space, a control or a non-ASCII character at byte %d; a bearer token is one word of visible ASCII", h.TokenFile, i+1)
+			return
+		}
+	}
+	h.Token = Secret(tok)
+}
+
 // natsURL checks each server of a comma-separated list. Messages show URLs
 // with their passwords redacted.
 func (k *checker) natsURL(p path, s string) {
@@ -163,21 +225,24 @@ func redact(s string) string {
 }
 
 // listen checks a host:port listen address, which must be on a loopback
-// interface unless allowRemote.
-func (k *checker) listen(p path, addr string, allowRemote bool) {
+// interface unless allowRemote. It reports whether addr is a valid address
+// that is not on a loopback interface.
+func (k *checker) listen(p path, addr string, allowRemote bool) (remote bool) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		k.errs.add(p, `invalid address %q: want host:port, such as "127.0.0.1:7070"`, addr)
-		return
+		return false
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		k.errs.add(p, "invalid address %q: port %q is not a number from 0 to 65535", addr, port)
-		return
+		return false
 	}
 	ip := net.ParseIP(host)
-	if !allowRemote && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	remote = host != "localhost" && (ip == nil || !ip.IsLoopback())
+	if remote && !allowRemote {
 		k.errs.add(p, "%q is not a loopback address; set allow_remote = true to accept remote connections", addr)
 	}
+	return remote
 }
 
 func (k *checker) bucket(p path, name string, b *Bucket) {
@@ -329,10 +394,10 @@ func (k *checker) jsonable(p path, v any) {
 }
 
 // file makes *v absolute and checks that it names an existing file. An empty
-// *v is left alone.
-func (k *checker) file(p path, v *string) {
+// *v is left alone. It reports whether it found no problem.
+func (k *checker) file(p path, v *string) bool {
 	if *v == "" {
-		return
+		return true
 	}
 	written := *v
 	*v = k.abs(written)
@@ -348,7 +413,10 @@ func (k *checker) file(p path, v *string) {
 		k.errs.add(p, "%v", err)
 	case fi.IsDir():
 		k.errs.add(p, "%q is a directory, not a file", written)
+	default:
+		return true
 	}
+	return false
 }
 
 func (k *checker) abs(p string) string {
