@@ -5,6 +5,7 @@ package service
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,6 +95,14 @@ func (s *Service) start(ctx context.Context) error {
 		l, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			return fmt.Errorf("http api: cannot listen on %s: %w", cfg.HTTP.Listen, listenCause(err))
+		}
+		if cfg.HTTP.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+			if err != nil {
+				_ = l.Close()
+				return fmt.Errorf("http api: tls_cert and tls_key: %w", err)
+			}
+			l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		}
 		s.listener = l
 	}
@@ -286,12 +295,20 @@ func (s *Service) Run(ctx context.Context) error {
 	var srv *http.Server
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
-		srv = &http.Server{Handler: api.Handler(s.folds, s.reg, api.Options{
+		h := api.Handler(s.folds, s.reg, api.Options{
 			Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
-		}), ReadHeaderTimeout: 10 * time.Second}
+		})
+		if s.cfg.HTTP.Token != "" {
+			h = api.RequireToken(h, string(s.cfg.HTTP.Token))
+		}
+		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
-		s.log.Info("http api listening", "addr", s.HTTPAddr())
+		tlsOn := s.cfg.HTTP.TLSCert != ""
+		s.log.Info("http api listening", "addr", s.HTTPAddr(), "tls", tlsOn, "token", s.cfg.HTTP.Token != "")
+		if s.cfg.HTTP.AllowRemote && !tlsOn {
+			s.log.Warn("http api: allow_remote without tls_cert and tls_key: the bearer token and the data cross the network in clear text")
+		}
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.folds))

@@ -1,0 +1,187 @@
+package service_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/config"
+	"github.com/slipstreamkv/slipstream/host/service"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
+)
+
+// selfSigned writes a fresh self-signed certificate for 127.0.0.1 and its
+// key to dir/cert.pem and dir/key.pem, and returns a pool that trusts it.
+func selfSigned(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "slipstream test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"cert.pem": certPEM,
+		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
+}
+
+// tokenTOML is a service whose API listens on a free loopback port over
+// TLS and asks for the token in api.token.
+const tokenTOML = `
+data_dir = "data"
+plugin_dir = "PLUGIN_DIR"
+[nats]
+url = "NATS_URL"
+[http]
+listen = "127.0.0.1:0"
+token_file = "api.token"
+tls_cert = "cert.pem"
+tls_key = "key.pem"
+[[fold]]
+name = "f"
+bucket = "cfg"
+store = "sqlite"
+`
+
+// TestAPITokenOverTLS runs a service with token_file and TLS and reads a key
+// of its fold: without the token the answer is 401, with it the value, over
+// HTTPS only; /livez answers without the token.
+func TestAPITokenOverTLS(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	if _, err := kv.Put(context.Background(), "route.a", []byte("v1")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pool := selfSigned(t, dir)
+	const token = "tok-7Hq2_service.test"
+	if err := os.WriteFile(filepath.Join(dir, "api.token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, dir, srv.ClientURL(), tokenTOML)
+	r.waitReady(1)
+
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	get := func(scheme, path, auth string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, scheme+"://"+r.svc.HTTPAddr()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("https", "/v1/folds/f/keys/route.a", ""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d %s, want 401", code, body)
+	}
+	if code, body := get("https", "/v1/folds/f/keys/route.a", "Bearer "+token+"-not"); code != http.StatusUnauthorized || strings.Contains(body, token) {
+		t.Errorf("with a wrong token: %d %s, want 401 without the token", code, body)
+	}
+	if code, body := get("https", "/v1/folds/f/keys/route.a", "Bearer "+token); code != http.StatusOK || body != "v1" {
+		t.Errorf("with the token: %d %q, want 200 v1", code, body)
+	}
+	if code, body := get("https", "/readyz", ""); code != http.StatusUnauthorized {
+		t.Errorf("readyz without the token: %d %s, want 401", code, body)
+	}
+	if code, body := get("https", "/livez", ""); code != http.StatusOK {
+		t.Errorf("livez without the token: %d %s, want 200", code, body)
+	}
+	// The TLS listener answers a plain HTTP request with an error, never
+	// with the API.
+	if code, body := get("http", "/v1/folds/f/keys/route.a", "Bearer "+token); code == http.StatusOK {
+		t.Errorf("plain HTTP to the TLS API: %d %q", code, body)
+	}
+	// A client that does not trust the certificate gets no answer at all.
+	if _, err := http.Get("https://" + r.svc.HTTPAddr() + "/livez"); err == nil {
+		t.Error("a client without the certificate's CA connected")
+	}
+}
+
+// TestAPIBadKeyPair: a tls_key that does not match tls_cert fails the
+// start, naming the keys, before NATS is dialled.
+func TestAPIBadKeyPair(t *testing.T) {
+	dir := t.TempDir()
+	selfSigned(t, dir)
+	certPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfSigned(t, dir) // a second key pair: cert.pem no longer matches key.pem
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.NewReplacer("NATS_URL", "nats://127.0.0.1:1", "PLUGIN_DIR", dir, `token_file = "api.token"`, "").Replace(tokenTOML)
+	path := filepath.Join(dir, "slipstream.toml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := service.Start(context.Background(), cfg, slog.New(slog.DiscardHandler), service.Options{})
+	if err == nil {
+		_ = svc.Run(canceled())
+		t.Fatal("Start succeeded with a key that does not match the certificate")
+	}
+	if !strings.Contains(err.Error(), "http api: tls_cert and tls_key:") {
+		t.Errorf("Start error = %v", err)
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
