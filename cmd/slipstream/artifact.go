@@ -30,7 +30,7 @@ const natsDefault = "nats://127.0.0.1:4222"
 
 func cmdExport(args []string, stdout, stderr io.Writer) error {
 	fs := flags("export", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	to := fs.String("to", "", "file to write the artifact to (replaced atomically), or nats-object://BUCKET/NAME to publish it")
 	replicas := fs.Int("replicas", 1, "replicas of a series' buckets when the service creates them")
 	if err := parse(fs, args); err != nil {
@@ -40,12 +40,12 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 		return usageErr("usage: slipstream export [--api ADDR] --to PATH|nats-object://BUCKET/NAME FOLD")
 	}
 	if strings.HasPrefix(*to, objstore.Scheme+"://") {
-		return publish(*addr, fs.Arg(0), *to, *replicas, stdout)
+		return publish(client, fs.Arg(0), *to, *replicas, stdout)
 	}
 	// An export of a large fold takes longer than the status calls' timeout.
-	resp, err := http.Get(apiURL(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/artifact"))
+	resp, err := client.do(http.MethodGet, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/artifact", 0)
 	if err != nil {
-		return fmt.Errorf("is slipstream running? %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -61,14 +61,14 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 
 // publish asks the service to export fold and publish it to the series to,
 // through the service's own NATS connection.
-func publish(addr, fold, to string, replicas int, stdout io.Writer) error {
+func publish(client *apiClient, fold, to string, replicas int, stdout io.Writer) error {
 	if _, err := objstore.ParseURL(to); err != nil {
 		return usageErr("--to: %v", err)
 	}
 	q := url.Values{"to": {to}, "replicas": {strconv.Itoa(replicas)}}
-	resp, err := http.Post(apiURL(addr, "/v1/folds/"+url.PathEscape(fold)+"/artifact?"+q.Encode()), "", nil)
+	resp, err := client.do(http.MethodPost, "/v1/folds/"+url.PathEscape(fold)+"/artifact?"+q.Encode(), 0)
 	if err != nil {
-		return fmt.Errorf("is slipstream running? %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,10 +17,42 @@ import (
 	"github.com/slipstreamkv/slipstream/host/api"
 )
 
-// apiFlag is the --api flag shared by the commands that read a running service.
+// apiDefault is the default of --api.
 const apiDefault = "127.0.0.1:7070"
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+// The environment variables that give --token-file and --ca-file their
+// defaults, so that a shell can set them once for every verb.
+const (
+	envTokenFile = "SLIPSTREAM_TOKEN_FILE"
+	envCAFile    = "SLIPSTREAM_CA_FILE"
+)
+
+// apiTimeout bounds the calls that answer at once (status, reads, verify,
+// reconcile); an export streams for as long as the fold is large.
+const apiTimeout = 30 * time.Second
+
+// apiClient calls a running service's HTTP API for one verb, from the
+// flags every such verb shares: --api, --token-file and --ca-file.
+type apiClient struct {
+	addr      *string
+	tokenFile *string
+	caFile    *string
+
+	ready     bool
+	token     string
+	transport http.RoundTripper
+}
+
+// apiFlags defines --api, --token-file and --ca-file on fs.
+func apiFlags(fs *flag.FlagSet) *apiClient {
+	return &apiClient{
+		addr: fs.String("api", apiDefault, "the service's HTTP API: host:port, or an http:// or https:// URL"),
+		tokenFile: fs.String("token-file", os.Getenv(envTokenFile),
+			"file holding the API's bearer token (default $"+envTokenFile+")"),
+		caFile: fs.String("ca-file", os.Getenv(envCAFile),
+			"PEM file of the CAs to trust for an https:// --api instead of the system's (default $"+envCAFile+")"),
+	}
+}
 
 // apiURL joins the --api address (host:port or a URL) and a path.
 func apiURL(base, path string) string {
@@ -26,12 +62,69 @@ func apiURL(base, path string) string {
 	return strings.TrimRight(base, "/") + path
 }
 
-func apiGet(base, path string) (*http.Response, error) {
-	resp, err := httpClient.Get(apiURL(base, path))
+// prepare reads the token and CA files once. Their problems are usage
+// errors, like a bad flag; no message shows the token.
+func (c *apiClient) prepare() error {
+	if c.ready {
+		return nil
+	}
+	if *c.tokenFile != "" {
+		data, err := os.ReadFile(*c.tokenFile)
+		if err != nil {
+			return usageErr("--token-file: %v", err)
+		}
+		if c.token = strings.TrimSpace(string(data)); c.token == "" {
+			return usageErr("--token-file: %s holds no token", *c.tokenFile)
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if *c.caFile != "" {
+		pem, err := os.ReadFile(*c.caFile)
+		if err != nil {
+			return usageErr("--ca-file: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return usageErr("--ca-file: %s holds no PEM certificate", *c.caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	c.transport, c.ready = t, true
+	return nil
+}
+
+// do sends a request without a body to path, with the token if there is
+// one, giving up after timeout (0: never). A 401 is returned as an error,
+// which says how to pass a token when none was sent; other answers are the
+// caller's.
+func (c *apiClient) do(method, path string, timeout time.Duration) (*http.Response, error) {
+	if err := c.prepare(); err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(method, apiURL(*c.addr, path), nil)
+	if err != nil {
+		return nil, usageErr("--api: %v", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := (&http.Client{Transport: c.transport, Timeout: timeout}).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("is slipstream running? %w", err)
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		defer resp.Body.Close()
+		err := apiError(resp)
+		if c.token == "" {
+			err = fmt.Errorf("%w (the API asks for a bearer token: pass --token-file FILE or set %s)", err, envTokenFile)
+		}
+		return nil, err
+	}
 	return resp, nil
+}
+
+func (c *apiClient) get(path string) (*http.Response, error) {
+	return c.do(http.MethodGet, path, apiTimeout)
 }
 
 // apiError turns a non-2xx response into an error with the server's message.
@@ -46,7 +139,7 @@ func apiError(resp *http.Response) error {
 
 func cmdGet(args []string, stdout, stderr io.Writer) error {
 	fs := flags("get", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	rev := fs.Bool("revision", false, "print the revision on stderr")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -54,7 +147,7 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 2 {
 		return usageErr("usage: slipstream get [--api ADDR] FOLD KEY")
 	}
-	resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/keys/"+url.PathEscape(fs.Arg(1)))
+	resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/keys/" + url.PathEscape(fs.Arg(1)))
 	if err != nil {
 		return err
 	}
@@ -71,7 +164,7 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 
 func cmdScan(args []string, stdout, stderr io.Writer) error {
 	fs := flags("scan", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	prefix := fs.String("prefix", "", "only keys starting with this")
 	limit := fs.Int("limit", 0, "stop after this many keys (0: all)")
 	if err := parse(fs, args); err != nil {
@@ -86,7 +179,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 		if after != "" {
 			q.Set("after", after)
 		}
-		resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/keys?"+q.Encode())
+		resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/keys?" + q.Encode())
 		if err != nil {
 			return err
 		}
@@ -119,7 +212,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fs := flags("status", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -128,7 +221,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 1 {
 		path += "/" + url.PathEscape(fs.Arg(0))
 	}
-	resp, err := apiGet(*addr, path)
+	resp, err := client.get(path)
 	if err != nil {
 		return err
 	}
@@ -180,14 +273,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	fs := flags("verify", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr("usage: slipstream verify [--api ADDR] FOLD")
 	}
-	resp, err := apiGet(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/verify")
+	resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/verify")
 	if err != nil {
 		return err
 	}
@@ -213,16 +306,16 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 
 func cmdReconcile(args []string, stdout, stderr io.Writer) error {
 	fs := flags("reconcile", stderr)
-	addr := fs.String("api", apiDefault, "address of the service's HTTP API")
+	client := apiFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr("usage: slipstream reconcile [--api ADDR] FOLD")
 	}
-	resp, err := httpClient.Post(apiURL(*addr, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile"), "application/json", nil)
+	resp, err := client.do(http.MethodPost, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile", apiTimeout)
 	if err != nil {
-		return fmt.Errorf("is slipstream running? %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
