@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,6 +55,8 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler 
 	mux.HandleFunc("GET /v1/folds/{fold}", a.status)
 	mux.HandleFunc("GET /v1/folds/{fold}/keys", a.scan)
 	mux.HandleFunc("GET /v1/folds/{fold}/keys/{key...}", a.get)
+	mux.HandleFunc("POST /v1/folds/{fold}/keys:batchGet", a.batchGet)
+	mux.HandleFunc("GET /v1/folds/{fold}/watch", a.watch)
 	mux.HandleFunc("GET /v1/folds/{fold}/verify", a.verify)
 	mux.HandleFunc("POST /v1/folds/{fold}/reconcile", a.reconcile)
 	mux.HandleFunc("GET /v1/folds/{fold}/artifact", a.artifact)
@@ -152,91 +152,6 @@ func readError(w http.ResponseWriter, err error) {
 	default:
 		fail(w, http.StatusBadGateway, "store: "+err.Error())
 	}
-}
-
-func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	f, ok := a.fold(w, r)
-	if !ok {
-		return
-	}
-	e, err := f.Get(r.Context(), []byte(r.PathValue("key")))
-	if err != nil {
-		readError(w, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set(RevisionHeader, strconv.FormatUint(e.Revision, 10))
-	w.Header().Set("Content-Length", strconv.Itoa(len(e.Value)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(e.Value)
-}
-
-// Entry is one key of a scan page. Value holds UTF-8 values as text;
-// other values come base64-encoded in ValueBase64.
-type Entry struct {
-	Key         string  `json:"key"`
-	Revision    uint64  `json:"revision"`
-	Value       *string `json:"value,omitempty"`
-	ValueBase64 []byte  `json:"value_base64,omitempty"`
-}
-
-// Page is one page of a scan. Next, when set, is the after= of the next page.
-type Page struct {
-	Entries []Entry `json:"entries"`
-	Next    string  `json:"next,omitempty"`
-}
-
-// parseScan reads the query of a scan: prefix=, after= (the last key of the
-// previous page; present but empty is the empty key) and limit=, 1000 by
-// default. The range asks for one entry more than the limit, to tell whether
-// there is a next page.
-func parseScan(q url.Values) (sdk.Range, int, error) {
-	limit := 1000
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxScanLimit {
-			return sdk.Range{}, 0, errors.New("limit must be a number from 1 to " + strconv.Itoa(maxScanLimit))
-		}
-		limit = n
-	}
-	rng := sdk.Range{Prefix: []byte(q.Get("prefix")), Limit: limit + 1}
-	if q.Has("after") {
-		rng.After = []byte(q.Get("after"))
-	}
-	return rng, limit, nil
-}
-
-func (a *api) scan(w http.ResponseWriter, r *http.Request) {
-	f, ok := a.fold(w, r)
-	if !ok {
-		return
-	}
-	rng, limit, err := parseScan(r.URL.Query())
-	if err != nil {
-		fail(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	page := Page{Entries: []Entry{}}
-	err = f.Scan(r.Context(), rng, func(e sdk.Entry) error {
-		if len(page.Entries) == limit {
-			page.Next = page.Entries[limit-1].Key
-			return nil
-		}
-		out := Entry{Key: string(e.Key), Revision: e.Revision}
-		if utf8.Valid(e.Value) {
-			v := string(e.Value)
-			out.Value = &v
-		} else {
-			out.ValueBase64 = e.Value
-		}
-		page.Entries = append(page.Entries, out)
-		return nil
-	})
-	if err != nil {
-		readError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
 }
 
 // Verification is the answer of GET /v1/folds/{fold}/verify.

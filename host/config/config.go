@@ -180,6 +180,13 @@ type Fold struct {
 	BootstrapFrom string `toml:"bootstrap_from"`
 	// Export is the fold's periodic export to an Object Store series.
 	Export Export `toml:"export"`
+	// ReadCache bounds the read cache of the fold's published generation;
+	// 0 turns it off. Default 64MiB.
+	ReadCache ByteSize `toml:"read_cache"`
+	// ChangeBuffer bounds the recent changes held for change streams to
+	// resume from; 0 holds none (a stream then resumes only from the
+	// newest position). Default 16MiB.
+	ChangeBuffer ByteSize `toml:"change_buffer"`
 	// BulkLoad lets a store that declares the bulk-load capability fill a
 	// new generation in load mode (default true).
 	BulkLoad bool `toml:"bulk_load"`
@@ -311,6 +318,7 @@ func (b *Bucket) setDefaults() {
 func (f *Fold) setDefaults() {
 	f.BulkLoad = true
 	f.Export = Export{Every: Duration(DefaultExportEvery), PruneGrace: Duration(DefaultExportPruneGrace), Replicas: 1}
+	f.ReadCache, f.ChangeBuffer = fold.DefaultReadCache, fold.DefaultChangeBuffer
 	f.Batch = Batch{MaxEntries: fold.DefaultMaxEntries, MaxBytes: fold.DefaultMaxBytes, Window: Duration(fold.DefaultWindow)}
 }
 

@@ -120,8 +120,10 @@ module = "t.wasm"
 			Transforms: []Transform{{
 				Module: filepath.Join(dir, "t.wasm"), Name: "t", OnError: "stall",
 			}},
-			Export:   Export{Every: Duration(time.Hour), PruneGrace: Duration(time.Hour), Replicas: 1},
-			BulkLoad: true,
+			Export:       Export{Every: Duration(time.Hour), PruneGrace: Duration(time.Hour), Replicas: 1},
+			ReadCache:    64 << 20,
+			ChangeBuffer: 16 << 20,
+			BulkLoad:     true,
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -177,6 +179,8 @@ reconcile_every = 0
 bulk_load = false
 bootstrap_from = "nats-object://snaps/routes.eu"
 export = { to = "nats-object://snaps/routes.eu", every = "30s", prune_grace = "2h", replicas = 3 }
+read_cache = 0
+change_buffer = "1MiB"
 [[fold.transform]]
 module = "m.wasm"
 name = "filter"
@@ -226,6 +230,7 @@ config.deny = ["*.secret"]
 				To: "nats-object://snaps/routes.eu", Every: Duration(30 * time.Second),
 				PruneGrace: Duration(2 * time.Hour), Replicas: 3,
 			},
+			ChangeBuffer: 1 << 20,
 		}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -393,6 +398,14 @@ func TestErrors(t *testing.T) {
 				`DIR/s.toml:7: fold[0].export.every: 1.5s is not a whole number of seconds (the lease's unit)`,
 				`DIR/s.toml:8: fold[0].export.prune_grace: 5m0s is too short: at least 10m0s, the window in which an upload may still be published`,
 				`DIR/s.toml:9: fold[0].export.replicas: 7 is out of range: want 1 to 5`,
+			},
+		},
+		{
+			name: "bad read bounds",
+			doc:  minimal + "read_cache = -1\nchange_buffer = \"65GiB\"\n",
+			want: []string{
+				`DIR/s.toml:5: fold[0].read_cache: -1 is out of range: want 0 (off) to 64GiB`,
+				`DIR/s.toml:6: fold[0].change_buffer: 65GiB is out of range: want 0 (off) to 64GiB`,
 			},
 		},
 		{

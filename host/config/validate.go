@@ -326,6 +326,11 @@ func (k *checker) fold(p path, f *Fold) {
 		f.BootstrapFrom = k.abs(u)
 	}
 	k.export(p.key("export"), &f.Export)
+	for key, v := range map[string]ByteSize{"read_cache": f.ReadCache, "change_buffer": f.ChangeBuffer} {
+		if v < 0 || v > 64<<30 {
+			k.errs.add(p.key(key), "%s is out of range: want 0 (off) to 64GiB", v)
+		}
+	}
 	k.notNegative(p.key("tombstone_horizon"), f.TombstoneHorizon)
 	k.notNegative(p.key("reconcile_every"), f.ReconcileEvery)
 	names := make(map[string]int)

@@ -130,6 +130,13 @@ type Config struct {
 	// NoBulkLoad keeps new generations out of the store's bulk-load mode
 	// (sdk.Loader), which is used by default when the store has it.
 	NoBulkLoad bool
+	// ReadCache bounds the bytes of the read cache of the published
+	// generation; 0 is DefaultReadCache, negative no cache.
+	ReadCache int64
+	// ChangeBuffer bounds the bytes of the recent changes held for change
+	// subscribers to resume from; 0 is DefaultChangeBuffer, negative none
+	// (subscribers then resume only from the newest position).
+	ChangeBuffer int64
 	// RetryMin and RetryMax bound the jittered backoff between failed
 	// sessions; defaults 100ms and 30s. A session that committed something
 	// before failing starts the backoff over.
@@ -213,6 +220,11 @@ type Fold struct {
 	last     uint64 // stream last sequence, last seen
 	syncedAt time.Time
 
+	// liveMu guards live, what readers of the published generation share
+	// (live.go). Taken before the generations' locks, never after.
+	liveMu sync.Mutex
+	live   *live
+
 	// applyGate is read-held by every batch from its Apply (or its send on
 	// the pipe) until its commit is recorded. An export of a store that has
 	// no consistent views write-holds it: no batch is applied meanwhile.
@@ -273,12 +285,28 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.ReadCache = orDefault(cfg.ReadCache, DefaultReadCache)
+	cfg.ChangeBuffer = orDefault(cfg.ChangeBuffer, DefaultChangeBuffer)
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	log := cfg.Logger.With("fold", cfg.Name)
-	return &Fold{cfg: cfg, js: js, log: log, state: StateStarting, startGate: make(chan struct{}, 1),
+	f := &Fold{cfg: cfg, js: js, log: log, state: StateStarting, startGate: make(chan struct{}, 1),
 		gens: &generations{dir: cfg.Dir, launch: cfg.Launch, storeConfig: cfg.StoreConfig, log: log}}
+	f.gens.onPublish = f.refreshLive
+	return f
+}
+
+// orDefault is a byte bound as a Config field means it: 0 is def,
+// negative is none (0).
+func orDefault(v, def int64) int64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Name is the fold's name.
@@ -351,14 +379,11 @@ func exitedError(g *generation) error {
 		ErrStoreUnavailable, g.n, pluginCause(g.h, nil))
 }
 
-// Get reads one key from the published generation.
+// Get reads one key from the published generation (Lookup without the
+// position).
 func (f *Fold) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
-	h, err := f.published()
-	if err != nil {
-		return sdk.Entry{}, err
-	}
-	e, err := h.Get(ctx, key)
-	return e, readError(err)
+	e, _, err := f.Lookup(ctx, key)
+	return e, err
 }
 
 // Scan reads a range of the published generation.

@@ -195,6 +195,17 @@ type generations struct {
 	mu     sync.RWMutex
 	pub    *generation // published: what readers see
 	target *generation // what the watch feeds: pub, or a shadow
+
+	// onPublish is told of every new published generation object (a
+	// publish, a store reopened after its plugin died, nil at close),
+	// after mu is released.
+	onPublish func(*generation)
+}
+
+func (s *generations) notify(g *generation) {
+	if s.onPublish != nil {
+		s.onPublish(g)
+	}
 }
 
 // open reads the directory (creating it when missing) and clears what a
@@ -351,6 +362,7 @@ func (s *generations) prepare(ctx context.Context, ready func(context.Context, *
 		s.mu.Lock()
 		s.pub = g
 		s.mu.Unlock()
+		s.notify(g)
 	}
 	if s.layout.published == 0 && s.layout.shadow == 0 {
 		s.layout.shadow = 1
@@ -429,6 +441,7 @@ func (s *generations) publish(ctx context.Context, g *generation) error {
 	old := s.pub
 	s.pub, s.target = g, g
 	s.mu.Unlock()
+	s.notify(g)
 	s.layout.published, s.layout.shadow, s.shadow = g.n, 0, nil
 	s.log.Info("published generation", "generation", g.n, "cursor", g.committedCursor())
 	if old != nil {
@@ -456,6 +469,7 @@ func (s *generations) closeAll() {
 	pub, shadow := s.pub, s.shadow
 	s.pub, s.target = nil, nil
 	s.mu.Unlock()
+	s.notify(nil)
 	s.shadow = nil
 	for _, g := range []*generation{shadow, pub} {
 		if g != nil {

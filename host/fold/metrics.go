@@ -19,6 +19,11 @@ type Metrics struct {
 	failures  *prometheus.CounterVec
 	repaired  *prometheus.CounterVec
 
+	cacheHits   *prometheus.CounterVec
+	cacheMisses *prometheus.CounterVec
+	cacheBytes  *prometheus.GaugeVec
+	watchers    *prometheus.GaugeVec
+
 	artifacts       *prometheus.CounterVec
 	artifactRecords *prometheus.CounterVec
 	artifactTime    *prometheus.HistogramVec
@@ -51,6 +56,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Fold sessions that ended in an error (plugin, NATS, transform)."}, []string{"fold"}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_reconcile_repairs_total",
 			Help: "Keys a reconcile deleted (stale) or fetched again (missing, changed)."}, []string{"fold", "kind"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_read_cache_hits_total",
+			Help: "Key reads answered by the read cache."}, []string{"fold"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_read_cache_misses_total",
+			Help: "Key reads the read cache sent to the store."}, []string{"fold"}),
+		cacheBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_read_cache_bytes",
+			Help: "Bytes the read cache holds (keys, values and overhead)."}, []string{"fold"}),
+		watchers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "slipstream_fold_watchers",
+			Help: "Change subscribers (GET .../watch) connected."}, []string{"fold"}),
 		artifacts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "slipstream_fold_artifacts_total",
 			Help: "Artifacts exported from or imported into the fold, by direction (export, import) and result (ok, error)."},
 			[]string{"fold", "direction", "result"}),
@@ -62,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.state, m.cursor, m.last, m.pending, m.applied, m.batches, m.applyTime, m.rebuilds, m.failures, m.repaired,
-			m.artifacts, m.artifactRecords, m.artifactTime)
+			m.cacheHits, m.cacheMisses, m.cacheBytes, m.watchers, m.artifacts, m.artifactRecords, m.artifactTime)
 	}
 	return m
 }

@@ -226,6 +226,7 @@ func (f *Fold) committed(g *generation, b *batch, start time.Time) (isPub bool) 
 	m.batches.WithLabelValues(f.cfg.Name).Inc()
 	m.applied.WithLabelValues(f.cfg.Name).Add(float64(len(b.muts)))
 	m.cursor.WithLabelValues(f.cfg.Name).Set(float64(b.cursor))
+	f.liveCommitted(g, b)
 	g.commit(b.cursor, b.meta)
 	f.mu.Lock()
 	if b.cursor > f.last {

@@ -205,6 +205,8 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		TombstoneHorizon: time.Duration(fc.TombstoneHorizon),
 		ReconcileEvery:   time.Duration(fc.ReconcileEvery),
 		NoBulkLoad:       !fc.BulkLoad,
+		ReadCache:        offIfZero(int64(fc.ReadCache)),
+		ChangeBuffer:     offIfZero(int64(fc.ChangeBuffer)),
 		Logger:           s.log,
 		Metrics:          metrics,
 	}
@@ -228,6 +230,15 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		return nil, err
 	}
 	return f, nil
+}
+
+// offIfZero maps a config bound, where 0 is off, to a fold.Config one,
+// where 0 is the default and a negative value is off.
+func offIfZero(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // ResolvePlugin finds the binary for a fold's store: a path when it contains
