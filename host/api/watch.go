@@ -100,10 +100,7 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer changes.Close()
-	at, _ := f.Position()
-	if from != (fold.Position{}) {
-		at = from
-	}
+	at := changes.Position()
 	s.event("bookmark", at.String(), Bookmark{Generation: at.Generation, Cursor: at.Cursor})
 	for s.err == nil {
 		cs, at, err := changes.Next(r.Context(), bookmark)

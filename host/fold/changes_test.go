@@ -2,13 +2,19 @@ package fold_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slipstreamkv/slipstream/host/api"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -228,4 +234,107 @@ func TestWaitFor(t *testing.T) {
 	if _, _, err := h.f.Lookup(ctx, []byte("k.none")); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("Lookup of an absent key: %v", err)
 	}
+}
+
+// TestHTTPReads: the API's read answers carry their position, min_cursor
+// waits for a write (and answers 504 past wait=), batchGet answers in
+// order, and the change stream sends its events, refuses a bare cursor and
+// resets a position of another generation.
+func TestHTTPReads(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	putAll(t, js, "cfg", 3, "k.", "v")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.start()
+	st := h.waitSynced(3)
+	web := httptest.NewServer(api.Handler([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{}))
+	defer web.Close()
+	base := web.URL + "/v1/folds/test"
+
+	resp := do(t, http.MethodGet, base+"/keys/k.000001", "")
+	if resp.code != 200 || resp.body != "v1" || resp.header.Get(api.GenerationHeader) != fmt.Sprint(st.Generation) || resp.header.Get(api.CursorHeader) != "3" {
+		t.Fatalf("GET: %+v", resp)
+	}
+	rev, err := kv.Put(ctx, "k.000001", []byte("mine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := do(t, http.MethodGet, fmt.Sprintf("%s/keys/k.000001?min_cursor=%d&wait=10s", base, rev), ""); resp.code != 200 || resp.body != "mine" {
+		t.Fatalf("read your write: %+v", resp)
+	}
+	if resp := do(t, http.MethodGet, base+"/keys/k.000001?min_cursor=999&wait=100ms", ""); resp.code != http.StatusGatewayTimeout || !strings.Contains(resp.body, `"cursor": 4`) {
+		t.Fatalf("min_cursor never reached: %+v", resp)
+	}
+	if resp := do(t, http.MethodGet, base+"/keys/k.000001?wait=1s", ""); resp.code != http.StatusBadRequest {
+		t.Fatalf("wait without min_cursor: %+v", resp)
+	}
+	resp = do(t, http.MethodPost, base+"/keys:batchGet", `{"keys":["k.000002","nope","k.000001"]}`)
+	var batch api.BatchResult
+	if err := json.Unmarshal([]byte(resp.body), &batch); err != nil || resp.code != 200 || len(batch.Entries) != 3 ||
+		*batch.Entries[0].Value != "v2" || *batch.Entries[1].Found || *batch.Entries[2].Value != "mine" || batch.Cursor != 4 {
+		t.Fatalf("batchGet: %+v", resp)
+	}
+
+	if resp := do(t, http.MethodGet, base+"/watch?from=4", ""); resp.code != http.StatusBadRequest {
+		t.Fatalf("watch from a bare cursor: %+v", resp)
+	}
+	resp = do(t, http.MethodGet, base+"/watch?from=99.1", "")
+	if resp.code != 200 || !strings.HasPrefix(resp.body, "event: reset\ndata: ") || !strings.Contains(resp.body, "generation 99") {
+		t.Fatalf("watch from another generation: %+v", resp)
+	}
+
+	// A stream from the position before the write sends the write, then
+	// bookmarks.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/watch?bookmark=100ms", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Last-Event-ID", fmt.Sprintf("%d.3", st.Generation))
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	var got []string
+	buf := make([]byte, 4096)
+	testenv.Eventually(t, 10*time.Second, "the put and a later bookmark on the stream", func() bool {
+		n, err := stream.Body.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(buf[:n]))
+		all := strings.Join(got, "")
+		return strings.Contains(all, fmt.Sprintf("event: put\nid: %d.4\ndata: {\"key\":\"k.000001\",\"revision\":4,\"value\":\"mine\"}", st.Generation)) &&
+			strings.Count(all, "event: bookmark") >= 2
+	})
+	if all := strings.Join(got, ""); !strings.HasPrefix(all, fmt.Sprintf("event: bookmark\nid: %d.3\n", st.Generation)) {
+		t.Fatalf("the stream does not start at its position:\n%s", all)
+	}
+}
+
+type answer struct {
+	code   int
+	body   string
+	header http.Header
+}
+
+func do(t *testing.T, method, url, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{resp.StatusCode, string(b), resp.Header}
 }

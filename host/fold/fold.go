@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -224,6 +225,9 @@ type Fold struct {
 	// (live.go). Taken before the generations' locks, never after.
 	liveMu sync.Mutex
 	live   *live
+	// The read cache's series, resolved once: reads are the hot path.
+	hits, misses prometheus.Counter
+	cacheBytes   prometheus.Gauge
 
 	// applyGate is read-held by every batch from its Apply (or its send on
 	// the pipe) until its commit is recorded. An export of a store that has
@@ -294,6 +298,9 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	f := &Fold{cfg: cfg, js: js, log: log, state: StateStarting, startGate: make(chan struct{}, 1),
 		gens: &generations{dir: cfg.Dir, launch: cfg.Launch, storeConfig: cfg.StoreConfig, log: log}}
 	f.gens.onPublish = f.refreshLive
+	f.hits = cfg.Metrics.cacheHits.WithLabelValues(cfg.Name)
+	f.misses = cfg.Metrics.cacheMisses.WithLabelValues(cfg.Name)
+	f.cacheBytes = cfg.Metrics.cacheBytes.WithLabelValues(cfg.Name)
 	return f
 }
 

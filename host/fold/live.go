@@ -77,7 +77,7 @@ func (f *Fold) liveLocked(pub *generation) *live {
 	if l != nil {
 		l.ended = fmt.Errorf("%w: %s", ErrReset, why)
 		close(l.advanced)
-		f.cfg.Metrics.cacheBytes.WithLabelValues(f.cfg.Name).Set(0)
+		f.cacheBytes.Set(0)
 	}
 	f.live = nil
 	if pub == nil {
@@ -114,7 +114,7 @@ func (f *Fold) liveCommitted(g *generation, b *batch) {
 			l.feed.add(cs)
 		}
 		if l.cache != nil {
-			f.cfg.Metrics.cacheBytes.WithLabelValues(f.cfg.Name).Set(float64(l.cache.bytes))
+			f.cacheBytes.Set(float64(l.cache.bytes))
 		}
 	}
 	if b.cursor > l.cursor {
@@ -210,7 +210,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 		f.liveMu.Unlock()
 		return sdk.Entry{}, Position{}, err
 	}
-	at, h, m := Position{Generation: l.g.n, Cursor: l.cursor}, l.g.h, f.cfg.Metrics
+	at, h := Position{Generation: l.g.n, Cursor: l.cursor}, l.g.h
 	if l.cache == nil {
 		f.liveMu.Unlock()
 		e, err := h.Get(ctx, key)
@@ -218,7 +218,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 	}
 	if c, ok := l.cache.get(string(key)); ok {
 		f.liveMu.Unlock()
-		m.cacheHits.WithLabelValues(f.cfg.Name).Inc()
+		f.hits.Inc()
 		if !c.found {
 			return sdk.Entry{}, at, sdk.ErrNotFound
 		}
@@ -226,7 +226,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 	}
 	t := l.cache.begin(string(key))
 	f.liveMu.Unlock()
-	m.cacheMisses.WithLabelValues(f.cfg.Name).Inc()
+	f.misses.Inc()
 	e, err := h.Get(ctx, key)
 	found := err == nil
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
@@ -238,7 +238,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 	f.liveMu.Lock()
 	if l == f.live {
 		l.cache.end(string(key), t, cached{value: e.Value, revision: e.Revision, found: found})
-		m.cacheBytes.WithLabelValues(f.cfg.Name).Set(float64(l.cache.bytes))
+		f.cacheBytes.Set(float64(l.cache.bytes))
 	}
 	f.liveMu.Unlock()
 	if !found {
@@ -288,6 +288,14 @@ func (f *Fold) Watch(from Position, prefix []byte) (*Changes, error) {
 	c.pos, c.at = pos, from.Cursor
 	f.cfg.Metrics.watchers.WithLabelValues(f.cfg.Name).Inc()
 	return c, nil
+}
+
+// Position is where the subscription stands: every change up to it was
+// delivered (or came before the subscription started).
+func (c *Changes) Position() Position {
+	c.f.liveMu.Lock()
+	defer c.f.liveMu.Unlock()
+	return Position{Generation: c.l.g.n, Cursor: c.at}
 }
 
 // Close ends the subscription.
