@@ -11,7 +11,6 @@ import (
 
 	"github.com/slipstreamkv/slipstream/host/artifact"
 	"github.com/slipstreamkv/slipstream/host/watch"
-	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // ErrArtifactRefused is wrapped by the errors about an artifact that is
@@ -67,16 +66,16 @@ func (f *Fold) Import(ctx context.Context, r io.Reader) (m artifact.Manifest, er
 	return m, f.gens.publish(ctx, g)
 }
 
-// Import batch bounds: larger than a live batch, since nothing waits on
-// one, and below what a plugin call carries comfortably.
-const (
-	importBatchEntries = 16 << 10
-	importBatchBytes   = 8 << 20
-)
-
 // importInto fills g, which must be empty, from the artifact r, for a fold
 // that wants want of a stream holding pos. wrote reports whether anything
 // was committed to g (which must then be discarded if err is not nil).
+//
+// A feed goroutine reads and decodes the artifact into batches while this
+// one hands the batch before to the store (down its apply pipe when it has
+// one, so that the store applies a batch while the next is decoded and
+// sent; importpipe.go). The first batch marks g with MetaImport; only the
+// last, made once the reader verified the artifact's counts and content
+// hash, clears the mark and commits the artifact's cursor.
 func (f *Fold) importInto(ctx context.Context, g *generation, r io.Reader, want map[string][]byte, pos watch.Position) (m artifact.Manifest, wrote bool, err error) {
 	start := time.Now()
 	defer func() { f.cfg.Metrics.artifactDone(f.cfg.Name, "import", start, m.Records, err) }()
@@ -94,68 +93,44 @@ func (f *Fold) importInto(ctx context.Context, g *generation, r io.Reader, want 
 	if !g.loading {
 		f.beginLoad(ctx, g)
 	}
-	b := importBatch{meta: map[string][]byte{MetaImport: []byte("1")}}
-	for {
-		rec, err := ar.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return m, wrote, fmt.Errorf("import: %w", err)
-		}
-		if rec.Revision == 0 || rec.Revision > m.Cursor {
-			return m, wrote, fmt.Errorf("import: %w: record %q has revision %d, outside the artifact's 1 to %d",
-				artifact.ErrCorrupt, rec.Key, rec.Revision, m.Cursor)
-		}
-		b.add(rec)
-		if len(b.muts) >= importBatchEntries || len(b.data) >= importBatchBytes {
-			wrote = true
-			if err := f.applyImport(ctx, g, &b, 0); err != nil {
-				return m, wrote, err
+	feed := f.startImportFeed(ar, m.Cursor)
+	defer feed.stop()
+	sink := f.newImportSink(ctx, g)
+	defer sink.close()
+	first, final := true, false
+	for b := range feed.full {
+		cursor := uint64(0)
+		switch {
+		case b.last:
+			m = ar.Manifest() // now with the verified trailer
+			b.meta = maps.Clone(want)
+			b.meta[MetaImport] = nil
+			if !m.SyncedAt.IsZero() {
+				b.meta[MetaSyncedAt] = []byte(m.SyncedAt.UTC().Format(time.RFC3339Nano))
 			}
+			cursor, final = m.Cursor, true
+		case first:
+			b.meta = map[string][]byte{MetaImport: []byte("1")}
 		}
+		first = false
+		wrote = true
+		if err := sink.apply(b, cursor); err != nil {
+			return m, wrote, err
+		}
+		feed.recycle(b)
 	}
-	m = ar.Manifest() // now with the verified trailer
-	b.meta = maps.Clone(want)
-	b.meta[MetaImport] = nil
-	if !m.SyncedAt.IsZero() {
-		b.meta[MetaSyncedAt] = []byte(m.SyncedAt.UTC().Format(time.RFC3339Nano))
+	if err := feed.wait(); err != nil {
+		return m, wrote, fmt.Errorf("import: %w", err)
 	}
-	wrote = true
-	if err := f.applyImport(ctx, g, &b, m.Cursor); err != nil {
+	if !final {
+		return m, wrote, fmt.Errorf("import: the artifact's reader stopped before its end")
+	}
+	if err := sink.drain(); err != nil {
 		return m, wrote, err
 	}
 	f.log.Info("imported an artifact", "generation", g.n, "cursor", m.Cursor, "records", m.Records,
 		"took", time.Since(start).Round(time.Millisecond).String())
 	return m, wrote, nil
-}
-
-// importBatch accumulates records, copied into one buffer.
-type importBatch struct {
-	muts []sdk.Mutation
-	data []byte
-	meta map[string][]byte
-}
-
-func (b *importBatch) add(rec artifact.Record) {
-	at := len(b.data)
-	b.data = append(b.data, rec.Key...)
-	b.data = append(b.data, rec.Value...)
-	b.muts = append(b.muts, sdk.Mutation{Op: sdk.OpPut, Revision: rec.Revision,
-		Key: b.data[at : at+len(rec.Key) : at+len(rec.Key)], Value: b.data[at+len(rec.Key) : len(b.data) : len(b.data)]})
-}
-
-// applyImport commits b at cursor and empties it for reuse: a store keeps
-// nothing of a batch's bytes after Apply returns.
-func (f *Fold) applyImport(ctx context.Context, g *generation, b *importBatch, cursor uint64) error {
-	actx, cancel := context.WithTimeout(ctx, applyTimeout)
-	defer cancel()
-	if err := g.h.Apply(actx, &sdk.Batch{Mutations: b.muts, Cursor: cursor, Meta: b.meta}); err != nil {
-		return fmt.Errorf("import: store apply (generation %d): %w%s", g.n, err, pluginCause(g.h, err))
-	}
-	g.commit(cursor, b.meta)
-	b.muts, b.data, b.meta = b.muts[:0], b.data[:0], nil
-	return nil
 }
 
 // checkManifest refuses an artifact that is not of the fold wanting want,
