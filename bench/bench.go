@@ -44,6 +44,8 @@ type bench struct {
 	rounds     int                      // bootstrap rounds run (-budget may cut -runs)
 	rawLiveRes rawLiveResult
 	rawReadRes readResult
+	rawCounts  []time.Duration // the counting WatchAll of each bootstrap round
+	memRef     *childResult    // the memory reference, once measured
 }
 
 // newBench creates the work directory, starts NATS, finds the plugins and
@@ -151,8 +153,9 @@ func (b *bench) lastSeq(ctx context.Context) (uint64, error) {
 func (b *bench) measure(ctx context.Context) error {
 	o := b.o
 	needFold := o.has("live") || o.has("resume") || o.has("reads")
-	if o.has("bootstrap") || o.has("boundary") || needFold {
-		if err := b.bootstraps(ctx, needFold); err != nil {
+	keep := needFold || o.has("artifact")
+	if o.has("bootstrap") || o.has("boundary") || keep {
+		if err := b.bootstraps(ctx, keep); err != nil {
 			return err
 		}
 	}
@@ -176,6 +179,11 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	if o.has("memory") {
 		if err := b.memory(ctx); err != nil {
+			return err
+		}
+	}
+	if o.has("artifact") {
+		if err := b.artifacts(ctx); err != nil {
 			return err
 		}
 	}

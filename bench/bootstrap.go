@@ -28,7 +28,7 @@ const (
 // and with a WASM transform. Rounds interleave the variants so that load
 // from elsewhere on a shared machine spreads over all of them; -budget may
 // end them early. When keep is set, the last round's plugin folds stay for
-// the live, read and resume groups.
+// the live, read, resume and artifact groups.
 func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 	o := b.o
 	runs := o.runs
@@ -114,6 +114,7 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		}
 	}
 	b.rounds = len(series["plugin/"+wasmBE.name])
+	b.rawCounts = series["raw-count"]
 	for _, be := range b.backends {
 		b.cold[be.name] = median(series["plugin/"+be.name])
 	}
@@ -124,7 +125,8 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 // roomForRound reports whether another bootstrap round, as long as the last
 // one, still leaves time for the groups after it within -budget. Those are
 // estimated as fixed phases plus, for the memory group, two bootstraps of
-// the first backend.
+// the first backend and, for the artifact group, an export and an import
+// per run and backend at about half a bootstrap each, and an export child.
 func (b *bench) roomForRound(last time.Duration, series map[string][]time.Duration) bool {
 	o := b.o
 	if o.budget == 0 {
@@ -139,6 +141,12 @@ func (b *bench) roomForRound(last time.Duration, series map[string][]time.Durati
 	}
 	if o.has("memory") {
 		rest += 2 * median(series["plugin/"+b.backends[0].name])
+	}
+	if o.has("artifact") {
+		for _, be := range b.backends {
+			rest += o.liveFor + 2*time.Second + time.Duration(b.artifactRuns())*median(series["plugin/"+be.name])
+		}
+		rest += median(series["plugin/"+b.backends[0].name]) / 2
 	}
 	return time.Since(b.started)+last+rest <= o.budget
 }

@@ -85,16 +85,7 @@ func startFold(ctx context.Context, spec foldSpec) (*foldRun, error) {
 		if err != nil {
 			return
 		}
-		storeConfig := spec.config
-		if storeConfig == "" {
-			storeConfig = "{}"
-		}
-		cfg := fold.Config{
-			Name: "bench", Bucket: spec.bucket, Filters: spec.filters, Dir: spec.dir,
-			StoreConfig: []byte(storeConfig), Launch: r.launcher(), Transform: spec.transform,
-			MaxEntries: spec.batch, Logger: spec.logger, Metrics: fold.NewMetrics(r.reg),
-		}
-		r.f = fold.New(cfg, js)
+		r.f = fold.New(r.config(), js)
 		runCtx, cancel := context.WithCancel(ctx)
 		r.cancel = cancel
 		r.cpu0 = selfCPU()
@@ -108,6 +99,21 @@ func startFold(ctx context.Context, spec foldSpec) (*foldRun, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// config is the fold's configuration: the spec's, with the run's launcher
+// and metrics.
+func (r *foldRun) config() fold.Config {
+	spec := r.spec
+	storeConfig := spec.config
+	if storeConfig == "" {
+		storeConfig = "{}"
+	}
+	return fold.Config{
+		Name: "bench", Bucket: spec.bucket, Filters: spec.filters, Dir: spec.dir,
+		StoreConfig: []byte(storeConfig), Launch: r.launcher(), Transform: spec.transform,
+		MaxEntries: spec.batch, Logger: spec.logger, Metrics: fold.NewMetrics(r.reg),
+	}
 }
 
 // launcher starts the spec's store: the plugin binary, tracked, or a new

@@ -36,10 +36,24 @@ type probe struct {
 	lat  []time.Duration
 	next int // the observer's first unresolved put
 	lost int // puts seen before their start was recorded (must stay 0)
+	// made is how many puts the phase makes: len(t0), until a phase that
+	// ends early sets what it made.
+	made atomic.Int64
 }
 
 func newProbe(n int) *probe {
-	return &probe{base: time.Now(), t0: make([]atomic.Int64, n), lat: make([]time.Duration, n)}
+	p := &probe{base: time.Now(), t0: make([]atomic.Int64, n), lat: make([]time.Duration, n)}
+	p.made.Store(int64(n))
+	return p
+}
+
+// total is the number of puts the observer waits for.
+func (p *probe) total() int { return int(p.made.Load()) }
+
+// started is when put i started, relative to base; false if it was not made.
+func (p *probe) started(i int) (time.Duration, bool) {
+	t := p.t0[i].Load()
+	return time.Duration(t - 1), t > 0
 }
 
 func (p *probe) put(i int) { p.t0[i].Store(int64(time.Since(p.base)) + 1) }
@@ -57,29 +71,48 @@ func (p *probe) see(i int) {
 	}
 }
 
-// observer watches for the puts of a latency phase until all total are
+// observer watches for the puts of a latency phase until all p.total() are
 // resolved or ctx ends.
-type observer func(ctx context.Context, p *probe, total int) error
+type observer func(ctx context.Context, p *probe) error
 
 // latencyPhase puts indexed values to key hot at -live-rate for -live-for
 // (after half a second of warm-up that is not counted) and returns the
 // put-to-observed latencies sorted.
 func (b *bench) latencyPhase(ctx context.Context, hot string, observe observer) ([]time.Duration, error) {
 	o := b.o
-	warm := max(1, o.liveRate/2)
-	total := warm + max(1, int(float64(o.liveRate)*o.liveFor.Seconds()))
+	warm := b.warmPuts()
+	p, err := b.putPhase(ctx, hot, observe, warm+max(1, int(float64(o.liveRate)*o.liveFor.Seconds())), nil)
+	if err != nil {
+		return nil, err
+	}
+	lat := slices.Clone(p.lat[warm:])
+	slices.Sort(lat)
+	return lat, nil
+}
+
+// warmPuts is the number of puts of a phase's warm-up, half a second's.
+func (b *bench) warmPuts() int { return max(1, b.o.liveRate/2) }
+
+// putPhase puts indexed values to key hot at -live-rate, at most limit of
+// them, while more (if not nil) returns true before each, and returns the
+// probe once observe has seen the last put made.
+func (b *bench) putPhase(ctx context.Context, hot string, observe observer, limit int, more func(i int) bool) (*probe, error) {
 	kv, err := b.pub.js.KeyValue(ctx, bucketMain)
 	if err != nil {
 		return nil, err
 	}
-	p := newProbe(total)
+	p := newProbe(limit)
 	octx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	obsDone := make(chan error, 1)
-	go func() { obsDone <- observe(octx, p, total) }()
-	interval := time.Second / time.Duration(o.liveRate)
+	go func() { obsDone <- observe(octx, p) }()
+	interval := time.Second / time.Duration(b.o.liveRate)
 	start := time.Now()
-	for i := range total {
+	for i := range limit {
+		if more != nil && !more(i) {
+			p.made.Store(int64(i))
+			break
+		}
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			time.Sleep(d)
 		}
@@ -101,15 +134,13 @@ func (b *bench) latencyPhase(ctx context.Context, hot string, observe observer) 
 	if p.lost > 0 {
 		return nil, fmt.Errorf("observer saw %d puts before they were made: the probe is broken", p.lost)
 	}
-	lat := slices.Clone(p.lat[warm:])
-	slices.Sort(lat)
-	return lat, nil
+	return p, nil
 }
 
 // watchObserver observes through a raw nats.go watcher of the key.
 func watchObserver(w jetstream.KeyWatcher) observer {
-	return func(ctx context.Context, p *probe, total int) error {
-		for p.next < total {
+	return func(ctx context.Context, p *probe) error {
+		for p.next < p.total() {
 			select {
 			case e, ok := <-w.Updates():
 				if !ok {
@@ -119,7 +150,7 @@ func watchObserver(w jetstream.KeyWatcher) observer {
 					p.see(parseIndex(e.Value()))
 				}
 			case <-ctx.Done():
-				return fmt.Errorf("raw watcher saw %d of %d puts: %w", p.next, total, ctx.Err())
+				return fmt.Errorf("raw watcher saw %d of %d puts: %w", p.next, p.total(), ctx.Err())
 			}
 		}
 		return nil
@@ -129,10 +160,10 @@ func watchObserver(w jetstream.KeyWatcher) observer {
 // pollObserver observes by calling get in a loop, pausing -poll between
 // calls.
 func (b *bench) pollObserver(what string, get func(ctx context.Context) ([]byte, error)) observer {
-	return func(ctx context.Context, p *probe, total int) error {
-		for p.next < total {
+	return func(ctx context.Context, p *probe) error {
+		for p.next < p.total() {
 			if ctx.Err() != nil {
-				return fmt.Errorf("%s saw %d of %d puts: %w", what, p.next, total, ctx.Err())
+				return fmt.Errorf("%s saw %d of %d puts: %w", what, p.next, p.total(), ctx.Err())
 			}
 			v, err := get(ctx)
 			switch {

@@ -35,6 +35,7 @@ type options struct {
 	keys          int
 	memSmall      int
 	runs          int
+	artifactRuns  int
 	liveRate      int
 	liveFor       time.Duration
 	liveUpdates   int
@@ -58,7 +59,7 @@ type options struct {
 }
 
 // groups are the scenario groups -only selects from, in the order they run.
-var groups = []string{"bootstrap", "boundary", "live", "resume", "reads", "memory"}
+var groups = []string{"bootstrap", "boundary", "live", "resume", "reads", "memory", "artifact"}
 
 // has reports whether -only selects group.
 func (o *options) has(group string) bool { return slices.Contains(o.only, group) }
@@ -95,6 +96,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.keys, "keys", 1_000_000, "keys in the bucket: bootstraps, resume, live and the large memory row")
 	fs.IntVar(&o.memSmall, "mem-small", 100_000, "keys of the small memory row (the RSS reference)")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each bootstrap and resume measurement; the table shows medians")
+	fs.IntVar(&o.artifactRuns, "artifact-runs", 0, "exports and imports of each backend in the artifact group (0: -runs)")
 	fs.IntVar(&o.liveRate, "live-rate", 1000, "puts per second of the live latency phases")
 	fs.DurationVar(&o.liveFor, "live-for", 5*time.Second, "duration of each live latency phase")
 	fs.IntVar(&o.liveUpdates, "live-updates", 100_000, "overwrites published by each live throughput phase")
@@ -155,6 +157,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-keys and -mem-small must be at least 10")
 	case o.runs < 1 || o.runs > 20:
 		return nil, errors.New("-runs must be from 1 to 20")
+	case o.artifactRuns < 0 || o.artifactRuns > 20:
+		return nil, errors.New("-artifact-runs must be from 0 to 20")
 	case o.liveRate < 1 || o.liveRate > 20_000:
 		return nil, errors.New("-live-rate must be from 1 to 20000")
 	case o.readClients < 1 || o.readClients > 256:

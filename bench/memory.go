@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slipstreamkv/slipstream/host/fold"
 )
 
 // memoryTarget: host peak RSS at -keys keys is at most this multiple of the
@@ -31,7 +34,7 @@ func childMode() string {
 	return ""
 }
 
-// childResult is what a memory child reports on stdout, as one JSON object.
+// childResult is what a child reports on stdout, as one JSON object.
 type childResult struct {
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	HostHWMKB   int64         `json:"host_vmhwm_kb"`
@@ -40,17 +43,22 @@ type childResult struct {
 	PluginCPU   time.Duration `json:"plugin_cpu_ns"`
 	Generation  int           `json:"generation"`
 	Keys        uint64        `json:"keys"`
+	Records     uint64        `json:"records"` // of the artifact exported or imported
 }
 
-// runChild runs a fold in this process, which holds no NATS server, until it
-// is ready, and reports its peak RSS. The child reads its own VmHWM at its
-// end: the parent's rusage view (ru_maxrss) would include the pages of the
-// parent the child was forked from. The exit code is 0 on success.
+// Child modes: a bootstrap or rebuild (memory), an export of a running
+// fold to a file, an import of a file into a fold that is not running.
+const (
+	childMemory = "memory"
+	childExport = "export"
+	childImport = "import"
+)
+
+// runChild runs a fold in this process, which holds no NATS server, and
+// reports its peak RSS. The child reads its own VmHWM at its end: the
+// parent's rusage view (ru_maxrss) would include the pages of the parent
+// the child was forked from. The exit code is 0 on success.
 func runChild(mode string, args []string) int {
-	if mode != "memory" {
-		fmt.Fprintf(os.Stderr, "slipstream-bench child: unknown mode %q\n", mode)
-		return 2
-	}
 	fs := flag.NewFlagSet("slipstream-bench child", flag.ContinueOnError)
 	url := fs.String("nats", "", "NATS URL")
 	bucket := fs.String("bucket", "", "bucket")
@@ -62,15 +70,29 @@ func runChild(mode string, args []string) int {
 	wait := fs.Duration("wait", 5*time.Minute, "longest wait for the fold")
 	batch := fs.Int("batch", 0, "fold MaxEntries")
 	config := fs.String("store-config", "{}", "store_config JSON")
+	file := fs.String("artifact", "", "artifact file: written by an export, read by an import")
+	verbose := fs.Bool("v", false, "log the fold's info records")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	spec := foldSpec{
-		label: "memory", url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
-		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(false),
+		label: mode, url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
+		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(*verbose),
 		batch: *batch, config: *config,
 	}
-	res, err := childFold(spec, *minGen, *wait)
+	var res childResult
+	var err error
+	switch mode {
+	case childMemory:
+		res, err = childFold(spec, *minGen, *wait, "")
+	case childExport:
+		res, err = childFold(spec, *minGen, *wait, *file)
+	case childImport:
+		res, err = childImportFile(spec, *file, *wait)
+	default:
+		fmt.Fprintf(os.Stderr, "slipstream-bench child: unknown mode %q\n", mode)
+		return 2
+	}
 	if err == nil {
 		err = json.NewEncoder(os.Stdout).Encode(res)
 	}
@@ -81,10 +103,11 @@ func runChild(mode string, args []string) int {
 	return 0
 }
 
-// childFold bootstraps (or rebuilds) the fold of spec until it publishes
-// generation minGen at the stream's last sequence, then stops it and
-// reports.
-func childFold(spec foldSpec, minGen int, wait time.Duration) (childResult, error) {
+// childFold bootstraps (or rebuilds, or resumes) the fold of spec until it
+// publishes generation minGen at the stream's last sequence; then, with
+// exportTo set, exports it to that file; then stops it and reports. The
+// report's Elapsed is the time to ready, or that of the export.
+func childFold(spec foldSpec, minGen int, wait time.Duration, exportTo string) (childResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait+time.Minute)
 	defer cancel()
 	nc, js, err := connect(spec.url, "slipstream-bench-child")
@@ -109,6 +132,10 @@ func childFold(spec foldSpec, minGen int, wait time.Duration) (childResult, erro
 		s := r.f.Status(ctx)
 		st.gen, st.keys = s.Generation, s.Keys
 	}
+	var records uint64
+	if err == nil && exportTo != "" {
+		records, d, err = exportFile(ctx, r, exportTo)
+	}
 	cpu := selfCPU() - r.cpu0
 	if err := errors.Join(err, r.stop(time.Minute)); err != nil {
 		return childResult{}, err
@@ -120,48 +147,142 @@ func childFold(spec foldSpec, minGen int, wait time.Duration) (childResult, erro
 	pcpu, phwm := r.procs.totals()
 	return childResult{
 		Elapsed: d, HostHWMKB: hwm, PluginHWMKB: phwm, HostCPU: cpu, PluginCPU: pcpu,
-		Generation: st.gen, Keys: st.keys,
+		Generation: st.gen, Keys: st.keys, Records: records,
 	}, nil
+}
+
+// childImportFile imports the artifact file into the fold of spec, which
+// is not running (fold.Import, as slipstream import does), and reports the
+// time Import took and the records it imported.
+func childImportFile(spec foldSpec, file string, wait time.Duration) (childResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	nc, js, err := connect(spec.url, "slipstream-bench-child")
+	if err != nil {
+		return childResult{}, err
+	}
+	defer nc.Close()
+	src, err := os.Open(file)
+	if err != nil {
+		return childResult{}, err
+	}
+	defer src.Close()
+	r := &foldRun{spec: spec, reg: prometheus.NewRegistry(), procs: &procTracker{}}
+	f := fold.New(r.config(), js)
+	cpu0 := selfCPU()
+	start := time.Now()
+	m, err := f.Import(ctx, src)
+	d := time.Since(start)
+	if err != nil {
+		return childResult{}, fmt.Errorf("import %s: %w", file, err)
+	}
+	cpu := selfCPU() - cpu0
+	hwm, err := procHWM(os.Getpid())
+	if err != nil {
+		return childResult{}, err
+	}
+	pcpu, phwm := r.procs.totals()
+	return childResult{
+		Elapsed: d, HostHWMKB: hwm, PluginHWMKB: phwm, HostCPU: cpu, PluginCPU: pcpu,
+		Records: m.Records,
+	}, nil
+}
+
+// exportFile exports the fold of r to the file path and returns the records
+// written and the time the export took.
+func exportFile(ctx context.Context, r *foldRun, path string) (uint64, time.Duration, error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	m, err := r.f.Export(ctx, out, "slipstream-bench")
+	d := time.Since(start)
+	if err := errors.Join(err, out.Close()); err != nil {
+		return 0, 0, fmt.Errorf("export to %s: %w", path, err)
+	}
+	return m.Records, d, nil
 }
 
 // child runs this binary as a memory child and returns its report.
 func (b *bench) child(ctx context.Context, label, bucket, dir string, be *backend, scope string, minGen int) (childResult, error) {
+	return b.runChildProc(ctx, label, childMemory, bucket, dir, be,
+		"-scope", scope, "-min-gen", fmt.Sprint(minGen))
+}
+
+// runChildProc runs this binary as a child in mode on a fold of bucket in
+// dir, with the extra arguments, and returns its report.
+func (b *bench) runChildProc(ctx context.Context, label, mode, bucket, dir string, be *backend, extra ...string) (childResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return childResult{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.o.wait+2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, exe, childFlag+"memory", "-nats", b.url, "-bucket", bucket, "-dir", dir,
-		"-plugin", be.plugin, "-backend", be.name, "-scope", scope, "-min-gen", fmt.Sprint(minGen),
-		"-wait", b.o.wait.String(), "-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name])
+	args := append([]string{childFlag + mode, "-nats", b.url, "-bucket", bucket, "-dir", dir,
+		"-plugin", be.plugin, "-backend", be.name, "-wait", b.o.wait.String(),
+		"-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name], "-v=" + fmt.Sprint(b.o.verbose)}, extra...)
+	cmd := exec.CommandContext(cctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return childResult{}, fmt.Errorf("memory child %s: %w", label, err)
+		return childResult{}, fmt.Errorf("%s child %s: %w", mode, label, err)
 	}
 	var res childResult
 	if err := json.Unmarshal(out, &res); err != nil {
-		return childResult{}, fmt.Errorf("memory child %s: report %q: %w", label, out, err)
+		return childResult{}, fmt.Errorf("%s child %s: report %q: %w", mode, label, out, err)
 	}
-	b.logf("  %-18s %8v  host VmHWM %s, plugin VmHWM %s, host CPU %v, plugin CPU %v, generation %d, %d keys",
+	b.logf("  %-18s %8v  host VmHWM %s, plugin VmHWM %s, host CPU %v, plugin CPU %v, generation %d, %d keys, %d records",
 		label, res.Elapsed.Round(time.Millisecond), fmtKB(res.HostHWMKB), fmtKB(res.PluginHWMKB),
-		res.HostCPU.Round(time.Millisecond), res.PluginCPU.Round(time.Millisecond), res.Generation, res.Keys)
+		res.HostCPU.Round(time.Millisecond), res.PluginCPU.Round(time.Millisecond), res.Generation, res.Keys, res.Records)
 	return res, nil
+}
+
+// memoryReference is the host's peak RSS of a bootstrap of -mem-small keys
+// in a child, the reference of every memory row; the first call measures it
+// and adds its row.
+func (b *bench) memoryReference(ctx context.Context) (childResult, error) {
+	if b.memRef != nil {
+		return *b.memRef, nil
+	}
+	be := b.backends[0]
+	if err := b.fill(ctx, bucketSmall, b.o.memSmall); err != nil {
+		return childResult{}, err
+	}
+	b.logf("memory: fold in a child process, %s plugin", be.name)
+	small, err := b.child(ctx, "memory-small", bucketSmall, filepath.Join(b.dir, "folds", "mem-small"), be, "", 1)
+	if err != nil {
+		return childResult{}, err
+	}
+	b.memRef = &small
+	b.add(row{
+		group:    groupMemory,
+		scenario: fmt.Sprintf("host peak RSS (VmHWM), bootstrap %s keys → %s plugin: the reference", fmtCount(b.o.memSmall), be.name),
+		value:    fmtKB(small.HostHWMKB), baseline: "—", ratio: "—", target: "—", result: "—",
+	})
+	return small, nil
+}
+
+// memoryRow adds a memory row: res's host peak RSS against the reference.
+func (b *bench) memoryRow(what string, res childResult) {
+	ref := *b.memRef
+	ratio := float64(res.HostHWMKB) / float64(ref.HostHWMKB)
+	b.add(row{
+		group:    groupMemory,
+		scenario: "host peak RSS (VmHWM), " + what,
+		value:    fmtKB(res.HostHWMKB), baseline: fmtKB(ref.HostHWMKB) + fmt.Sprintf(" (%s keys)", fmtCount(b.o.memSmall)),
+		ratio: fmt.Sprintf("%.2f×", ratio), target: fmt.Sprintf("≤ %.1f×", memoryTarget), result: verdict(ratio <= memoryTarget),
+	})
 }
 
 // memory measures the host's peak RSS: a bootstrap of -mem-small keys (the
 // reference), one of -keys keys, and a rebuild of that fold into a shadow
 // generation (the scope changes from everything to ">", the same keys),
-// each with the fold in a child process and NATS in this one.
+// each with the fold in a child process and NATS in this one. The artifact
+// group adds the rows of an export and an import.
 func (b *bench) memory(ctx context.Context) error {
 	be := b.backends[0]
-	if err := b.fill(ctx, bucketSmall, b.o.memSmall); err != nil {
-		return err
-	}
-	b.logf("memory: fold in a child process, %s plugin", be.name)
-	small, err := b.child(ctx, "memory-small", bucketSmall, filepath.Join(b.dir, "folds", "mem-small"), be, "", 1)
-	if err != nil {
+	if _, err := b.memoryReference(ctx); err != nil {
 		return err
 	}
 	largeDir := filepath.Join(b.dir, "folds", "mem-large")
@@ -176,31 +297,7 @@ func (b *bench) memory(ctx context.Context) error {
 	if err := os.RemoveAll(largeDir); err != nil {
 		return err
 	}
-	ref := fmtKB(small.HostHWMKB) + fmt.Sprintf(" (%s keys)", fmtCount(b.o.memSmall))
-	b.add(row{
-		group:    groupMemory,
-		scenario: fmt.Sprintf("host peak RSS (VmHWM), bootstrap %s keys → %s plugin: the reference", fmtCount(b.o.memSmall), be.name),
-		value:    fmtKB(small.HostHWMKB), baseline: "—", ratio: "—", target: "—", result: "—",
-	})
-	for _, m := range []struct {
-		what string
-		res  childResult
-	}{
-		{fmt.Sprintf("bootstrap %s keys", fmtCount(b.o.keys)), large},
-		{fmt.Sprintf("rebuild of %s keys into a shadow (scope changed; old generation open)", fmtCount(b.o.keys)), rebuild},
-	} {
-		ratio := float64(m.res.HostHWMKB) / float64(small.HostHWMKB)
-		b.add(row{
-			group:    groupMemory,
-			scenario: "host peak RSS (VmHWM), " + m.what,
-			value:    fmtKB(m.res.HostHWMKB), baseline: ref,
-			ratio: fmt.Sprintf("%.2f×", ratio), target: fmt.Sprintf("≤ %.1f×", memoryTarget), result: verdict(ratio <= memoryTarget),
-		})
-	}
-	b.add(row{
-		group:    groupMemory,
-		scenario: fmt.Sprintf("host peak RSS (VmHWM), export of %s keys", fmtCount(b.o.keys)),
-		value:    "not implemented yet", baseline: ref, ratio: "—", target: fmt.Sprintf("≤ %.1f×", memoryTarget), result: "n/a",
-	})
+	b.memoryRow(fmt.Sprintf("bootstrap %s keys", fmtCount(b.o.keys)), large)
+	b.memoryRow(fmt.Sprintf("rebuild of %s keys into a shadow (scope changed; old generation open)", fmtCount(b.o.keys)), rebuild)
 	return nil
 }

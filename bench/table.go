@@ -18,11 +18,12 @@ const (
 	groupMemory
 	groupBoundary
 	groupReads
+	groupArtifact
 )
 
 var groupNames = map[int]string{
 	groupBootstrap: "bootstrap", groupLive: "live follow", groupResume: "resume",
-	groupMemory: "memory", groupBoundary: "plugin boundary", groupReads: "reads",
+	groupMemory: "memory", groupBoundary: "plugin boundary", groupReads: "reads", groupArtifact: "artifact",
 }
 
 // row is one line of the table.
@@ -52,8 +53,8 @@ func (b *bench) printTable(w io.Writer, took time.Duration) {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(os.Args, " "))
 	fmt.Fprintf(w, "workload: %s keys of 39 B, values of %d B random alphanumerics, History 1, file storage, embedded nats-server over loopback TCP\n",
 		fmtCount(o.keys), valueLen)
-	fmt.Fprintf(w, "bootstrap rounds: %d of -runs %d (-budget %v); resume runs: %d; rows say where they are medians\n\n",
-		b.rounds, o.runs, o.budget, o.runs)
+	fmt.Fprintf(w, "bootstrap rounds: %d of -runs %d (-budget %v); resume runs: %d; exports and imports: %d each; rows say where they are medians\n\n",
+		b.rounds, o.runs, o.budget, o.runs, b.artifactRuns())
 	rows := slices.Clone(b.rows)
 	slices.SortStableFunc(rows, func(x, y row) int { return x.group - y.group })
 	header := []string{"#", "scenario", "slipstream", "baseline (same run)", "ratio", "target", "result"}
