@@ -146,7 +146,7 @@ func cmdImport(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdArtifact(args []string, stdout, stderr io.Writer) error {
-	const use = "usage: slipstream artifact inspect [--json] [--server URL] [--creds FILE] PATH|URL|nats-object://BUCKET/NAME"
+	const use = "usage: slipstream artifact inspect [--json] [--server URL] [--creds FILE] [--token-file FILE] PATH|URL|nats-object://BUCKET/NAME"
 	if len(args) == 0 || args[0] != "inspect" {
 		return usageErr(use)
 	}
@@ -154,13 +154,18 @@ func cmdArtifact(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the manifest as JSON")
 	server := fs.String("server", natsDefault, "NATS server of a nats-object:// series (user:password@ allowed)")
 	creds := fs.String("creds", "", "NATS credentials file, for a series")
+	tokenFile := fs.String("token-file", os.Getenv(envTokenFile), "file holding the bearer token of a peer's http(s):// artifact URL (default $"+envTokenFile+")")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return usageErr(use)
 	}
-	src, err := openInspected(fs.Arg(0), *server, *creds, stdout, *asJSON)
+	token, err := readToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	src, err := openInspected(fs.Arg(0), *server, *creds, token, stdout, *asJSON)
 	if err != nil {
 		return err
 	}
@@ -187,9 +192,9 @@ func cmdArtifact(args []string, stdout, stderr io.Writer) error {
 
 // openInspected opens the artifact artifact inspect reads. A series is read
 // at its pointer, which is printed first for people.
-func openInspected(src, server, creds string, stdout io.Writer, asJSON bool) (io.ReadCloser, error) {
+func openInspected(src, server, creds, token string, stdout io.Writer, asJSON bool) (io.ReadCloser, error) {
 	if !strings.HasPrefix(src, objstore.Scheme+"://") {
-		return service.OpenArtifact(context.Background(), src)
+		return service.OpenArtifact(context.Background(), src, token)
 	}
 	loc, err := objstore.ParseURL(src)
 	if err != nil {

@@ -68,14 +68,9 @@ func (c *apiClient) prepare() error {
 	if c.ready {
 		return nil
 	}
-	if *c.tokenFile != "" {
-		data, err := os.ReadFile(*c.tokenFile)
-		if err != nil {
-			return usageErr("--token-file: %v", err)
-		}
-		if c.token = strings.TrimSpace(string(data)); c.token == "" {
-			return usageErr("--token-file: %s holds no token", *c.tokenFile)
-		}
+	var err error
+	if c.token, err = readToken(*c.tokenFile); err != nil {
+		return err
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if *c.caFile != "" {
@@ -91,6 +86,23 @@ func (c *apiClient) prepare() error {
 	}
 	c.transport, c.ready = t, true
 	return nil
+}
+
+// readToken reads the bearer token in the file at path ("" when path is
+// empty). Its problems are usage errors; none shows the token.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", usageErr("--token-file: %v", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", usageErr("--token-file: %s holds no token", path)
+	}
+	return token, nil
 }
 
 // do sends a request without a body to path, with the token if there is

@@ -78,7 +78,7 @@ func isSeries(src string) bool { return strings.HasPrefix(src, objstore.Scheme+"
 // an Object Store series, which is read through the service's connection.
 func (s *Service) openSource(ctx context.Context, src string) (io.ReadCloser, error) {
 	if !isSeries(src) {
-		return OpenArtifact(ctx, src)
+		return OpenArtifact(ctx, src, string(s.cfg.HTTP.Token))
 	}
 	loc, err := objstore.ParseURL(src)
 	if err != nil {
