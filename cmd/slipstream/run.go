@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/service"
+	"github.com/slipstreamkv/slipstream/internal/sdnotify"
 )
 
 func loadConfig(path string) (*config.Config, error) {
@@ -55,15 +56,66 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.Log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	notify := sdnotify.New(logger)
+	notify.Status("starting: connecting to NATS, opening the folds")
 	svc, err := service.Start(ctx, cfg, logger, service.Options{Producer: "slipstream " + version})
 	if err != nil {
+		notify.Stopped("failed to start: " + err.Error())
 		return err
 	}
 	logger.Info("slipstream running", "version", version, "config", cfg.Path, "folds", len(cfg.Folds),
 		"http", svc.HTTPAddr(), "embedded_nats", svc.NATSURL())
+	// Ready once Start has returned: see "Running under systemd" in the
+	// README. Watch runs while Run does; a signal or Run's return ends it,
+	// and only then is STOPPING=1 sent, so no ping follows it.
+	watchCtx, endWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		probe := func() string { return runStatus(svc) }
+		notify.Ready(probe())
+		notify.Watch(watchCtx, probe)
+		notify.Stopping("stopping: committing the open batches, closing the stores")
+	}()
 	err = svc.Run(ctx)
+	endWatch()
+	<-watched
+	if err != nil {
+		notify.Stopped("stopped: " + err.Error())
+	} else {
+		notify.Stopped("stopped")
+	}
 	logger.Info("slipstream stopped")
 	return err
+}
+
+// runStatus is the status line a service manager shows while the service
+// runs: where the API listens and how many folds have caught up with their
+// stream. Fold.Ready takes each fold's locks, so a fold wedged on them
+// blocks this probe and with it the watchdog's pings.
+func runStatus(svc *service.Service) string {
+	folds := svc.Folds()
+	var behind []string
+	for _, f := range folds {
+		if !f.Ready() {
+			behind = append(behind, f.Name())
+		}
+	}
+	var b strings.Builder
+	b.WriteString("running")
+	if addr := svc.HTTPAddr(); addr != "" {
+		b.WriteString(", http api on " + addr)
+	}
+	fmt.Fprintf(&b, "; %d/%d folds caught up", len(folds)-len(behind), len(folds))
+	if len(behind) > 0 {
+		const most = 5
+		b.WriteString(" (not yet: " + strings.Join(behind[:min(len(behind), most)], ", "))
+		if len(behind) > most {
+			fmt.Fprintf(&b, " and %d more", len(behind)-most)
+		}
+		b.WriteString(")")
+	}
+	return b.String()
 }
 
 // newLogger logs text on a terminal and JSON otherwise, unless the config
