@@ -51,31 +51,36 @@ func (b *bench) artifactRuns() int {
 // latencies before and during them), imports of the artifact into a new
 // fold (fold.Import, in a child process), each against the raw counting
 // WatchAll of the same run; and the host's peak RSS of an export and of
-// an import, in child processes.
+// an import, in child processes. The raw baseline is measured here, before
+// each backend's exports and in each import round, rather than taken from
+// the bootstrap rounds minutes earlier: on a shared machine the load of
+// those minutes can be another.
 func (b *bench) artifacts(ctx context.Context) error {
 	if _, err := b.memoryReference(ctx); err != nil {
+		return err
+	}
+	var raw []time.Duration
+	measureRaw := func() error {
+		d, err := b.rawBootstrap(ctx, false)
+		raw = append(raw, d)
 		return err
 	}
 	res := map[string]*artifactResult{}
 	for _, be := range b.backends {
 		r := &artifactResult{path: filepath.Join(b.dir, "artifact-"+be.name+".slsnap")}
 		res[be.name] = r
+		if err := measureRaw(); err != nil {
+			return err
+		}
 		if err := b.exportLive(ctx, be, r); err != nil {
 			return fmt.Errorf("%s export: %w", be.name, err)
 		}
 	}
-	// Imports in rounds over the backends, like the bootstrap rounds; when
-	// no bootstrap round measured the raw baseline, each round does.
-	raw := slices.Clone(b.rawCounts)
-	measureRaw := len(raw) == 0
+	// Imports in rounds over the backends, like the bootstrap rounds.
 	for run := 1; run <= b.artifactRuns(); run++ {
 		b.logf("import round %d of %d", run, b.artifactRuns())
-		if measureRaw {
-			d, err := b.rawBootstrap(ctx, false)
-			if err != nil {
-				return err
-			}
-			raw = append(raw, d)
+		if err := measureRaw(); err != nil {
+			return err
 		}
 		for _, be := range b.backends {
 			r := res[be.name]

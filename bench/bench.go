@@ -44,8 +44,7 @@ type bench struct {
 	rounds     int                      // bootstrap rounds run (-budget may cut -runs)
 	rawLiveRes rawLiveResult
 	rawReadRes readResult
-	rawCounts  []time.Duration // the counting WatchAll of each bootstrap round
-	memRef     *childResult    // the memory reference, once measured
+	memRef     *childResult // the memory reference, once measured
 }
 
 // newBench creates the work directory, starts NATS, finds the plugins and

@@ -114,7 +114,6 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		}
 	}
 	b.rounds = len(series["plugin/"+wasmBE.name])
-	b.rawCounts = series["raw-count"]
 	for _, be := range b.backends {
 		b.cold[be.name] = median(series["plugin/"+be.name])
 	}
@@ -126,7 +125,8 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 // one, still leaves time for the groups after it within -budget. Those are
 // estimated as fixed phases plus, for the memory group, two bootstraps of
 // the first backend and, for the artifact group, an export and an import
-// per run and backend at about half a bootstrap each, and an export child.
+// per run and backend at about half a bootstrap each, an export child and
+// its raw baselines.
 func (b *bench) roomForRound(last time.Duration, series map[string][]time.Duration) bool {
 	o := b.o
 	if o.budget == 0 {
@@ -146,6 +146,7 @@ func (b *bench) roomForRound(last time.Duration, series map[string][]time.Durati
 		for _, be := range b.backends {
 			rest += o.liveFor + 2*time.Second + time.Duration(b.artifactRuns())*median(series["plugin/"+be.name])
 		}
+		rest += time.Duration(len(b.backends)+b.artifactRuns()) * median(series["raw-count"]) // the raw baselines
 		rest += median(series["plugin/"+b.backends[0].name]) / 2
 	}
 	return time.Since(b.started)+last+rest <= o.budget
