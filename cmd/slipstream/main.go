@@ -43,6 +43,7 @@ var commands = map[string]command{
 	"export":      {"write an artifact of a running fold to a file or an Object Store series (--to PATH|nats-object://BUCKET/NAME)", cmdExport},
 	"import":      {"fill a fold of a stopped service from an artifact (--from PATH|URL|nats-object://BUCKET/NAME)", cmdImport},
 	"artifact":    {"inspect PATH|URL|nats-object://BUCKET/NAME: print an artifact's manifest and verify its payload", cmdArtifact},
+	"watch":       {"print the changes of a fold as they happen (--prefix P, --from G.C, --json)", cmdWatch},
 	"version":     {"print the version", cmdVersion},
 }
 
