@@ -9,8 +9,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/slipstreamkv/slipstream/host/config"
+	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/host/service"
 	"github.com/slipstreamkv/slipstream/internal/sdnotify"
 )
@@ -65,16 +67,21 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	}
 	logger.Info("slipstream running", "version", version, "config", cfg.Path, "folds", len(cfg.Folds),
 		"http", svc.HTTPAddr(), "embedded_nats", svc.NATSURL())
-	// Ready once Start has returned: see "Running under systemd" in the
-	// README. Watch runs while Run does; a signal or Run's return ends it,
-	// and only then is STOPPING=1 sent, so no ping follows it.
+	// READY=1 once every fold has started (see "Running under systemd" in
+	// the README). Watch runs while Run does; a signal or Run's return ends
+	// it, and only then is STOPPING=1 sent, so no ping follows it.
 	watchCtx, endWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		probe := func() string { return runStatus(svc) }
-		notify.Ready(probe())
-		notify.Watch(watchCtx, probe)
+		if !notify.Enabled() {
+			return
+		}
+		if foldsStarted(watchCtx, svc, notify) {
+			probe := func() string { return runStatus(svc) }
+			notify.Ready(probe())
+			notify.Watch(watchCtx, probe)
+		}
 		notify.Stopping("stopping: committing the open batches, closing the stores")
 	}()
 	err = svc.Run(ctx)
@@ -87,6 +94,39 @@ func cmdRun(args []string, _, stderr io.Writer) error {
 	}
 	logger.Info("slipstream stopped")
 	return err
+}
+
+// startPoll is how often foldsStarted looks at the folds' states.
+const startPoll = 50 * time.Millisecond
+
+// foldsStarted waits until every fold has left the starting state: it has
+// opened its published generation (if it has one, which then serves reads)
+// and started its watch, its bootstrap or its rebuild, or its first session
+// failed and it retries (stalled). It reports the count in STATUS lines
+// meanwhile, and returns false if ctx ends first.
+func foldsStarted(ctx context.Context, svc *service.Service, notify *sdnotify.Notifier) bool {
+	t := time.NewTicker(startPoll)
+	defer t.Stop()
+	folds := svc.Folds()
+	for {
+		started := 0
+		for _, f := range folds {
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			if f.Status(sctx).State != fold.StateStarting {
+				started++
+			}
+			cancel()
+		}
+		if started == len(folds) {
+			return true
+		}
+		notify.Status(fmt.Sprintf("starting: %d/%d folds opened", started, len(folds)))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // runStatus is the status line a service manager shows while the service

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -191,12 +192,18 @@ func TestSystemdNotify(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, "READY=1", func() bool {
 		return index(sock.received(), 0, is("READY=1")) >= 0
 	})
-	// Ready means the API's address is bound: it answers at once.
-	resp, err := http.Get("http://" + q.httpAddr + "/livez")
+	// Ready means the API's address is bound, so it answers at once, and
+	// the fold has started: it is past "starting", for good.
+	resp, err := http.Get("http://" + q.httpAddr + "/v1/folds/routes")
 	if err != nil {
-		t.Fatalf("GET /livez right after READY=1: %v", err)
+		t.Fatalf("GET /v1/folds/routes right after READY=1: %v", err)
 	}
+	var st struct{ State string }
+	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
+	if err != nil || st.State == "" || st.State == "starting" {
+		t.Fatalf("fold state %q (%v) right after READY=1, want it started", st.State, err)
+	}
 
 	q.cli("kv", "--server", q.natsURL, "put", "config", "route.a", "hello")
 	q.read("route.a", "hello")
