@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/slipstreamkv/slipstream/client"
 	"github.com/slipstreamkv/slipstream/host/api"
 )
 
@@ -149,9 +153,28 @@ func apiError(resp *http.Response) error {
 	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 }
 
+// readErr says what went wrong with a read made through the client: the
+// API's answer as "STATUS: message", with how to pass a token for a 401
+// when none was sent, or that the service did not answer.
+func (c *apiClient) readErr(err error) error {
+	var e *client.Error
+	switch {
+	case errors.As(err, &e):
+		err = fmt.Errorf("%d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+		if e.StatusCode == http.StatusUnauthorized && c.token == "" {
+			err = fmt.Errorf("%w (the API asks for a bearer token: pass --token-file FILE or set %s)", err, envTokenFile)
+		}
+		return err
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return err
+	default:
+		return fmt.Errorf("is slipstream running? %w", err)
+	}
+}
+
 func cmdGet(args []string, stdout, stderr io.Writer) error {
 	fs := flags("get", stderr)
-	client := apiFlags(fs)
+	api := apiFlags(fs)
 	rev := fs.Bool("revision", false, "print the revision on stderr")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -159,24 +182,26 @@ func cmdGet(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 2 {
 		return usageErr("usage: slipstream get [--api ADDR] FOLD KEY")
 	}
-	resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/keys/" + url.PathEscape(fs.Arg(1)))
+	c, err := newAPIClient(api)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	e, _, err := c.Get(ctx, fs.Arg(0), fs.Arg(1))
+	if err != nil {
+		return api.readErr(err)
 	}
 	if *rev {
-		fmt.Fprintln(stderr, "revision", resp.Header.Get(api.RevisionHeader))
+		fmt.Fprintln(stderr, "revision", e.Revision)
 	}
-	_, err = io.Copy(stdout, resp.Body)
+	_, err = stdout.Write(e.Value)
 	return err
 }
 
 func cmdScan(args []string, stdout, stderr io.Writer) error {
 	fs := flags("scan", stderr)
-	client := apiFlags(fs)
+	api := apiFlags(fs)
 	prefix := fs.String("prefix", "", "only keys starting with this")
 	limit := fs.Int("limit", 0, "stop after this many keys (0: all)")
 	if err := parse(fs, args); err != nil {
@@ -185,96 +210,75 @@ func cmdScan(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageErr("usage: slipstream scan [--api ADDR] [--prefix P] [--limit N] FOLD")
 	}
-	after, seen := "", 0
-	for {
-		q := url.Values{"prefix": {*prefix}, "limit": {"1000"}}
-		if after != "" {
-			q.Set("after", after)
-		}
-		resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/keys?" + q.Encode())
+	c, err := newAPIClient(api)
+	if err != nil {
+		return err
+	}
+	// A scan takes as long as the fold is large; it gives up when no key
+	// arrives for apiTimeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stalled := time.AfterFunc(apiTimeout, cancel)
+	defer stalled.Stop()
+	seen := 0
+	for e, err := range c.Scan(ctx, fs.Arg(0), *prefix) {
 		if err != nil {
-			return err
+			return api.readErr(err)
 		}
-		var page api.Page
-		if resp.StatusCode != http.StatusOK {
-			err = apiError(resp)
-		} else {
-			err = json.NewDecoder(resp.Body).Decode(&page)
+		stalled.Reset(apiTimeout)
+		v := "(binary " + strconv.Itoa(len(e.Value)) + " bytes)"
+		if utf8.Valid(e.Value) {
+			v = string(e.Value)
 		}
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		for _, e := range page.Entries {
-			v := "(binary " + strconv.Itoa(len(e.ValueBase64)) + " bytes)"
-			if e.Value != nil {
-				v = *e.Value
-			}
-			fmt.Fprintf(stdout, "%s\t%d\t%s\n", e.Key, e.Revision, v)
-			if seen++; *limit > 0 && seen >= *limit {
-				return nil
-			}
-		}
-		if page.Next == "" {
+		fmt.Fprintf(stdout, "%s\t%d\t%s\n", e.Key, e.Revision, v)
+		if seen++; *limit > 0 && seen >= *limit {
 			return nil
 		}
-		after = page.Next
 	}
+	return nil
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fs := flags("status", stderr)
-	client := apiFlags(fs)
+	api := apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print the raw JSON")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	path := "/v1/folds"
+	c, err := newAPIClient(api)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+	defer cancel()
+	var list []client.Status
 	if fs.NArg() == 1 {
-		path += "/" + url.PathEscape(fs.Arg(0))
-	}
-	resp, err := client.get(path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+		st, err := c.Status(ctx, fs.Arg(0))
+		if err != nil {
+			return api.readErr(err)
+		}
+		list = []client.Status{st}
+	} else if list, err = c.Folds(ctx); err != nil {
+		return api.readErr(err)
 	}
 	if *asJSON {
-		_, err = stdout.Write(body)
-		return err
-	}
-	type status struct {
-		Name       string `json:"name"`
-		State      string `json:"state"`
-		Reason     string `json:"reason"`
-		Ready      bool   `json:"ready"`
-		Generation int    `json:"generation"`
-		Cursor     uint64 `json:"cursor"`
-		Lag        uint64 `json:"lag"`
-		Pending    uint64 `json:"pending"`
-		Keys       uint64 `json:"keys"`
-	}
-	var list struct {
-		Folds []status `json:"folds"`
-	}
-	if fs.NArg() == 1 {
-		var one status
-		err = json.Unmarshal(body, &one)
-		list.Folds = []status{one}
-	} else {
-		err = json.Unmarshal(body, &list)
-	}
-	if err != nil {
+		var out []byte
+		if fs.NArg() == 1 {
+			out = list[0].Raw
+		} else {
+			raws := make([]json.RawMessage, len(list))
+			for i, st := range list {
+				raws[i] = st.Raw
+			}
+			if out, err = json.MarshalIndent(map[string]any{"folds": raws}, "", "  "); err != nil {
+				return err
+			}
+		}
+		_, err = stdout.Write(append(out, '\n'))
 		return err
 	}
 	fmt.Fprintf(stdout, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
-	for _, s := range list.Folds {
+	for _, s := range list {
 		fmt.Fprintf(stdout, "%-20s %-14s %-6t %-4d %12d %10d %10d %12d\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, s.Keys)
 		if s.Reason != "" {
 			fmt.Fprintf(stdout, "  reason: %s\n", s.Reason)
