@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,6 +204,9 @@ type Status struct {
 	// StreamCreated is the creation time of the stream the published
 	// generation folds: with Bucket, its identity.
 	StreamCreated time.Time `json:"stream_created,omitzero"`
+	// NATS is the state of the fold's NATS connection: connected,
+	// reconnecting, disconnected or closed.
+	NATS string `json:"nats,omitempty"`
 }
 
 // Fold is one fold and its supervisor.
@@ -214,12 +218,14 @@ type Fold struct {
 	gens *generations
 
 	// mu guards the fold's state as it reports it.
-	mu       sync.RWMutex
-	state    State
-	reason   string
-	synced   bool
-	last     uint64 // stream last sequence, last seen
-	syncedAt time.Time
+	mu     sync.RWMutex
+	state  State
+	reason string
+	synced bool
+	// offlineWhy: the NATS connection is down, and why (watchConnection).
+	offlineWhy string
+	last       uint64 // stream last sequence, last seen
+	syncedAt   time.Time
 
 	// liveMu guards live, what readers of the published generation share
 	// (live.go). Taken before the generations' locks, never after.
@@ -228,6 +234,8 @@ type Fold struct {
 	// The read cache's series, resolved once: reads are the hot path.
 	hits, misses prometheus.Counter
 	cacheBytes   prometheus.Gauge
+	// pendingG and lastG are set per update and per check.
+	pendingG, lastG prometheus.Gauge
 
 	// applyGate is read-held by every batch from its Apply (or its send on
 	// the pipe) until its commit is recorded. An export of a store that has
@@ -249,6 +257,24 @@ type Fold struct {
 	pending      atomic.Uint64
 	commits      atomic.Uint64 // batches committed, for the supervisor
 	reconcileReq atomic.Bool
+}
+
+// setPending records the consumer's pending count: 0 once caught up.
+func (f *Fold) setPending(n uint64) {
+	f.pending.Store(n)
+	f.pendingG.Set(float64(n))
+}
+
+// sawLast records a last sequence of the bucket's stream (0: unknown,
+// ignored); the fold's last-seen value never goes back.
+func (f *Fold) sawLast(last uint64) {
+	f.mu.Lock()
+	if last > f.last {
+		f.last = last
+	}
+	last = f.last
+	f.mu.Unlock()
+	f.lastG.Set(float64(last))
 }
 
 // RequestReconcile asks the running fold to reconcile with its bucket as
@@ -301,6 +327,8 @@ func New(cfg Config, js jetstream.JetStream) *Fold {
 	f.hits = cfg.Metrics.cacheHits.WithLabelValues(cfg.Name)
 	f.misses = cfg.Metrics.cacheMisses.WithLabelValues(cfg.Name)
 	f.cacheBytes = cfg.Metrics.cacheBytes.WithLabelValues(cfg.Name)
+	f.pendingG = cfg.Metrics.pending.WithLabelValues(cfg.Name)
+	f.lastG = cfg.Metrics.last.WithLabelValues(cfg.Name)
 	return f
 }
 
@@ -331,7 +359,7 @@ func (f *Fold) Ready() bool {
 // readyLocked: the generations read before f.mu was taken (a rebuild
 // clears synced before it changes the target, and a publish sets it after).
 func (f *Fold) readyLocked(pub, tgt *generation) bool {
-	return pub != nil && tgt == pub && f.synced && f.state == StateSynced
+	return pub != nil && tgt == pub && f.synced && f.state == StateSynced && f.offlineWhy == ""
 }
 
 // Status reports the fold's state. It asks the store for its key count.
@@ -340,9 +368,10 @@ func (f *Fold) Status(ctx context.Context) Status {
 	f.mu.RLock()
 	st := Status{
 		Name: f.cfg.Name, Bucket: f.cfg.Bucket, Scope: f.cfg.Filters,
-		State: f.state, Reason: f.reason, Ready: f.readyLocked(pub, tgt),
+		Ready:   f.readyLocked(pub, tgt),
 		Pending: f.pending.Load(), StreamLast: f.last, SyncedAt: f.syncedAt,
 	}
+	st.State, st.Reason = f.shownLocked()
 	if pub != nil {
 		st.Stale = tgt != pub || !f.synced
 	}
@@ -355,6 +384,9 @@ func (f *Fold) Status(ctx context.Context) Status {
 	}
 	if st.StreamLast > st.Cursor {
 		st.Lag = st.StreamLast - st.Cursor
+	}
+	if f.js != nil && f.js.Conn() != nil {
+		st.NATS = strings.ToLower(f.js.Conn().Status().String())
 	}
 	if pub != nil {
 		if s, err := pub.h.Stats(ctx); err == nil {
@@ -420,16 +452,46 @@ func (f *Fold) stateNow() (State, string) {
 
 func (f *Fold) setState(s State, reason string) {
 	f.mu.Lock()
-	changed := f.state != s || f.reason != reason
+	was, wasWhy := f.shownLocked()
 	f.state, f.reason = s, reason
 	f.mu.Unlock()
-	if changed {
-		f.cfg.Metrics.setState(f.cfg.Name, s)
-		if reason != "" {
-			f.log.Warn("fold state", "state", string(s), "reason", reason)
-		} else {
-			f.log.Info("fold state", "state", string(s))
-		}
+	f.stateShown(was, wasWhy)
+}
+
+// setOffline sets why the NATS connection is down ("" when it is up).
+// While it is down the fold shows itself stalled with that reason, whatever
+// its session is doing: it cannot know what it misses.
+func (f *Fold) setOffline(why string) {
+	f.mu.Lock()
+	was, wasWhy := f.shownLocked()
+	f.offlineWhy = why
+	f.mu.Unlock()
+	f.stateShown(was, wasWhy)
+}
+
+// shownLocked is the state the fold shows: its own, or stalled while the
+// NATS connection is down.
+func (f *Fold) shownLocked() (State, string) {
+	if f.offlineWhy != "" && f.state != StateStopped {
+		return StateStalled, f.offlineWhy
+	}
+	return f.state, f.reason
+}
+
+// stateShown logs the state shown and sets its metric, when it changed
+// from was.
+func (f *Fold) stateShown(was State, wasWhy string) {
+	f.mu.RLock()
+	s, reason := f.shownLocked()
+	f.mu.RUnlock()
+	if s == was && reason == wasWhy {
+		return
+	}
+	f.cfg.Metrics.setState(f.cfg.Name, s)
+	if reason != "" {
+		f.log.Warn("fold state", "state", string(s), "reason", reason)
+	} else {
+		f.log.Info("fold state", "state", string(s))
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/host/watch"
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -57,7 +59,61 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 		nextCheck: time.Now().Add(f.cfg.CheckEvery), lastReconcile: time.Now(),
 		progress: newProgress(w.InitialPending),
 	}
-	return r.run(want, reconcileFirst)
+	r.looped.Store(time.Now().UnixNano())
+	gone := make(chan error, 1)
+	stopGuard := f.guardStream(rctx, &r.looped, w.Identity, func(err error) { gone <- err; stopReading() })
+	err = r.run(want, reconcileFirst)
+	stopGuard()
+	select {
+	case gerr := <-gone:
+		return gerr
+	default:
+		return err
+	}
+}
+
+// stuckAfter is how long the reader may stay out of its loop before
+// guardStream looks at the stream itself: longer than a check can take.
+const stuckAfter = 2 * watch.CheckTimeout
+
+// guardStream covers the reader while it is stuck out of its loop, where
+// it cannot check the stream: the ordered consumer's Next can hang without
+// end when its stream is deleted. Whenever the reader has not looped for
+// stuckAfter, it reads the stream's identity itself, and calls gone with
+// the error when the stream is gone or another one (a bucket deleted, or
+// deleted and created again); the session then ends with that error. A
+// reader stuck on a slow store, with the stream in place, is left alone.
+func (f *Fold) guardStream(ctx context.Context, looped *atomic.Int64, id watch.Identity, gone func(error)) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(stuckAfter / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, looped.Load())) < stuckAfter {
+				continue
+			}
+			if _, down := f.offline(); down {
+				continue // the connection's own state says what is wrong
+			}
+			now, _, err := watch.Describe(ctx, f.js, f.cfg.Bucket)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				gone(fmt.Errorf("bucket %s: its stream %s was deleted", f.cfg.Bucket, id.Stream))
+				return
+			case err == nil && !now.Created.Equal(id.Created):
+				gone(fmt.Errorf("bucket %s was deleted and created again (stream created %s)", f.cfg.Bucket, now.Created.Format(time.RFC3339Nano)))
+				return
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // reader is the reading half of follow. Its methods return false (or a nil
@@ -85,8 +141,14 @@ type reader struct {
 
 	nextCheck     time.Time
 	nextAlive     time.Time
+	looped        atomic.Int64 // UnixNano of the loop's last turn (guardStream)
 	lastReconcile time.Time
 	progress      *progress
+	// offline: the NATS connection was down at the last look, and the
+	// state the fold had before it (restored when it is back).
+	offline   bool
+	wasState  State
+	wasReason string
 }
 
 func (r *reader) send(b *batch) bool {
@@ -114,7 +176,7 @@ func (r *reader) sendAndWait(b *batch) bool {
 
 func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 	f := r.f
-	f.pending.Store(r.w.InitialPending)
+	f.setPending(r.w.InitialPending)
 	var meta map[string][]byte
 	if _, have := r.tgt.committed(); !metaEqual(have, want) {
 		meta = want
@@ -132,6 +194,7 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 		}
 	}
 	for {
+		r.looped.Store(time.Now().UnixNano())
 		if err := r.alive(); err != nil {
 			return err
 		}
@@ -203,6 +266,7 @@ func (r *reader) alive() error {
 	if g := r.f.gens.dead(r.tgt); g != nil {
 		return exitedError(g)
 	}
+
 	return nil
 }
 
@@ -217,7 +281,7 @@ func (r *reader) receive(u watch.Update) (bool, error) {
 	r.size += len(u.Key) + len(u.Value)
 	r.high = u.Revision
 	r.caughtUp = u.Pending == 0
-	f.pending.Store(u.Pending)
+	f.setPending(u.Pending)
 	r.progress.observe(f, u.Pending)
 	if len(r.changes) >= f.cfg.MaxEntries || r.size >= f.cfg.MaxBytes {
 		return r.flush(r.caughtUp)
@@ -258,7 +322,11 @@ func (r *reader) flush(caughtUp bool) (bool, error) {
 // idle and the guard proved a later position.
 func (r *reader) check() (bool, error) {
 	f := r.f
+	if _, down := f.offline(); down {
+		return true, nil // a check would only wait out its timeout
+	}
 	bookmark, err := r.w.Check(r.rctx)
+	f.sawLast(r.w.StreamLast())
 	if err != nil {
 		if r.rctx.Err() != nil {
 			return true, nil

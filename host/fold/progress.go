@@ -28,7 +28,6 @@ func (p *progress) observe(f *Fold, pending uint64) {
 		return
 	}
 	p.lastLog = now
-	f.cfg.Metrics.pending.WithLabelValues(f.cfg.Name).Set(float64(pending))
 	done := p.total - min(pending, p.total)
 	elapsed := now.Sub(p.start).Seconds()
 	rate := float64(done) / elapsed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,7 @@ func (f *Fold) Run(ctx context.Context) error {
 		return fmt.Errorf("fold %s: %w", f.cfg.Name, err)
 	}
 	defer f.gens.closeAll()
+	defer f.watchConnection()()
 	b := backoff{min: f.cfg.RetryMin, max: f.cfg.RetryMax}
 	for {
 		before := f.commits.Load()
@@ -47,7 +49,11 @@ func (f *Fold) Run(ctx context.Context) error {
 			continue
 		}
 		f.cfg.Metrics.failures.WithLabelValues(f.cfg.Name).Inc()
-		f.setState(StateStalled, err.Error())
+		reason := err.Error()
+		if why, down := f.offline(); down {
+			reason = why + " (the session ended with: " + reason + ")"
+		}
+		f.setState(StateStalled, reason)
 		if !f.pause(ctx, b.next()) {
 			f.setState(StateStopped, "")
 			return nil
@@ -56,8 +62,9 @@ func (f *Fold) Run(ctx context.Context) error {
 }
 
 // pause waits d between two sessions, or less when the published
-// generation's plugin dies meanwhile: its readers are waiting for the next
-// session to reopen it. It reports false when ctx ended.
+// generation's plugin dies meanwhile (its readers are waiting for the next
+// session to reopen it) or the NATS connection comes back. It reports
+// false when ctx ended.
 func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
 	end := time.NewTimer(d)
 	defer end.Stop()
@@ -68,6 +75,7 @@ func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
 	// waits its backoff like any other failure.
 	pub := f.gens.published()
 	watching := pub != nil && !pub.h.Exited()
+	_, wasDown := f.offline()
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,8 +86,47 @@ func (f *Fold) pause(ctx context.Context, d time.Duration) bool {
 			if watching && pub.h.Exited() {
 				return true
 			}
+			if _, down := f.offline(); wasDown && !down {
+				return true
+			}
 		}
 	}
+}
+
+// watchConnection shows the fold stalled while the NATS connection is down
+// (setOffline), from the moment the client notices, until it is back. It
+// returns the function that stops watching.
+func (f *Fold) watchConnection() (stop func()) {
+	if f.js == nil || f.js.Conn() == nil {
+		return func() {}
+	}
+	nc := f.js.Conn()
+	ch := nc.StatusChanged()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			why, _ := f.offline()
+			f.setOffline(why)
+			if _, ok := <-ch; !ok {
+				return
+			}
+		}
+	}()
+	return func() {
+		nc.RemoveStatusListener(ch)
+		<-done
+		f.setOffline("")
+	}
+}
+
+// offline reports whether the NATS connection is down, and says so.
+func (f *Fold) offline() (string, bool) {
+	if f.js == nil || f.js.Conn() == nil || f.js.Conn().IsConnected() {
+		return "", false
+	}
+	return fmt.Sprintf("nats: %s to the server; reads are served from the fold, which may be behind",
+		strings.ToLower(f.js.Conn().Status().String())), true
 }
 
 // containedSession runs one session; a panic in it ends the session with a

@@ -32,8 +32,9 @@ func (f *Fold) session(ctx context.Context) error {
 		return err
 	}
 	f.mu.Lock()
-	f.last = pos.Last
+	f.last = pos.Last // a recreated stream starts again lower
 	f.mu.Unlock()
+	f.lastG.Set(float64(pos.Last))
 	want := f.wantMeta(id)
 	cursor, meta := tgt.committed()
 	d := decideResume(cursor, meta, want, tombstoneHorizon(f.cfg.TombstoneHorizon, pos.MarkerTTL), time.Now())
@@ -228,11 +229,7 @@ func (f *Fold) committed(g *generation, b *batch, start time.Time) (isPub bool) 
 	m.cursor.WithLabelValues(f.cfg.Name).Set(float64(b.cursor))
 	f.liveCommitted(g, b)
 	g.commit(b.cursor, b.meta)
-	f.mu.Lock()
-	if b.cursor > f.last {
-		f.last = b.cursor
-	}
-	f.mu.Unlock()
+	f.sawLast(b.cursor)
 	return g == f.gens.published()
 }
 

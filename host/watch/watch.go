@@ -203,6 +203,8 @@ type Watch struct {
 	// guard is the frontier proven delivered at the previous Check: every
 	// message in scope at or below it has been delivered.
 	guard uint64
+	// last is the stream's last sequence at the latest Check.
+	last uint64
 	// floor: no message in scope at or below it is owed to the fold, so
 	// retention may take it undelivered (see startFloor). Never a bookmark.
 	floor uint64
@@ -490,6 +492,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
+	w.last = after.State.LastSeq
 	for _, info := range []*jetstream.StreamInfo{before, after} {
 		if !info.Created.UTC().Equal(w.Identity.Created) {
 			return 0, fmt.Errorf("%w (created %s, watch began on the stream created %s)", ErrIdentityChanged,
@@ -505,6 +508,10 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	w.guard = frontier
 	return frontier, nil
 }
+
+// StreamLast is the stream's last sequence as the latest Check read it (0
+// before the first).
+func (w *Watch) StreamLast() uint64 { return w.last }
 
 // Advance is the floor guard's decision, kept pure so it can be model
 // tested. guard is the frontier proven at the previous check; floor is the
