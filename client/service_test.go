@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,7 +51,11 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	srv := testenv.NATS(t)
 	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	// History 64: with 1, NATS removes a key's value as soon as the next one
+	// is written, so a value overwritten before the fold read it is seen by
+	// nobody (the fold, or a raw watcher, gets the newer one) and no watch
+	// could deliver every revision the tests write.
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg", History: 64})
 	// A key never rewritten holds the stream's first sequence at 1: the
 	// fold's expiry guard then never sees retention pass its cursor when
 	// the tests rewrite keys faster than it checks.
@@ -341,14 +346,17 @@ func TestWatchResumesExactlyOnce(t *testing.T) {
 	tr := &http.Transport{DialContext: cut.dial, DisableKeepAlives: true}
 	c := e.client(client.WithHTTPClient(&http.Client{Transport: tr}))
 
-	const n = 5000
+	// At least n writes, and more (up to 4n) until the cutter has cut at
+	// least minCuts connections: a fast machine finishes n before that.
+	const n, minCuts = 5000, 8
+	var cutsSoFar atomic.Int64
 	writes := map[uint64]write{}
 	var lastRev uint64
 	writerDone := make(chan struct{})
 	var writeErr error
 	go func() {
 		defer close(writerDone)
-		for i := range n {
+		for i := 0; i < n || (cutsSoFar.Load() < minCuts && i < 4*n); i++ {
 			key := fmt.Sprintf("w.%d", i%97)
 			var rev uint64
 			var err error
@@ -396,6 +404,7 @@ func TestWatchResumesExactlyOnce(t *testing.T) {
 			}
 			conn.Close()
 			cuts++
+			cutsSoFar.Add(1)
 		}
 	}()
 
@@ -464,7 +473,7 @@ func TestWatchResumesExactlyOnce(t *testing.T) {
 		t.Errorf("the service sent %d changes again after a resume (the client dropped them)", dups)
 	}
 	t.Logf("%d changes under the prefix, %d cuts, %d retries", len(writes), cuts, retries)
-	if cuts < 5 || retries < cuts {
+	if cuts < minCuts || retries < cuts {
 		t.Errorf("only %d cuts and %d retries: the test did not exercise resuming", cuts, retries)
 	}
 }

@@ -42,11 +42,15 @@ type Options struct {
 	// exports the fold named fold and publishes the artifact to the Object
 	// Store series URL (nats-object://BUCKET/NAME).
 	Publish func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
+	// Stopping, when set, ends every change stream when it is done: a
+	// server shutting down waits for its requests, and a stream would
+	// otherwise never end. Its clients resume from their last event.
+	Stopping context.Context
 }
 
 // Handler returns the API over folds, with /metrics from g.
 func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler {
-	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish}
+	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish, stopping: o.Stopping}
 	for _, f := range folds {
 		a.folds[f.Name()] = f
 	}
@@ -77,6 +81,7 @@ type api struct {
 	producer string
 	tempDir  string
 	publish  func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
+	stopping context.Context
 }
 
 // Error is the body of every error response.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,10 +101,18 @@ func (a *api) watch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer changes.Close()
+	ctx := r.Context()
+	if a.stopping != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(a.stopping, cancel)()
+	}
 	at := changes.Position()
 	s.event("bookmark", at.String(), Bookmark{Generation: at.Generation, Cursor: at.Cursor})
+	s.flush() // the headers and where the stream starts, at once
 	for s.err == nil {
-		cs, at, err := changes.Next(r.Context(), bookmark)
+		cs, at, err := changes.Next(ctx, bookmark)
 		switch {
 		case errors.Is(err, fold.ErrReset):
 			s.reset(f, err)

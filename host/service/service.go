@@ -132,6 +132,13 @@ func (s *Service) start(ctx context.Context) error {
 	if s.js, err = jetstream.New(s.nc, jsOpts...); err != nil {
 		return fmt.Errorf("nats: jetstream: %w", err)
 	}
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slipstream_nats_connected",
+		Help: "1 while the NATS connection is up, 0 while it is down (reconnecting or closed)."}, func() float64 {
+		if nc.IsConnected() {
+			return 1
+		}
+		return 0
+	}))
 	s.series = newSeries(s.js, objstore.Options{
 		TempDir: filepath.Join(cfg.DataDir, "tmp"), PublishWindow: s.opts.PublishWindow,
 	})
@@ -308,6 +315,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.listener != nil {
 		h := api.Handler(s.folds, s.reg, api.Options{
 			Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
+			Stopping: ctx,
 		})
 		if s.cfg.HTTP.Token != "" {
 			h = api.RequireToken(h, string(s.cfg.HTTP.Token))
