@@ -42,6 +42,9 @@ type Options struct {
 	// exports the fold named fold and publishes the artifact to the Object
 	// Store series URL (nats-object://BUCKET/NAME).
 	Publish func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
+	// Reload, when set, serves POST /v1/reload: the service reads its
+	// config file again and applies it; the answer is what changed.
+	Reload func(ctx context.Context) (any, error)
 	// Stopping, when set, ends every change stream when it is done: a
 	// server shutting down waits for its requests, and a stream would
 	// otherwise never end. Its clients resume from their last event.
@@ -50,7 +53,7 @@ type Options struct {
 
 // Handler returns the API over folds, with /metrics from g.
 func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler {
-	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish, stopping: o.Stopping}
+	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish, stopping: o.Stopping, reload: o.Reload}
 	for _, f := range folds {
 		a.folds[f.Name()] = f
 	}
@@ -67,6 +70,9 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler 
 	if a.publish != nil {
 		mux.HandleFunc("POST /v1/folds/{fold}/artifact", a.publishArtifact)
 	}
+	if a.reload != nil {
+		mux.HandleFunc("POST /v1/reload", a.reloadConfig)
+	}
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -82,6 +88,7 @@ type api struct {
 	tempDir  string
 	publish  func(ctx context.Context, fold, to string, replicas int) (objstore.Pointer, error)
 	stopping context.Context
+	reload   func(ctx context.Context) (any, error)
 }
 
 // Error is the body of every error response.
@@ -180,6 +187,18 @@ func (a *api) verify(w http.ResponseWriter, r *http.Request) {
 		diffs = []reconcile.Difference{}
 	}
 	writeJSON(w, http.StatusOK, Verification{Diverged: sum.Diverged(), Summary: sum, Differences: diffs})
+}
+
+// reloadConfig has the service read its config file again and apply it.
+// A config that does not load, or a fold that does not start, is 422 with
+// the errors (and what was applied); the running config goes on.
+func (a *api) reloadConfig(w http.ResponseWriter, r *http.Request) {
+	res, err := a.reload(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "result": res})
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (a *api) reconcile(w http.ResponseWriter, r *http.Request) {

@@ -141,6 +141,11 @@ func (f *Fold) containedSession(ctx context.Context) (err error) {
 // before anything runs. Run opens the fold itself when Open was not called.
 func (f *Fold) Open() error { return f.gens.open() }
 
+// Close releases the directory of a fold that Open opened and that is not
+// running (Run releases it when it returns), so that another Fold, or
+// another process, may use it.
+func (f *Fold) Close() { f.gens.unlock() }
+
 // backoff is jittered exponential backoff.
 type backoff struct {
 	min, max, cur time.Duration

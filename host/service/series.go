@@ -131,7 +131,7 @@ func (s *Service) publish(ctx context.Context, f *fold.Fold, loc objstore.Locati
 var ErrNoFold = errors.New("no such fold")
 
 func (s *Service) fold(name string) (*fold.Fold, bool) {
-	for _, f := range s.folds {
+	for _, f := range s.Folds() {
 		if f.Name() == name {
 			return f, true
 		}

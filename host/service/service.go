@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -61,12 +62,35 @@ type Service struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	reg      *prometheus.Registry
-	folds    []*fold.Fold
+	metrics  *fold.Metrics
+	exportM  *exportMetrics // created with the first exporter
 	series   *series
-	exports  []*exporter
-	closers  []func()
 	listener net.Listener
 	serving  bool // Run's server owns the listener
+
+	// mu guards folds, the running folds in config order, and the API
+	// handler built over them; reloadMu serializes reloads.
+	mu       sync.Mutex
+	folds    []*foldRun
+	handler  atomic.Pointer[http.Handler]
+	reloadMu sync.Mutex
+	// Set by Run: the context folds run under, and what waits for them.
+	runCtx context.Context
+	runWG  sync.WaitGroup
+}
+
+// foldRun is one fold of the running config: the fold, its periodic
+// export, what closes its transform chain, and, once Run drives it, how to
+// stop it and its result.
+type foldRun struct {
+	cfg   config.Fold
+	f     *fold.Fold
+	exp   *exporter
+	close func() // the transform chain's, or nil
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
 }
 
 // Start connects (or starts the embedded server), opens the buckets,
@@ -145,28 +169,45 @@ func (s *Service) start(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "tmp"), 0o755); err != nil {
 		return err
 	}
-	metrics := fold.NewMetrics(s.reg)
-	var exportMetrics *exportMetrics
+	s.metrics = fold.NewMetrics(s.reg)
 	for i := range cfg.Folds {
-		fc := &cfg.Folds[i]
-		f, err := s.newFold(ctx, fc, metrics)
+		fr, err := s.prepareFold(ctx, &cfg.Folds[i])
 		if err != nil {
-			return fmt.Errorf("fold %s: %w", fc.Name, err)
+			return err
 		}
-		s.folds = append(s.folds, f)
-		if fc.Export.To == "" {
-			continue
-		}
-		if exportMetrics == nil {
-			exportMetrics = newExportMetrics(s.reg)
-		}
-		e, err := s.newExporter(f, fc.Export, exportMetrics)
-		if err != nil {
-			return fmt.Errorf("fold %s: export: %w", fc.Name, err)
-		}
-		s.exports = append(s.exports, e)
+		s.folds = append(s.folds, fr)
 	}
 	return nil
+}
+
+// prepareFold makes the fold of fc, with its transform chain and export,
+// ready to run: its bucket exists and its directory is locked.
+func (s *Service) prepareFold(ctx context.Context, fc *config.Fold) (*foldRun, error) {
+	fr := &foldRun{cfg: *fc}
+	f, closeChain, err := s.newFold(ctx, fc)
+	if err != nil {
+		return nil, fmt.Errorf("fold %s: %w", fc.Name, err)
+	}
+	fr.f, fr.close = f, closeChain
+	if fc.Export.To != "" {
+		if s.exportM == nil {
+			s.exportM = newExportMetrics(s.reg)
+		}
+		if fr.exp, err = s.newExporter(f, fc.Export, s.exportM); err != nil {
+			fr.release()
+			return nil, fmt.Errorf("fold %s: export: %w", fc.Name, err)
+		}
+	}
+	return fr, nil
+}
+
+// release closes what prepareFold opened, for a fold that does not run
+// (or no longer does).
+func (fr *foldRun) release() {
+	fr.f.Close()
+	if fr.close != nil {
+		fr.close()
+	}
 }
 
 // listenCause drops the "listen tcp ADDR:" prefix of a listen error, which
@@ -179,22 +220,24 @@ func listenCause(err error) error {
 	return err
 }
 
-func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Metrics) (*fold.Fold, error) {
+// newFold builds the fold of fc and opens its directory; the function it
+// returns closes its transform chain (nil when it has none).
+func (s *Service) newFold(ctx context.Context, fc *config.Fold) (_ *fold.Fold, closeChain func(), err error) {
 	var settings *config.Bucket
 	if b, ok := s.cfg.Buckets[fc.Bucket]; ok {
 		settings = &b
 	}
 	bin, err := ResolvePlugin(s.cfg.PluginDir, fc.Store)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := connect.OpenBucket(ctx, s.js, fc.Bucket, settings); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	storeCfg := []byte("{}")
 	if len(fc.StoreConfig) > 0 {
 		if storeCfg, err = json.Marshal(fc.StoreConfig); err != nil {
-			return nil, fmt.Errorf("store_config: %w", err)
+			return nil, nil, fmt.Errorf("store_config: %w", err)
 		}
 	}
 	logger := s.log.With("fold", fc.Name)
@@ -215,7 +258,7 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 		ReadCache:        offIfZero(int64(fc.ReadCache)),
 		ChangeBuffer:     offIfZero(int64(fc.ChangeBuffer)),
 		Logger:           s.log,
-		Metrics:          metrics,
+		Metrics:          s.metrics,
 	}
 	if src := fc.BootstrapFrom; src != "" {
 		fcfg.BootstrapName = src
@@ -227,17 +270,22 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold, metrics *fold.Me
 			Logger: logger, Registerer: s.reg,
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		s.closers = append(s.closers, func() { _ = t.Close(context.Background()) })
+		closeChain = func() { _ = t.Close(context.Background()) }
 		fcfg.Transform = t
 	}
 	f := fold.New(fcfg, s.js)
 	if err := f.Open(); err != nil {
-		return nil, err
+		if closeChain != nil {
+			closeChain()
+		}
+		return nil, nil, err
 	}
-	return f, nil
+	return f, closeChain, nil
 }
+
+
 
 // offIfZero maps a config bound, where 0 is off, to a fold.Config one,
 // where 0 is the default and a negative value is off.
@@ -282,8 +330,16 @@ func ResolvePlugin(dir, store string) (string, error) {
 	return "", fmt.Errorf("store plugin %q not found (looked for %s in %s)", store, name, strings.Join(tried, ", "))
 }
 
-// Folds are the service's folds, in config order.
-func (s *Service) Folds() []*fold.Fold { return s.folds }
+// Folds are the service's folds, in config order (as of the last reload).
+func (s *Service) Folds() []*fold.Fold {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*fold.Fold, len(s.folds))
+	for i, fr := range s.folds {
+		out[i] = fr.f
+	}
+	return out
+}
 
 // JetStream is the service's JetStream context.
 func (s *Service) JetStream() jetstream.JetStream { return s.js }
@@ -310,17 +366,21 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.mu.Lock()
+	s.runCtx = ctx
+	for _, fr := range s.folds {
+		s.launch(fr)
+	}
+	s.mu.Unlock()
 	var srv *http.Server
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
-		h := api.Handler(s.folds, s.reg, api.Options{
-			Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
-			Stopping: ctx,
-		})
-		if s.cfg.HTTP.Token != "" {
-			h = api.RequireToken(h, string(s.cfg.HTTP.Token))
-		}
-		srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		s.mu.Lock()
+		s.buildHandler()
+		s.mu.Unlock()
+		srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*s.handler.Load()).ServeHTTP(w, r)
+		}), ReadHeaderTimeout: 10 * time.Second}
 		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
 		tlsOn := s.cfg.HTTP.TLSCert != ""
@@ -328,14 +388,6 @@ func (s *Service) Run(ctx context.Context) error {
 		if s.cfg.HTTP.AllowRemote && !tlsOn {
 			s.log.Warn("http api: allow_remote without tls_cert and tls_key: the bearer token and the data cross the network in clear text")
 		}
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.folds))
-	for i, f := range s.folds {
-		wg.Go(func() { errs[i] = f.Run(ctx) })
-	}
-	for _, e := range s.exports {
-		wg.Go(func() { e.run(ctx) })
 	}
 	var err error
 	select {
@@ -349,17 +401,68 @@ func (s *Service) Run(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 		cancel()
 	}
-	wg.Wait()
-	return errors.Join(append(errs, err)...)
+	s.reloadMu.Lock() // no reload starts a fold now
+	defer s.reloadMu.Unlock()
+	s.runWG.Wait()
+	s.mu.Lock()
+	errs := []error{err}
+	for _, fr := range s.folds {
+		errs = append(errs, fr.err)
+	}
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// launch runs fr's fold and its export under the service's run context.
+// s.mu is held.
+func (s *Service) launch(fr *foldRun) {
+	ctx, cancel := context.WithCancel(s.runCtx)
+	fr.cancel, fr.done = cancel, make(chan struct{})
+	s.runWG.Add(1)
+	go func() {
+		defer s.runWG.Done()
+		defer close(fr.done)
+		var wg sync.WaitGroup
+		if fr.exp != nil {
+			wg.Go(func() { fr.exp.run(ctx) })
+		}
+		fr.err = fr.f.Run(ctx)
+		cancel()
+		wg.Wait()
+		if fr.close != nil {
+			fr.close()
+		}
+	}()
+}
+
+// buildHandler makes the API over the current folds the one served. s.mu
+// is held.
+func (s *Service) buildHandler() {
+	folds := make([]*fold.Fold, len(s.folds))
+	for i, fr := range s.folds {
+		folds[i] = fr.f
+	}
+	h := api.Handler(folds, s.reg, api.Options{
+		Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
+		Reload: func(ctx context.Context) (any, error) { return s.ReloadFile(ctx) }, Stopping: s.runCtx,
+	})
+	if s.cfg.HTTP.Token != "" {
+		h = api.RequireToken(h, string(s.cfg.HTTP.Token))
+	}
+	s.handler.Store(&h)
 }
 
 func (s *Service) close() {
 	if s.listener != nil && !s.serving {
 		_ = s.listener.Close()
 	}
-	for _, c := range s.closers {
-		c()
+	s.mu.Lock()
+	for _, fr := range s.folds {
+		if fr.done == nil { // prepared, never run
+			fr.release()
+		}
 	}
+	s.mu.Unlock()
 	if s.nc != nil {
 		_ = s.nc.Drain()
 		s.nc.Close()
@@ -395,5 +498,5 @@ func Import(ctx context.Context, cfg *config.Config, logger *slog.Logger, name, 
 		return artifact.Manifest{}, err
 	}
 	defer r.Close()
-	return s.folds[0].Import(ctx, r)
+	return s.folds[0].f.Import(ctx, r)
 }
