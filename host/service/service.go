@@ -6,7 +6,6 @@ package service
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -234,11 +233,9 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold) (_ *fold.Fold, c
 	if _, err := connect.OpenBucket(ctx, s.js, fc.Bucket, settings); err != nil {
 		return nil, nil, err
 	}
-	storeCfg := []byte("{}")
-	if len(fc.StoreConfig) > 0 {
-		if storeCfg, err = json.Marshal(fc.StoreConfig); err != nil {
-			return nil, nil, fmt.Errorf("store_config: %w", err)
-		}
+	storeCfg, err := storeConfigJSON(fc)
+	if err != nil {
+		return nil, nil, err
 	}
 	logger := s.log.With("fold", fc.Name)
 	fcfg := fold.Config{
@@ -284,8 +281,6 @@ func (s *Service) newFold(ctx context.Context, fc *config.Fold) (_ *fold.Fold, c
 	}
 	return f, closeChain, nil
 }
-
-
 
 // offIfZero maps a config bound, where 0 is off, to a fold.Config one,
 // where 0 is the default and a negative value is off.
