@@ -42,7 +42,9 @@ func (s *Service) ReloadFile(ctx context.Context) (Reloaded, error) {
 // Reload applies cfg to the running service: folds added are started,
 // folds removed stopped (their data stays on disk), folds whose table
 // changed stopped and started again with the new one, the others left
-// alone. Bucket settings and plugin_dir apply to the folds it starts;
+// alone; the folds to start are validated first (Validate), and a problem
+// refuses the whole reload. Bucket settings and plugin_dir apply to the
+// folds it starts;
 // other changed settings are named in NeedRestart and not applied. A fold
 // that fails to start is an error, and the fold it replaced, if any, is
 // started again as it was.
@@ -55,6 +57,18 @@ func (s *Service) Reload(ctx context.Context, cfg *config.Config) (Reloaded, err
 	s.mu.Unlock()
 	if !running {
 		return Reloaded{}, ErrNotRunning
+	}
+	// The folds to start are checked as deep as a start would, first: a
+	// plugin or a transform that would refuse them refuses the reload.
+	check := *cfg
+	check.Folds = nil
+	for _, fc := range cfg.Folds {
+		if i := slices.IndexFunc(old, func(fr *foldRun) bool { return fr.cfg.Name == fc.Name }); i < 0 || !reflect.DeepEqual(old[i].cfg, fc) {
+			check.Folds = append(check.Folds, fc)
+		}
+	}
+	if err := Validate(ctx, &check, s.log); err != nil {
+		return Reloaded{}, fmt.Errorf("the new config is refused, nothing changed: %w", err)
 	}
 	var r Reloaded
 	r.NeedRestart = needRestart(s.cfg, cfg)

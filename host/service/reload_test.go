@@ -129,6 +129,15 @@ func TestReload(t *testing.T) {
 		t.Fatalf("a refused reload left %d folds", got)
 	}
 
+	// A store_config the plugin refuses: the reload is refused whole.
+	write(cfgText("info", foldTable("keep", "keep.>"), foldTable("change", "more.>")+"store_config = { nope = 1 }\n"))
+	if code, body := reload(); code != http.StatusUnprocessableEntity || !strings.Contains(fmt.Sprint(body["error"]), "nope") {
+		t.Fatalf("reload with a store_config the plugin refuses: %d %v", code, body)
+	}
+	if got := len(r.svc.Folds()); got != 3 || r.svc.Folds()[1].Status(ctx).Generation != before["change"].Generation {
+		t.Fatalf("a refused reload changed the folds")
+	}
+
 	write(cfgText("debug", foldTable("keep", "keep.>"), foldTable("change", "more.>"), foldTable("add", "add.>")))
 	code, body := reload()
 	if code != http.StatusOK {
