@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/slipstreamkv/slipstream/client"
 	"github.com/slipstreamkv/slipstream/host/api"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // apiDefault is the default of --api.
@@ -47,14 +48,16 @@ type apiClient struct {
 	transport http.RoundTripper
 }
 
-// apiFlags defines --api, --token-file and --ca-file on fs.
-func apiFlags(fs *flag.FlagSet) *apiClient {
+// apiFlags defines --api, --token-file and --ca-file on fs. The files'
+// defaults are the environment's SLIPSTREAM_TOKEN_FILE and
+// SLIPSTREAM_CA_FILE; a flag wins over its variable.
+func apiFlags(fs *pflag.FlagSet) *apiClient {
 	return &apiClient{
-		addr: fs.String("api", apiDefault, "the service's HTTP API: host:port, or an http:// or https:// URL"),
+		addr: fs.String("api", apiDefault, "the service's HTTP API, `ADDR`: host:port, or an http:// or https:// URL"),
 		tokenFile: fs.String("token-file", os.Getenv(envTokenFile),
-			"file holding the API's bearer token (default $"+envTokenFile+")"),
+			"`FILE` holding the API's bearer token (default $"+envTokenFile+")"),
 		caFile: fs.String("ca-file", os.Getenv(envCAFile),
-			"PEM file of the CAs to trust for an https:// --api instead of the system's (default $"+envCAFile+")"),
+			"PEM `FILE` of the CAs to trust for an https:// --api instead of the system's (default $"+envCAFile+")"),
 	}
 }
 
@@ -172,171 +175,365 @@ func (c *apiClient) readErr(err error) error {
 	}
 }
 
-func cmdGet(args []string, stdout, stderr io.Writer) error {
-	fs := flags("get", stderr)
-	api := apiFlags(fs)
-	rev := fs.Bool("revision", false, "print the revision on stderr")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 2 {
-		return usageErr("usage: slipstream get [--api ADDR] FOLD KEY")
-	}
-	c, err := newAPIClient(api)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
-	defer cancel()
-	e, _, err := c.Get(ctx, fs.Arg(0), fs.Arg(1))
-	if err != nil {
-		return api.readErr(err)
-	}
-	if *rev {
-		fmt.Fprintln(stderr, "revision", e.Revision)
-	}
-	_, err = stdout.Write(e.Value)
-	return err
-}
-
-func cmdScan(args []string, stdout, stderr io.Writer) error {
-	fs := flags("scan", stderr)
-	api := apiFlags(fs)
-	prefix := fs.String("prefix", "", "only keys starting with this")
-	limit := fs.Int("limit", 0, "stop after this many keys (0: all)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("usage: slipstream scan [--api ADDR] [--prefix P] [--limit N] FOLD")
-	}
-	c, err := newAPIClient(api)
-	if err != nil {
-		return err
-	}
-	// A scan takes as long as the fold is large; it gives up when no key
-	// arrives for apiTimeout.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stalled := time.AfterFunc(apiTimeout, cancel)
-	defer stalled.Stop()
-	seen := 0
-	for e, err := range c.Scan(ctx, fs.Arg(0), *prefix) {
+// completeFolds completes a verb's FOLD argument with the names of the
+// running service's folds, and with keys (withKey, for get) its KEY
+// argument; a service that does not answer completes nothing.
+func completeFolds(a *apiClient, withKey bool) cobra.CompletionFunc {
+	return func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		const none = cobra.ShellCompDirectiveNoFileComp
+		if len(args) > 1 || (len(args) == 1 && !withKey) {
+			return nil, none
+		}
+		c, err := newAPIClient(a)
 		if err != nil {
-			return api.readErr(err)
+			return nil, none
 		}
-		stalled.Reset(apiTimeout)
-		v := "(binary " + strconv.Itoa(len(e.Value)) + " bytes)"
-		if utf8.Valid(e.Value) {
-			v = string(e.Value)
-		}
-		fmt.Fprintf(stdout, "%s\t%d\t%s\n", e.Key, e.Revision, v)
-		if seen++; *limit > 0 && seen >= *limit {
-			return nil
-		}
-	}
-	return nil
-}
-
-func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	fs := flags("status", stderr)
-	api := apiFlags(fs)
-	asJSON := fs.Bool("json", false, "print the raw JSON")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	c, err := newAPIClient(api)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
-	defer cancel()
-	var list []client.Status
-	if fs.NArg() == 1 {
-		st, err := c.Status(ctx, fs.Arg(0))
-		if err != nil {
-			return api.readErr(err)
-		}
-		list = []client.Status{st}
-	} else if list, err = c.Folds(ctx); err != nil {
-		return api.readErr(err)
-	}
-	if *asJSON {
-		var out []byte
-		if fs.NArg() == 1 {
-			out = list[0].Raw
-		} else {
-			raws := make([]json.RawMessage, len(list))
-			for i, st := range list {
-				raws[i] = st.Raw
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		var out []cobra.Completion
+		if len(args) == 1 {
+			for e, err := range c.Scan(ctx, args[0], toComplete, client.PageSize(200)) {
+				if err != nil || len(out) == 200 {
+					break
+				}
+				out = append(out, e.Key)
 			}
-			if out, err = json.MarshalIndent(map[string]any{"folds": raws}, "", "  "); err != nil {
+			return out, none
+		}
+		list, err := c.Folds(ctx)
+		if err != nil {
+			return nil, none
+		}
+		for _, s := range list {
+			if strings.HasPrefix(s.Name, toComplete) {
+				out = append(out, s.Name)
+			}
+		}
+		return out, none
+	}
+}
+
+func getCmd() *cobra.Command {
+	var rev, asJSON bool
+	c := &cobra.Command{
+		Use:   "get FOLD KEY",
+		Short: "Read one key of a fold from a running service",
+		Long: `Print the value of KEY in FOLD as the running service holds it (after the
+fold's transforms), byte for byte and without a newline added. A key the fold
+does not hold exits 1 with 404.
+
+--revision also prints the key's revision on stderr; --json prints one object
+instead: {key, revision, value (or value_base64 when the value is not UTF-8),
+position}, where position (GENERATION.CURSOR) is what the read is at least as
+new as, to pass to 'slipstream watch --from'.`,
+		Example: `  slipstream get routes route.a
+  slipstream get routes route.a --revision
+  slipstream get routes route.a --json --api https://node1.example.com:7070`,
+		Args: exactArgs("FOLD", "KEY"),
+	}
+	api := apiFlags(c.Flags())
+	c.Flags().BoolVar(&rev, "revision", false, "print the revision on stderr")
+	jsonFlag(c, &asJSON, "print {key, revision, value or value_base64, position} as JSON")
+	c.ValidArgsFunction = completeFolds(api, true)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		cl, err := newAPIClient(api)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+		defer cancel()
+		e, at, err := cl.Get(ctx, args[0], args[1])
+		if err != nil {
+			return api.readErr(err)
+		}
+		if asJSON {
+			j := newEntryJSON(e.Key, e.Revision, e.Value)
+			j.Position = at.String()
+			return writeJSON(cmd.OutOrStdout(), j)
+		}
+		if rev {
+			fmt.Fprintln(cmd.ErrOrStderr(), "revision", e.Revision)
+		}
+		_, err = cmd.OutOrStdout().Write(e.Value)
+		return err
+	}
+	return c
+}
+
+func scanCmd() *cobra.Command {
+	var (
+		prefix string
+		limit  int
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "scan FOLD",
+		Short: "List the keys of a fold from a running service",
+		Long: `List the keys of FOLD (those starting with --prefix) in key order, with their
+revisions and values, as the running service holds them.
+
+For people, a table: KEY, REVISION, VALUE. A value that holds a tab, a newline
+or another control character, or that starts with a quote or a parenthesis, is
+printed Go-quoted, and a value that is not UTF-8 as "(binary N bytes)", so a
+row is never ambiguous. For scripts, --json prints JSON Lines: one object per
+key, {key, revision, value (or value_base64), position}, where position is the
+scan's (GENERATION.CURSOR), to pass to 'slipstream watch --from'.`,
+		Example: `  slipstream scan routes
+  slipstream scan routes --prefix route.n
+  slipstream scan routes --prefix route. --limit 10 --json | jq -r .key`,
+		Args: exactArgs("FOLD"),
+	}
+	api := apiFlags(c.Flags())
+	c.Flags().StringVar(&prefix, "prefix", "", "only keys starting with `P`")
+	c.Flags().IntVar(&limit, "limit", 0, "stop after `N` keys (0: all)")
+	jsonFlag(c, &asJSON, "print JSON Lines: one {key, revision, value or value_base64, position} per key")
+	c.ValidArgsFunction = completeFolds(api, false)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if limit < 0 {
+			return argsErr("--limit: %d is negative", limit)
+		}
+		cl, err := newAPIClient(api)
+		if err != nil {
+			return err
+		}
+		// A scan takes as long as the fold is large; it gives up when no key
+		// arrives for apiTimeout.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stalled := time.AfterFunc(apiTimeout, cancel)
+		defer stalled.Stop()
+		out := cmd.OutOrStdout()
+		t := &table{w: out, right: []bool{false, true, false}}
+		if !asJSON {
+			t.add("KEY", "REVISION", "VALUE")
+		}
+		var at client.Position
+		seen := 0
+		for e, err := range cl.Scan(ctx, args[0], prefix, client.ScanPosition(&at)) {
+			if err != nil {
+				t.flush()
+				return api.readErr(err)
+			}
+			stalled.Reset(apiTimeout)
+			if asJSON {
+				j := newEntryJSON(e.Key, e.Revision, e.Value)
+				j.Position = at.String()
+				if err := writeJSONLine(out, j); err != nil {
+					return err
+				}
+			} else {
+				t.add(showKey(e.Key), strconv.FormatUint(e.Revision, 10), showValue(e.Value))
+			}
+			if seen++; limit > 0 && seen >= limit {
+				break
+			}
+		}
+		return t.flush()
+	}
+	return c
+}
+
+// table prints aligned columns for people, a batch of rows at a time so
+// that a long listing streams: a column's width is the widest cell so far.
+// The last column is not padded.
+type table struct {
+	w      io.Writer
+	right  []bool // right-align the column
+	rows   [][]string
+	widths []int
+	err    error
+}
+
+const tableBatch = 1000
+
+func (t *table) add(cells ...string) {
+	t.rows = append(t.rows, cells)
+	if len(t.rows) >= tableBatch {
+		t.flush()
+	}
+}
+
+func (t *table) flush() error {
+	for _, r := range t.rows {
+		for i, c := range r {
+			if i == len(t.widths) {
+				t.widths = append(t.widths, 0)
+			}
+			t.widths[i] = max(t.widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range t.rows {
+		b.Reset()
+		for i, c := range r {
+			pad := strings.Repeat(" ", t.widths[i]-utf8.RuneCountInString(c))
+			switch {
+			case i == len(r)-1 && !(i < len(t.right) && t.right[i]):
+				b.WriteString(c)
+			case i < len(t.right) && t.right[i]:
+				b.WriteString(pad + c)
+			default:
+				b.WriteString(c + pad)
+			}
+			if i < len(r)-1 {
+				b.WriteString("  ")
+			}
+		}
+		b.WriteByte('\n')
+		if t.err == nil {
+			_, t.err = io.WriteString(t.w, b.String())
+		}
+	}
+	t.rows = t.rows[:0]
+	return t.err
+}
+
+func statusCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [FOLD]",
+		Short: "Show the state of the folds of a running service",
+		Long: `Show the state of every fold of a running service, or of FOLD: its state,
+whether it has caught up, its generation, cursor, lag, pending updates and keys,
+and the reason of a stalled fold.
+
+--json prints the service's own JSON: the fold's object, or {"folds": [...]}.`,
+		Example: `  slipstream status
+  slipstream status routes --json
+  SLIPSTREAM_TOKEN_FILE=/etc/slipstream/api.token slipstream status --api https://node1.example.com:7070`,
+		Args: rangeArgs(0, "[FOLD]"),
+	}
+	api := apiFlags(c.Flags())
+	jsonFlag(c, &asJSON, "print the service's JSON")
+	c.ValidArgsFunction = completeFolds(api, false)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		cl, err := newAPIClient(api)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
+		defer cancel()
+		var list []client.Status
+		if len(args) == 1 {
+			st, err := cl.Status(ctx, args[0])
+			if err != nil {
+				return api.readErr(err)
+			}
+			list = []client.Status{st}
+		} else if list, err = cl.Folds(ctx); err != nil {
+			return api.readErr(err)
+		}
+		stdout := cmd.OutOrStdout()
+		if asJSON {
+			var out []byte
+			if len(args) == 1 {
+				out = list[0].Raw
+			} else {
+				raws := make([]json.RawMessage, len(list))
+				for i, st := range list {
+					raws[i] = st.Raw
+				}
+				if out, err = json.MarshalIndent(map[string]any{"folds": raws}, "", "  "); err != nil {
+					return err
+				}
+			}
+			_, err = stdout.Write(append(out, '\n'))
+			return err
+		}
+		fmt.Fprintf(stdout, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
+		for _, s := range list {
+			fmt.Fprintf(stdout, "%-20s %-14s %-6t %-4d %12d %10d %10d %12d\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, s.Keys)
+			if s.Reason != "" {
+				fmt.Fprintf(stdout, "  reason: %s\n", s.Reason)
+			}
+		}
+		return nil
+	}
+	return c
+}
+
+func verifyCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "verify FOLD",
+		Short: "Compare a fold with its bucket; exit 1 on any difference",
+		Long: `Compare FOLD, read-only, with its bucket: the keys and revisions the bucket
+holds against those the fold holds. Print the counts and every differing key
+(stale: in the fold only; missing: in the bucket only; changed: another
+revision), and exit 1 if there is any difference.
+
+--json prints the service's answer: {diverged, summary, differences}.`,
+		Example: `  slipstream verify routes
+  slipstream verify routes --json || slipstream reconcile routes`,
+		Args: exactArgs("FOLD"),
+	}
+	client := apiFlags(c.Flags())
+	jsonFlag(c, &asJSON, "print {diverged, summary, differences} as JSON")
+	c.ValidArgsFunction = completeFolds(client, false)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		resp, err := client.get("/v1/folds/" + url.PathEscape(args[0]) + "/verify")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return apiError(resp)
+		}
+		var v api.Verification
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+			return err
+		}
+		stdout := cmd.OutOrStdout()
+		if asJSON {
+			if err := writeJSON(stdout, v); err != nil {
 				return err
 			}
+		} else {
+			s := v.Summary
+			fmt.Fprintf(stdout, "bucket keys %d, fold keys %d: %d stale, %d missing, %d changed\n",
+				s.BucketKeys, s.FoldKeys, s.Stale, s.Missing, s.Changed)
+			for _, d := range v.Differences {
+				fmt.Fprintf(stdout, "%-8s %s (fold revision %d, bucket revision %d)\n", d.Kind, d.Key, d.FoldRev, d.BucketRev)
+			}
 		}
-		_, err = stdout.Write(append(out, '\n'))
-		return err
-	}
-	fmt.Fprintf(stdout, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
-	for _, s := range list {
-		fmt.Fprintf(stdout, "%-20s %-14s %-6t %-4d %12d %10d %10d %12d\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, s.Keys)
-		if s.Reason != "" {
-			fmt.Fprintf(stdout, "  reason: %s\n", s.Reason)
+		if v.Diverged {
+			return fmt.Errorf("fold %s differs from its bucket", args[0])
 		}
+		return nil
 	}
-	return nil
+	return c
 }
 
-func cmdVerify(args []string, stdout, stderr io.Writer) error {
-	fs := flags("verify", stderr)
-	client := apiFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
+func reconcileCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "reconcile FOLD",
+		Short: "Ask a running fold to repair itself against its bucket",
+		Long: `Ask the running service to reconcile FOLD: list the bucket's live keys and
+revisions, delete what the bucket no longer has and fetch again what differs.
+It runs in the service; follow it with 'slipstream status' (state reconciling)
+and check it with 'slipstream verify'.`,
+		Example: `  slipstream reconcile routes
+  slipstream reconcile routes --json`,
+		Args: exactArgs("FOLD"),
 	}
-	if fs.NArg() != 1 {
-		return usageErr("usage: slipstream verify [--api ADDR] FOLD")
+	client := apiFlags(c.Flags())
+	jsonFlag(c, &asJSON, `print {"fold", "requested"} as JSON`)
+	c.ValidArgsFunction = completeFolds(client, false)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		resp, err := client.do(http.MethodPost, "/v1/folds/"+url.PathEscape(args[0])+"/reconcile", apiTimeout)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return apiError(resp)
+		}
+		if asJSON {
+			return writeJSON(cmd.OutOrStdout(), map[string]any{"fold": args[0], "requested": true})
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "reconcile of %s requested; watch 'slipstream status'\n", args[0])
+		return nil
 	}
-	resp, err := client.get("/v1/folds/" + url.PathEscape(fs.Arg(0)) + "/verify")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return apiError(resp)
-	}
-	var v api.Verification
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return err
-	}
-	s := v.Summary
-	fmt.Fprintf(stdout, "bucket keys %d, fold keys %d: %d stale, %d missing, %d changed\n",
-		s.BucketKeys, s.FoldKeys, s.Stale, s.Missing, s.Changed)
-	for _, d := range v.Differences {
-		fmt.Fprintf(stdout, "%-8s %s (fold revision %d, bucket revision %d)\n", d.Kind, d.Key, d.FoldRev, d.BucketRev)
-	}
-	if v.Diverged {
-		return fmt.Errorf("fold %s differs from its bucket", fs.Arg(0))
-	}
-	return nil
-}
-
-func cmdReconcile(args []string, stdout, stderr io.Writer) error {
-	fs := flags("reconcile", stderr)
-	client := apiFlags(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageErr("usage: slipstream reconcile [--api ADDR] FOLD")
-	}
-	resp, err := client.do(http.MethodPost, "/v1/folds/"+url.PathEscape(fs.Arg(0))+"/reconcile", apiTimeout)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return apiError(resp)
-	}
-	fmt.Fprintf(stdout, "reconcile of %s requested; watch 'slipstream status'\n", fs.Arg(0))
-	return nil
+	return c
 }

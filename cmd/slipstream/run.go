@@ -15,43 +15,87 @@ import (
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/host/service"
 	"github.com/slipstreamkv/slipstream/internal/sdnotify"
+	"github.com/spf13/cobra"
 )
 
+// loadConfig loads the config file at path. Its problems are the
+// caller's: exit 2.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return nil, usageErr("--config FILE is required")
+		return nil, argsErr("--config FILE is required")
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: invalid config:\n%v", errUsage, err)
+		return nil, usageErr("invalid config:\n%v", err)
 	}
 	return cfg, nil
 }
 
-func cmdValidate(args []string, stdout, stderr io.Writer) error {
-	fs := flags("validate", stderr)
-	path := fs.String("config", "", "config file")
-	if err := parse(fs, args); err != nil {
-		return err
+func validateCmd() *cobra.Command {
+	var (
+		path   string
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "validate [--config] FILE",
+		Short: "Check a config file and exit",
+		Long: `Load a config file as 'slipstream run' would and check it: every key, value and
+file it names (a token file is read). Errors name the file, the line and the
+key, and exit 2. --json prints {config, folds} of a valid file.`,
+		Example: `  slipstream validate --config slipstream.toml
+  slipstream validate slipstream.toml --json`,
+		Args: rangeArgs(0, "[FILE]"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if path == "" && len(args) == 1 {
+				path = args[0]
+			}
+			cfg, err := loadConfig(path)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				names := make([]string, len(cfg.Folds))
+				for i, f := range cfg.Folds {
+					names[i] = f.Name
+				}
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"config": cfg.Path, "valid": true, "folds": names})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d folds)\n", cfg.Path, len(cfg.Folds))
+			return nil
+		},
 	}
-	if *path == "" && fs.NArg() == 1 {
-		*path = fs.Arg(0)
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: ok (%d folds)\n", cfg.Path, len(cfg.Folds))
-	return nil
+	c.Flags().StringVar(&path, "config", "", "config `FILE`")
+	jsonFlag(c, &asJSON, "print {config, valid, folds} as JSON")
+	return c
 }
 
-func cmdRun(args []string, _, stderr io.Writer) error {
-	fs := flags("run", stderr)
-	path := fs.String("config", "", "config file")
-	if err := parse(fs, args); err != nil {
-		return err
+func runCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run every fold of a config file",
+		Long: `Run the service: every [[fold]] of the config file, supervised, with the HTTP
+API, and the embedded NATS server when the config has no [nats] url. It logs
+to stderr (text on a terminal, JSON otherwise, unless [log] says which), tells
+systemd how it goes when NOTIFY_SOCKET is set, and stops cleanly on SIGINT or
+SIGTERM, committing every fold's open batch.
+
+A config error exits 2; any other failure to start exits 1 at once.`,
+		Example: `  slipstream run --config slipstream.toml
+  slipstream run --config config.example.toml`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runService(path, cmd.ErrOrStderr())
+		},
 	}
-	cfg, err := loadConfig(*path)
+	c.Flags().StringVar(&path, "config", "", "config `FILE`")
+	_ = c.MarkFlagFilename("config", "toml")
+	return c
+}
+
+// runService is slipstream run.
+func runService(path string, stderr io.Writer) error {
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}

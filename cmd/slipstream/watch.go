@@ -5,17 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/slipstreamkv/slipstream/client"
+	"github.com/spf13/cobra"
 )
 
 // newAPIClient makes a client.Client of the --api, --token-file and
@@ -38,106 +36,103 @@ func newAPIClient(a *apiClient) (*client.Client, error) {
 // errWatchReset ends a watch the service reset: exit 1.
 var errWatchReset = errors.New("the change stream was reset")
 
-// cmdWatch prints the changes of a fold as they happen, one line each,
+// watchCmd prints the changes of a fold as they happen, one line each,
 // until SIGINT or SIGTERM (exit 0). A reset (the changes after the
 // position cannot be delivered: a rebuild, a position too old) is printed
 // to stderr with where the fold is now, and exits 1: read the fold again
 // (scan) and watch --from the position that read answered.
-func cmdWatch(args []string, stdout, stderr io.Writer) error {
-	fs := flags("watch", stderr)
-	api := apiFlags(fs)
-	prefix := fs.String("prefix", "", "only keys starting with this")
-	from := fs.String("from", "", "print the changes after this position, GENERATION.CURSOR (default: from now)")
-	asJSON := fs.Bool("json", false, "print one JSON object per change: op, key, revision, value or value_base64, position")
-	bookmark := fs.Duration("bookmark", 0, "how long the stream may stay silent before the service says it is alive (100ms to 10m; default the service's, 10s)")
-	// Flags may come before and after FOLD.
-	var rest []string
-	for {
-		if err := parse(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(rest) != 1 {
-		return usageErr("usage: slipstream watch [--api ADDR] [--prefix P] [--from G.C] [--json] FOLD")
-	}
-	name := rest[0]
-	o := client.WatchOptions{Prefix: *prefix, Bookmark: *bookmark}
-	if *from != "" {
-		at, err := client.ParsePosition(*from)
-		if err != nil {
-			return usageErr("--from: %v", err)
-		}
-		o.From = at
-	}
-	c, err := newAPIClient(api)
-	if err != nil {
-		return err
-	}
-	o.OnRetry = func(err error, wait time.Duration) {
-		fmt.Fprintf(stderr, "slipstream watch: %v; resuming in %s\n", err, wait.Round(time.Millisecond))
-	}
+func watchCmd() *cobra.Command {
+	var (
+		prefix, from string
+		asJSON       bool
+		bookmark     time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "watch FOLD",
+		Short: "Print the changes of a fold as they happen",
+		Long: `Follow the changes FOLD commits (after its transforms) and print one line each:
+"put KEY REV VALUE" and "del KEY REV" (a value with control characters is
+quoted, as in scan). With --json, JSON Lines: one {op, key, revision, value or
+value_base64, position} per change, where position is the --from to go on
+after it. Without --from it starts at the fold's current position; it says on
+stderr when it is watching.
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	started := false
-	for ev, err := range c.Watch(ctx, name, o) {
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted: a clean end
-			}
-			return err
-		}
-		switch ev.Type {
-		case client.EventBookmark:
-			if !started {
-				started = true
-				fmt.Fprintf(stderr, "watching %s (prefix %q) from %s\n", name, *prefix, ev.Position)
-			}
-			continue
-		case client.EventReset:
-			return fmt.Errorf("%w: %s; the fold is at %s: read it again, then watch --from the position of that read", errWatchReset, ev.Reason, ev.Position)
-		}
-		var line []byte
-		if *asJSON {
-			line = changeJSON(ev)
-		} else {
-			line = changeText(ev)
-		}
-		if _, err := stdout.Write(line); err != nil {
-			return err
-		}
+It exits 0 on SIGINT or SIGTERM. On a reset (a rebuild, or a position older
+than the changes the service keeps) it prints the reason and where the fold is
+to stderr and exits 1: read the fold again (scan --json gives a position) and
+watch --from the position of that read.`,
+		Example: `  slipstream watch routes
+  slipstream watch routes --prefix route. --json
+  slipstream watch routes --from 2.1041 --json`,
+		Args: exactArgs("FOLD"),
 	}
-	return nil
+	api := apiFlags(c.Flags())
+	c.Flags().StringVar(&prefix, "prefix", "", "only keys starting with `P`")
+	c.Flags().StringVar(&from, "from", "", "print the changes after this position, `G.C` (GENERATION.CURSOR; default: from now)")
+	jsonFlag(c, &asJSON, "print JSON Lines: one {op, key, revision, value or value_base64, position} per change")
+	c.Flags().DurationVar(&bookmark, "bookmark", 0, "how long the stream may stay silent before the service says it is alive (100ms to 10m; default the service's, 10s)")
+	c.ValidArgsFunction = completeFolds(api, false)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		name, stdout, stderr := args[0], cmd.OutOrStdout(), cmd.ErrOrStderr()
+		o := client.WatchOptions{Prefix: prefix, Bookmark: bookmark}
+		if from != "" {
+			at, err := client.ParsePosition(from)
+			if err != nil {
+				return usageErr("--from: %v", err)
+			}
+			o.From = at
+		}
+		c, err := newAPIClient(api)
+		if err != nil {
+			return err
+		}
+		o.OnRetry = func(err error, wait time.Duration) {
+			fmt.Fprintf(stderr, "slipstream watch: %v; resuming in %s\n", err, wait.Round(time.Millisecond))
+		}
+
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		started := false
+		for ev, err := range c.Watch(ctx, name, o) {
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // interrupted: a clean end
+				}
+				return err
+			}
+			switch ev.Type {
+			case client.EventBookmark:
+				if !started {
+					started = true
+					fmt.Fprintf(stderr, "watching %s (prefix %q) from %s\n", name, prefix, ev.Position)
+				}
+				continue
+			case client.EventReset:
+				return fmt.Errorf("%w: %s; the fold is at %s: read it again, then watch --from the position of that read", errWatchReset, ev.Reason, ev.Position)
+			}
+			var line []byte
+			if asJSON {
+				line = changeJSON(ev)
+			} else {
+				line = changeText(ev)
+			}
+			if _, err := stdout.Write(line); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return c
 }
 
 // changeText is a change for people: put KEY REV VALUE, or del KEY REV.
-// A value that is not printable text is quoted, a binary one summarized.
+// A value that is not printable text is quoted, a binary one summarized
+// (showValue).
 func changeText(ev client.Event) []byte {
 	if ev.Type == client.EventDelete {
-		return fmt.Appendf(nil, "del %s %d\n", ev.Key, ev.Revision)
+		return fmt.Appendf(nil, "del %s %d\n", showKey(ev.Key), ev.Revision)
 	}
-	v := string(ev.Value)
-	switch {
-	case !utf8.Valid(ev.Value):
-		v = "(binary " + strconv.Itoa(len(ev.Value)) + " bytes)"
-	case !printable(v):
-		v = strconv.Quote(v)
-	}
-	return fmt.Appendf(nil, "put %s %d %s\n", ev.Key, ev.Revision, v)
-}
-
-func printable(s string) bool {
-	for _, r := range s {
-		if !unicode.IsPrint(r) && r != ' ' {
-			return false
-		}
-	}
-	return true
+	return fmt.Appendf(nil, "put %s %d %s\n", showKey(ev.Key), ev.Revision, showValue(ev.Value))
 }
 
 // watchLine is a change for scripts, one JSON object per line.
