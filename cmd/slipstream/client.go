@@ -537,3 +537,52 @@ and check it with 'slipstream verify'.`,
 	}
 	return c
 }
+
+func reloadCmd() *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "reload",
+		Short: "Have a running service read its config file again and apply it",
+		Long: `Ask the running service to read its config file again (as SIGHUP does) and
+apply it: folds added are started, folds removed are stopped (their data stays),
+folds whose table changed are stopped and started again (a new scope or
+transform chain rebuilds them), the others go on untouched. The folds to start
+are validated first; a file that does not load, or a fold that would not start,
+is refused with its errors (exit 1) and nothing changes. Settings only a
+restart applies (NATS, the HTTP API, data_dir, the log) are named.`,
+		Example: `  slipstream reload
+  slipstream reload --api 127.0.0.1:7070 --json`,
+		Args: exactArgs(),
+	}
+	client := apiFlags(c.Flags())
+	jsonFlag(c, &asJSON, "print {added, removed, restarted, unchanged, need_restart} as JSON")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		resp, err := client.do(http.MethodPost, "/v1/reload", 5*time.Minute)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if resp.StatusCode != http.StatusOK {
+			if json.NewDecoder(resp.Body).Decode(&body) == nil && body["error"] != nil {
+				return fmt.Errorf("%s: %v", resp.Status, body["error"])
+			}
+			return fmt.Errorf("%s", resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return fmt.Errorf("reading the service's answer: %w", err)
+		}
+		if asJSON {
+			return writeJSON(cmd.OutOrStdout(), body)
+		}
+		out := cmd.OutOrStdout()
+		for _, k := range []string{"added", "removed", "restarted", "unchanged", "need_restart"} {
+			if list, ok := body[k].([]any); ok && len(list) > 0 {
+				fmt.Fprintf(out, "%-13s %v\n", strings.ReplaceAll(k, "_", " "), list)
+			}
+		}
+		fmt.Fprintln(out, "reloaded")
+		return nil
+	}
+	return c
+}

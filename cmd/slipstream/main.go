@@ -151,7 +151,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or config error.`,
 			root.AddCommand(c)
 		}
 	}
-	add("service", runCmd(), validateCmd())
+	add("service", runCmd(), validateCmd(), reloadCmd())
 	add("read", statusCmd(), getCmd(), scanCmd(), watchCmd(), verifyCmd(), reconcileCmd())
 	add("artifact", exportCmd(), importCmd(), artifactCmd())
 	add("other", kvCmd(), conformanceCmd(), versionCmd())

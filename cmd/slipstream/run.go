@@ -33,16 +33,23 @@ func loadConfig(path string) (*config.Config, error) {
 
 func validateCmd() *cobra.Command {
 	var (
-		path   string
-		asJSON bool
+		path    string
+		asJSON  bool
+		offline bool
 	)
 	c := &cobra.Command{
 		Use:   "validate [--config] FILE",
-		Short: "Check a config file and exit",
+		Short: "Check a config file as deeply as run would, and exit",
 		Long: `Load a config file as 'slipstream run' would and check it: every key, value and
-file it names (a token file is read). Errors name the file, the line and the
-key, and exit 2. --json prints {config, folds} of a valid file.`,
+file it names (a token file is read), the HTTP API's TLS key pair, and, unless
+--offline, each fold's store plugin (launched, its handshake checked, a store
+opened on a scratch directory with the fold's store_config) and each
+transform (compiled, its init given its config). Everything run would refuse
+at start is refused, except what needs NATS. Nothing is written to data_dir,
+so a running service's config can be checked. Problems name the file, line
+and key, or the fold and module, and exit 2. --json prints {config, folds}.`,
 		Example: `  slipstream validate --config slipstream.toml
+  slipstream validate slipstream.toml --offline
   slipstream validate slipstream.toml --json`,
 		Args: rangeArgs(0, "[FILE]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +59,16 @@ key, and exit 2. --json prints {config, folds} of a valid file.`,
 			cfg, err := loadConfig(path)
 			if err != nil {
 				return err
+			}
+			if offline {
+				err = service.ValidateOffline(cfg)
+			} else {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				err = service.Validate(ctx, cfg, newLogger(cmd.ErrOrStderr(), cfg.Log))
+			}
+			if err != nil {
+				return usageErr("invalid config:\n%v", err)
 			}
 			if asJSON {
 				names := make([]string, len(cfg.Folds))
@@ -65,6 +82,7 @@ key, and exit 2. --json prints {config, folds} of a valid file.`,
 		},
 	}
 	c.Flags().StringVar(&path, "config", "", "config `FILE`")
+	c.Flags().BoolVar(&offline, "offline", false, "check the file only: start no store plugin and no transform")
 	jsonFlag(c, &asJSON, "print {config, valid, folds} as JSON")
 	return c
 }
@@ -127,6 +145,29 @@ func runService(path string, stderr io.Writer) error {
 			notify.Watch(watchCtx, probe)
 		}
 		notify.Stopping("stopping: committing the open batches, closing the stores")
+	}()
+	// SIGHUP (systemctl reload, slipstream reload's signal) re-reads the
+	// config and applies it; one that does not load, or a fold that would
+	// not start, is refused with its errors and the running config goes on.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			notify.Status("reloading the config")
+			res, err := svc.ReloadFile(ctx)
+			if err != nil {
+				logger.Error("reload refused; the running config goes on", "err", err)
+			} else {
+				logger.Info("reloaded", "added", res.Added, "removed", res.Removed, "restarted", res.Restarted)
+			}
+			notify.Status(runStatus(svc))
+		}
 	}()
 	err = svc.Run(ctx)
 	endWatch()

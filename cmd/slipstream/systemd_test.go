@@ -144,8 +144,8 @@ func unitExecStart(t *testing.T) []string {
 	if len(settings["WatchdogSec"]) != 1 {
 		t.Errorf("unit file: WatchdogSec=%v, want one", settings["WatchdogSec"])
 	}
-	if r := settings["ExecReload"]; len(r) > 0 {
-		t.Errorf("unit file: ExecReload=%v, but slipstream has no reload", r)
+	if r := settings["ExecReload"]; !slices.Equal(r, []string{"/bin/kill -HUP $MAINPID"}) {
+		t.Errorf("unit file: ExecReload=%v, want the SIGHUP that reloads", r)
 	}
 	exec := settings["ExecStart"]
 	if len(exec) != 1 {
