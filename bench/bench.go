@@ -37,13 +37,15 @@ type bench struct {
 	loadStart string // load average when the run started
 	rows      []row
 	phase     int // numbers live phases, so each uses its own hot key
+	// changeIndex is the value index of the next change phase's first
+	// put: each phase's values are told from those of the phases before.
+	changeIndex int
 
 	// Filled by the bootstrap rounds, used by later groups.
 	cold       map[string]time.Duration // backend -> median cold bootstrap through the plugin
 	foldDirs   map[string]string        // backend -> a bootstrapped fold of the main bucket
 	rounds     int                      // bootstrap rounds run (-budget may cut -runs)
 	rawLiveRes rawLiveResult
-	rawReadRes readResult
 	memRef     *childResult // the memory reference, once measured
 }
 
@@ -151,7 +153,7 @@ func (b *bench) lastSeq(ctx context.Context) (uint64, error) {
 // measure runs the selected groups in order.
 func (b *bench) measure(ctx context.Context) error {
 	o := b.o
-	needFold := o.has("live") || o.has("resume") || o.has("reads")
+	needFold := o.has("live") || o.has("resume") || o.has("reads") || o.has("changes")
 	keep := needFold || o.has("artifact")
 	if o.has("bootstrap") || o.has("boundary") || keep {
 		if err := b.bootstraps(ctx, keep); err != nil {
@@ -160,11 +162,6 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	if o.has("live") {
 		if err := b.rawLive(ctx); err != nil {
-			return err
-		}
-	}
-	if o.has("reads") {
-		if err := b.rawReads(ctx); err != nil {
 			return err
 		}
 	}
@@ -189,8 +186,8 @@ func (b *bench) measure(ctx context.Context) error {
 	return nil
 }
 
-// follow runs the live, read and resume groups against the bootstrapped
-// fold of be.
+// follow runs the live, read, change and resume groups against the
+// bootstrapped fold of be.
 func (b *bench) follow(ctx context.Context, be *backend) error {
 	last, err := b.lastSeq(ctx)
 	if err != nil {
@@ -215,7 +212,13 @@ func (b *bench) follow(ctx context.Context, be *backend) error {
 		err = b.foldLive(ctx, be, r, api)
 	}
 	if err == nil && b.o.has("reads") {
-		err = b.foldReads(ctx, be, api)
+		err = b.foldReads(ctx, be, r, api)
+	}
+	// The change stream on the first backend only: its path (the feed,
+	// the API, the client) is the same for every store, and two phases of
+	// -changes puts take long (BENCHMARKS.md).
+	if err == nil && b.o.has("changes") && be == b.backends[0] {
+		err = b.foldChanges(ctx, be, r, api)
 	}
 	if err := errors.Join(err, api.close(), r.stop(time.Minute)); err != nil {
 		return err

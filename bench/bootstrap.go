@@ -137,7 +137,14 @@ func (b *bench) roomForRound(last time.Duration, series map[string][]time.Durati
 		rest += time.Duration(len(b.backends)) * (2*(o.liveFor+time.Second) + 30*time.Second)
 	}
 	if o.has("reads") {
-		rest += time.Duration(len(b.backends)+1) * o.readFor
+		// Per backend: the cache's warm-up, then -runs rounds of five
+		// phases.
+		rest += time.Duration(len(b.backends)) * (15*time.Second + time.Duration(5*o.runs)*(o.readFor+200*time.Millisecond))
+	}
+	if o.has("changes") {
+		// On the first backend: a raw phase and a slipstream phase.
+		phase := time.Duration(changeCount(o)) * time.Second / time.Duration(o.changeRate)
+		rest += 2 * (phase + 3*time.Second)
 	}
 	if o.has("memory") {
 		rest += 2 * median(series["plugin/"+b.backends[0].name])

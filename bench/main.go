@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/slipstreamkv/slipstream/host/fold"
 )
 
 // options are the command-line settings of one run.
@@ -42,6 +44,10 @@ type options struct {
 	resumeUpdates int
 	readFor       time.Duration
 	readClients   int
+	readHot       int
+	changes       int
+	changeRate    int
+	subscribers   int
 	poll          time.Duration
 	wait          time.Duration
 	budget        time.Duration
@@ -59,7 +65,7 @@ type options struct {
 }
 
 // groups are the scenario groups -only selects from, in the order they run.
-var groups = []string{"bootstrap", "boundary", "live", "resume", "reads", "memory", "artifact"}
+var groups = []string{"bootstrap", "boundary", "live", "resume", "reads", "changes", "memory", "artifact"}
 
 // has reports whether -only selects group.
 func (o *options) has(group string) bool { return slices.Contains(o.only, group) }
@@ -67,7 +73,8 @@ func (o *options) has(group string) bool { return slices.Contains(o.only, group)
 // smokeDefaults are the sizes -smoke uses for the flags not set explicitly.
 var smokeDefaults = map[string]string{
 	"keys": "2000", "mem-small": "500", "runs": "1", "live-for": "300ms",
-	"live-updates": "2000", "resume-updates": "100", "read-for": "300ms", "wait": "45s",
+	"live-updates": "2000", "resume-updates": "100", "read-for": "150ms", "wait": "45s",
+	"changes": "1000",
 }
 
 func main() {
@@ -101,8 +108,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.liveFor, "live-for", 5*time.Second, "duration of each live latency phase")
 	fs.IntVar(&o.liveUpdates, "live-updates", 100_000, "overwrites published by each live throughput phase")
 	fs.IntVar(&o.resumeUpdates, "resume-updates", 1000, "updates made while a fold is stopped, before the resume")
-	fs.DurationVar(&o.readFor, "read-for", 5*time.Second, "duration of each read phase")
+	fs.DurationVar(&o.readFor, "read-for", 2*time.Second, "duration of each read phase (-runs rounds of five phases per backend)")
 	fs.IntVar(&o.readClients, "read-clients", 8, "concurrent readers of the read phases")
+	fs.IntVar(&o.readHot, "read-hot", 100_000, "keys of the hot set the cached read rows read (must fit the fold's default read cache)")
+	fs.IntVar(&o.changes, "changes", 100_000, "puts of distinct keys each change-stream phase delivers (at most half of -keys)")
+	fs.IntVar(&o.changeRate, "change-rate", 2000, "puts per second of the change-stream phases (on the first of -backends)")
+	fs.IntVar(&o.subscribers, "subscribers", 10, "subscribers of the change-stream phases (and raw watchers of their baseline)")
 	fs.DurationVar(&o.poll, "poll", 250*time.Microsecond, "pause between polls of the live latency observers")
 	fs.DurationVar(&o.wait, "wait", 5*time.Minute, "longest wait for any one fold or phase before the run fails")
 	fs.DurationVar(&o.budget, "budget", 9*time.Minute, "run fewer bootstrap rounds than -runs when more would not fit in this time (0: no limit)")
@@ -163,6 +174,15 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("-live-rate must be from 1 to 20000")
 	case o.readClients < 1 || o.readClients > 256:
 		return nil, errors.New("-read-clients must be from 1 to 256")
+	case o.readHot < 1:
+		return nil, errors.New("-read-hot must be positive")
+	case hotBytes(min(o.readHot, o.keys)) > fold.DefaultReadCache:
+		return nil, fmt.Errorf("-read-hot: %d keys take %.1f MiB of the read cache, which holds %d MiB",
+			min(o.readHot, o.keys), float64(hotBytes(min(o.readHot, o.keys)))/(1<<20), fold.DefaultReadCache>>20)
+	case o.changes < 1 || o.changeRate < 1 || o.changeRate > 100_000:
+		return nil, errors.New("-changes must be positive and -change-rate from 1 to 100000")
+	case o.subscribers < 1 || o.subscribers > 100:
+		return nil, errors.New("-subscribers must be from 1 to 100")
 	case o.liveFor <= 0 || o.readFor <= 0 || o.wait <= 0 || o.poll < 0 || o.budget < 0:
 		return nil, errors.New("durations must be positive")
 	case o.batch < 0:

@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slipstreamkv/slipstream/client"
 	"github.com/slipstreamkv/slipstream/host/api"
 	"github.com/slipstreamkv/slipstream/host/fold"
 )
@@ -70,6 +73,42 @@ func httpClient(n int) *http.Client {
 	}
 }
 
+// Targets of the read rows (issue 15): a key read served by the fold's read
+// cache, through the API or the Go client, at least readRateTarget times
+// the reads/s of kv.Get from NATS with the same clients, at a p99 no worse
+// than kv.Get's.
+const readRateTarget = 2.0
+
+// cacheEntryOverhead is what the read cache counts for an entry beyond its
+// key and value (entryOverhead in host/fold/cache.go): -read-hot keys must
+// fit in fold.DefaultReadCache by that count.
+const cacheEntryOverhead = 96
+
+// hotBytes is what the read cache counts for n keys of the bench.
+func hotBytes(n int) int64 { return int64(n) * int64(len(keyOf(0))+valueLen+cacheEntryOverhead) }
+
+// keySet is what a read phase picks its keys from at random: the bucket's
+// keys of the indexes in idx, or all of them when idx is nil.
+type keySet struct {
+	name string // for the logs: "hot", "uniform"
+	idx  []int
+	n    int // the bucket's keys, when idx is nil
+}
+
+func (s keySet) pick(rng *rand.Rand) string {
+	if s.idx == nil {
+		return keyOf(rng.IntN(s.n))
+	}
+	return keyOf(s.idx[rng.IntN(len(s.idx))])
+}
+
+// hotSet is -read-hot keys of the bucket chosen at random (the same in
+// every run of the program).
+func (b *bench) hotSet() keySet {
+	n := min(b.o.readHot, b.o.keys)
+	return keySet{name: "hot", idx: rand.New(rand.NewPCG(15, 15)).Perm(b.o.keys)[:n]}
+}
+
 // readResult is the outcome of one read phase.
 type readResult struct {
 	rate     float64
@@ -81,15 +120,16 @@ func (r readResult) String() string {
 	return fmt.Sprintf("%s · p99 %s (p50 %s)", fmtRate(r.rate, "reads/s"), fmtMs(r.p99), fmtMs(r.p50))
 }
 
-// readPhase runs -read-clients goroutines that read random existing keys
+// readPhase runs -read-clients goroutines that read random keys of set
 // with get for -read-for.
-func (b *bench) readPhase(ctx context.Context, label string, get func(ctx context.Context, key string) error) (readResult, error) {
+func (b *bench) readPhase(ctx context.Context, label string, set keySet, get func(ctx context.Context, key string) error) (readResult, error) {
 	o := b.o
 	var res readResult
 	err := labelled(ctx, label, func(ctx context.Context) error {
 		lats := make([][]time.Duration, o.readClients)
 		errs := make([]error, o.readClients)
 		var wg sync.WaitGroup
+		cpu0 := selfCPU()
 		start := time.Now()
 		deadline := start.Add(o.readFor)
 		for c := range o.readClients {
@@ -97,7 +137,7 @@ func (b *bench) readPhase(ctx context.Context, label string, get func(ctx contex
 				rng := rand.New(rand.NewPCG(uint64(c), 7))
 				l := make([]time.Duration, 0, 1<<14)
 				for len(l) < maxReadsPerClient && time.Now().Before(deadline) {
-					key := keyOf(rng.IntN(o.keys))
+					key := set.pick(rng)
 					t := time.Now()
 					if err := get(ctx, key); err != nil {
 						errs[c] = fmt.Errorf("%s: read %s: %w", label, key, err)
@@ -110,6 +150,7 @@ func (b *bench) readPhase(ctx context.Context, label string, get func(ctx contex
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
+		cpu := selfCPU() - cpu0
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
@@ -119,56 +160,259 @@ func (b *bench) readPhase(ctx context.Context, label string, get func(ctx contex
 		}
 		slices.Sort(all)
 		res = readResult{rate: float64(len(all)) / elapsed.Seconds(), p50: percentile(all, 0.5), p99: percentile(all, 0.99), n: len(all)}
-		b.logf("  %-18s %d reads by %d clients in %v: %s", label, len(all), o.readClients, elapsed.Round(time.Millisecond), res)
+		// The process's CPU per read: the readers and what serves them in
+		// this process (the API and the fold, or the NATS server), not a
+		// store plugin's.
+		b.logf("  %-24s %d reads by %d clients in %v: %s; process CPU %.1f µs/read", label, len(all), o.readClients,
+			elapsed.Round(time.Millisecond), res, float64(cpu.Microseconds())/float64(len(all)))
 		return nil
 	})
 	return res, err
 }
 
-// rawReads measures kv.Get from NATS, the raw read a node without a fold
-// would make.
-func (b *bench) rawReads(ctx context.Context) error {
-	kv, closeConn, err := b.rawKV(ctx, "raw-reads")
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	b.rawReadRes, err = b.readPhase(ctx, "raw-reads", func(ctx context.Context, key string) error {
+// rawGet is kv.Get from NATS, the raw read a node without a fold would
+// make.
+func rawGet(kv jetstream.KeyValue) func(ctx context.Context, key string) error {
+	return func(ctx context.Context, key string) error {
 		e, err := kv.Get(ctx, key)
 		if err != nil {
 			return err
 		}
-		if len(e.Value()) != valueLen {
-			return fmt.Errorf("value of %d bytes, want %d", len(e.Value()), valueLen)
-		}
-		return nil
-	})
-	return err
+		return checkValue(e.Value())
+	}
 }
 
-// foldReads measures GET /v1/folds/{fold}/keys/{key}.
-func (b *bench) foldReads(ctx context.Context, be *backend, a *apiServer) error {
-	client := httpClient(b.o.readClients)
-	res, err := b.readPhase(ctx, "reads-"+be.name, func(ctx context.Context, key string) error {
-		body, err := httpGet(ctx, client, a.keyURL(key))
-		if err != nil {
-			return err
-		}
-		if len(body) != valueLen {
-			return fmt.Errorf("value of %d bytes, want %d", len(body), valueLen)
-		}
-		return nil
-	})
+func checkValue(v []byte) error {
+	if len(v) != valueLen {
+		return fmt.Errorf("value of %d bytes, want %d", len(v), valueLen)
+	}
+	return nil
+}
+
+// readPair is one round of a read row: the fold's phase and the kv.Get
+// phase just before it, on the same keys.
+type readPair struct {
+	fold, raw readResult
+	hits      float64 // share of the fold phase's reads the cache answered
+}
+
+// foldReads measures key reads of be's fold against kv.Get, in -runs
+// rounds that interleave the variants: on a hot set of -read-hot keys that
+// the read cache holds (warmed first), GET /v1/folds/{fold}/keys/{key} and
+// client.Get, each after a kv.Get phase; then, uniform over all the keys
+// (mostly misses once the keys outgrow the cache), the GET after a kv.Get
+// phase.
+func (b *bench) foldReads(ctx context.Context, be *backend, r *foldRun, a *apiServer) error {
+	o := b.o
+	kv, closeConn, err := b.rawKV(ctx, "raw-reads-"+be.name)
 	if err != nil {
 		return err
 	}
-	raw := b.rawReadRes
-	b.add(row{
-		group: groupReads,
-		scenario: fmt.Sprintf("GET /v1/folds/{fold}/keys/{key} → %s, %d clients, %v, random keys of %s",
-			be.name, b.o.readClients, b.o.readFor, fmtCount(b.o.keys)),
-		value: res.String(), baseline: raw.String() + " kv.Get from NATS",
-		ratio: fmtPct(res.rate / raw.rate), target: "—", result: "—",
-	})
+	defer closeConn()
+	hc := httpClient(o.readClients)
+	defer hc.CloseIdleConnections()
+	httpRead := func(ctx context.Context, key string) error {
+		body, err := httpGet(ctx, hc, a.keyURL(key))
+		if err != nil {
+			return err
+		}
+		return checkValue(body)
+	}
+	// The Go client, given a transport that keeps a connection per reader
+	// (see BENCHMARKS.md: its default keeps two) and no timeout, as its
+	// documentation asks.
+	cl, err := client.New(a.base, client.WithHTTPClient(&http.Client{Transport: readTransport(o.readClients)}))
+	if err != nil {
+		return err
+	}
+	clientRead := func(ctx context.Context, key string) error {
+		e, _, err := cl.Get(ctx, "bench", key)
+		if err != nil {
+			return err
+		}
+		return checkValue(e.Value)
+	}
+	hot := b.hotSet()
+	if err := b.warmCache(ctx, be, r, hot); err != nil {
+		return err
+	}
+	all := keySet{name: "uniform", n: o.keys}
+	type variant struct {
+		name string
+		set  keySet
+		get  func(ctx context.Context, key string) error
+	}
+	series := map[string][]readPair{}
+	for _, sets := range [][]variant{
+		{{"http", hot, httpRead}, {"client", hot, clientRead}},
+		{{"http", all, httpRead}},
+	} {
+		for round := 1; round <= o.runs; round++ {
+			for _, v := range sets {
+				name := fmt.Sprintf("%s-%s", v.set.name, v.name)
+				raw, err := b.readPhase(ctx, fmt.Sprintf("raw-reads-%s-%s", v.set.name, be.name), v.set, rawGet(kv))
+				if err != nil {
+					return err
+				}
+				h0, m0 := cacheCounts(r)
+				res, err := b.readPhase(ctx, fmt.Sprintf("reads-%s-%s", name, be.name), v.set, v.get)
+				if err != nil {
+					return err
+				}
+				h1, m1 := cacheCounts(r)
+				p := readPair{fold: res, raw: raw, hits: (h1 - h0) / max(1, h1-h0+m1-m0)}
+				b.logf("  %-24s round %d: %s of kv.Get's reads/s, p99 %s, cache hits %.1f%% (%d misses)",
+					"reads-"+name+"-"+be.name, round, fmtRatio(res.rate/raw.rate), fmtDelta(res.p99-raw.p99), 100*p.hits, int(m1-m0))
+				series[name] = append(series[name], p)
+			}
+		}
+	}
+	b.readRows(be, hot, series)
 	return nil
 }
+
+// readTransport keeps an idle connection for each of n readers.
+func readTransport(n int) *http.Transport {
+	return &http.Transport{MaxIdleConns: 2 * n, MaxIdleConnsPerHost: 2 * n, DisableCompression: true}
+}
+
+// warmCache reads every key of set once through the fold (fold.Lookup,
+// the API's read), so that the read cache holds them, and checks that it
+// does: reading them again must find every one in the cache.
+func (b *bench) warmCache(ctx context.Context, be *backend, r *foldRun, set keySet) error {
+	return labelled(ctx, "read-warm-"+be.name, func(ctx context.Context) error {
+		start := time.Now()
+		errs := make([]error, b.o.readClients)
+		var wg sync.WaitGroup
+		for c := range b.o.readClients {
+			wg.Go(func() {
+				for i := c; i < len(set.idx); i += b.o.readClients {
+					if _, _, err := r.f.Lookup(ctx, []byte(keyOf(set.idx[i]))); err != nil {
+						errs[c] = fmt.Errorf("warming the read cache: %s: %w", keyOf(set.idx[i]), err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		took := time.Since(start)
+		h0, m0 := cacheCounts(r)
+		for _, i := range set.idx {
+			if _, _, err := r.f.Lookup(ctx, []byte(keyOf(i))); err != nil {
+				return fmt.Errorf("reading the warmed cache: %s: %w", keyOf(i), err)
+			}
+		}
+		h1, m1 := cacheCounts(r)
+		bytes, _ := metricValue(r.reg, "slipstream_fold_read_cache_bytes")
+		b.logf("  %-24s %d keys read in %v; the cache counts %.1f MiB; read again: %d hits, %d misses",
+			"read-warm-"+be.name, len(set.idx), took.Round(time.Millisecond), bytes/(1<<20), int(h1-h0), int(m1-m0))
+		if m1 > m0 {
+			return fmt.Errorf("the read cache of %s missed %d of the %d hot keys just read (%.1f MiB counted): they do not stay in it",
+				be.name, int(m1-m0), len(set.idx), bytes/(1<<20))
+		}
+		return nil
+	})
+}
+
+// cacheCounts reads the fold's read cache hits and misses so far.
+func cacheCounts(r *foldRun) (hits, misses float64) {
+	hits, _ = metricValue(r.reg, "slipstream_fold_read_cache_hits_total")
+	misses, _ = metricValue(r.reg, "slipstream_fold_read_cache_misses_total")
+	return hits, misses
+}
+
+// readRows adds the read rows of be: each a median of its rounds, with the
+// range of the rounds in brackets; the ratio column holds the medians of
+// the rounds' ratios (reads/s) and differences (p99).
+func (b *bench) readRows(be *backend, hot keySet, series map[string][]readPair) {
+	o := b.o
+	for _, v := range []struct {
+		name, what string
+		target     bool
+	}{
+		{"hot-http", "GET /v1/folds/{fold}/keys/{key}", true},
+		{"hot-client", "client.Get (Go client)", true},
+		{"uniform-http", "GET /v1/folds/{fold}/keys/{key}", false},
+	} {
+		ps := series[v.name]
+		if len(ps) == 0 {
+			continue
+		}
+		var keys string
+		if strings.HasPrefix(v.name, "hot") {
+			keys = fmt.Sprintf("hot set of %s random keys (%.0f MiB in the cache)", fmtCount(len(hot.idx)), float64(hotBytes(len(hot.idx)))/(1<<20))
+		} else {
+			keys = fmt.Sprintf("uniform over all %s keys (miss path)", fmtCount(o.keys))
+		}
+		col := func(get func(p readPair) float64) []float64 {
+			out := make([]float64, len(ps))
+			for i, p := range ps {
+				out[i] = get(p)
+			}
+			return out
+		}
+		rate, rateSp := spreadOf(col(func(p readPair) float64 { return p.fold.rate }), func(f float64) string { return fmtRate(f, "") })
+		p99, p99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.fold.p99) }), msOf)
+		rawRate, rawRateSp := spreadOf(col(func(p readPair) float64 { return p.raw.rate }), func(f float64) string { return fmtRate(f, "") })
+		rawP99, rawP99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.raw.p99) }), msOf)
+		ratio, ratioSp := spreadOf(col(func(p readPair) float64 { return p.fold.rate / p.raw.rate }), func(f float64) string { return fmt.Sprintf("%.2f", f) })
+		dp99, dp99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.fold.p99 - p.raw.p99) }), deltaOf)
+		hits, _ := spreadOf(col(func(p readPair) float64 { return p.hits }), nil)
+		rw := row{
+			group: groupReads,
+			scenario: fmt.Sprintf("%s → %s, %d clients, %s, cache hits %.0f%% (median of %d × %v)",
+				v.what, be.name, o.readClients, keys, 100*hits, len(ps), o.readFor),
+			value: fmt.Sprintf("%s%s · p99 %s%s", fmtRate(rate, "reads/s"), rateSp, fmtMs(time.Duration(p99)), p99Sp),
+			baseline: fmt.Sprintf("%s%s · p99 %s%s kv.Get, same keys", fmtRate(rawRate, "reads/s"), rawRateSp,
+				fmtMs(time.Duration(rawP99)), rawP99Sp),
+			ratio:  fmt.Sprintf("%s%s · p99 %s%s", fmtRatio(ratio), ratioSp, fmtDelta(time.Duration(dp99)), dp99Sp),
+			target: "—", result: "—",
+		}
+		if v.target {
+			rw.target = fmt.Sprintf("≥ %.0f× · p99 ≤ raw", readRateTarget)
+			rw.result = verdicts(map[string]bool{"reads/s": ratio >= readRateTarget, "p99": dp99 <= 0})
+		}
+		b.add(rw)
+	}
+}
+
+// verdicts is met when every target is, else MISSED with the missed ones.
+func verdicts(met map[string]bool) string {
+	var missed []string
+	for name, ok := range met {
+		if !ok {
+			missed = append(missed, name)
+		}
+	}
+	if len(missed) == 0 {
+		return "met"
+	}
+	slices.Sort(missed)
+	return "MISSED (" + strings.Join(missed, ", ") + ")"
+}
+
+// spreadOf is the median of vs and, when there are several, their range as
+// " (low–high)" in format.
+func spreadOf(vs []float64, format func(float64) string) (float64, string) {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0, ""
+	}
+	m := s[len(s)/2]
+	if len(s) < 2 || format == nil {
+		return m, ""
+	}
+	return m, fmt.Sprintf(" (%s–%s)", strings.TrimSpace(format(s[0])), strings.TrimSpace(format(s[len(s)-1])))
+}
+
+func msOf(ns float64) string { return fmt.Sprintf("%.2f", ns/float64(time.Millisecond)) }
+
+func deltaOf(ns float64) string {
+	return strings.TrimSuffix(fmtDelta(time.Duration(ns)), " ms")
+}
+
+func fmtRatio(f float64) string { return fmt.Sprintf("%.2f×", f) }
