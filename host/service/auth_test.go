@@ -2,17 +2,9 @@ package service_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,47 +17,6 @@ import (
 	"github.com/slipstreamkv/slipstream/host/service"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
-
-// selfSigned writes a fresh self-signed certificate for 127.0.0.1 and its
-// key to dir/cert.pem and dir/key.pem, and returns a pool that trusts it.
-func selfSigned(t *testing.T, dir string) *x509.CertPool {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "slipstream test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, data := range map[string][]byte{
-		"cert.pem": certPEM,
-		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return pool
-}
 
 // tokenTOML is a service whose API listens on a free loopback port over
 // TLS and asks for the token in api.token.
@@ -96,7 +47,7 @@ func TestAPITokenOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	pool := selfSigned(t, dir)
+	pool := testenv.SelfSigned(t, dir)
 	const token = "tok-7Hq2_service.test"
 	if err := os.WriteFile(filepath.Join(dir, "api.token"), []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -152,12 +103,12 @@ func TestAPITokenOverTLS(t *testing.T) {
 // start, naming the keys, before NATS is dialled.
 func TestAPIBadKeyPair(t *testing.T) {
 	dir := t.TempDir()
-	selfSigned(t, dir)
+	testenv.SelfSigned(t, dir)
 	certPEM, err := os.ReadFile(filepath.Join(dir, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	selfSigned(t, dir) // a second key pair: cert.pem no longer matches key.pem
+	testenv.SelfSigned(t, dir) // a second key pair: cert.pem no longer matches key.pem
 	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}

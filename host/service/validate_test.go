@@ -44,7 +44,7 @@ func newValidateParts(t *testing.T) *validateParts {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		selfSigned(t, d)
+		testenv.SelfSigned(t, d)
 	}
 	plugin := testenv.SQLitePlugin(t)
 	return &validateParts{
