@@ -37,7 +37,7 @@ unit:
 	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -count=1 -timeout 25m ./...
 
 ## race: the packages that run goroutines of their own, under the race detector
-RACE_PKGS := ./host/fold ./host/watch ./host/chain ./host/api ./host/connect ./sdk ./internal/pluginhost ./transforms
+RACE_PKGS := ./host/fold ./host/watch ./host/chain ./host/api ./host/connect ./sdk ./internal/pluginhost ./transforms ./client ./internal/sdnotify
 race:
 	PATH="$(TOOLS):$$PATH" SLIPSTREAM_BIN="$(CURDIR)/$(BIN)" $(GO) test -race -count=1 -timeout 25m $(RACE_PKGS)
 
