@@ -137,9 +137,10 @@ func (b *bench) roomForRound(last time.Duration, series map[string][]time.Durati
 		rest += time.Duration(len(b.backends)) * (2*(o.liveFor+time.Second) + 30*time.Second)
 	}
 	if o.has("reads") {
-		// Per backend: the cache's warm-up, then -runs rounds of five
-		// phases.
-		rest += time.Duration(len(b.backends)) * (15*time.Second + time.Duration(5*o.runs)*(o.readFor+200*time.Millisecond))
+		// The cache's warm-up and -runs rounds of four phases on the first
+		// backend, of two on each.
+		phases := time.Duration(o.runs * (4 + 2*len(b.backends)))
+		rest += 15*time.Second + phases*(o.readFor+200*time.Millisecond)
 	}
 	if o.has("changes") {
 		// On the first backend: a raw phase and a slipstream phase.
