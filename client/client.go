@@ -100,6 +100,10 @@ func WithTLSConfig(cfg *tls.Config) Option {
 
 // New returns a client of the service whose API is at baseURL: host:port
 // (plain HTTP), or an http:// or https:// URL.
+// idleConns is how many idle connections to the service a Client built
+// without WithHTTPClient keeps.
+const idleConns = 64
+
 func New(baseURL string, opts ...Option) (*Client, error) {
 	var s settings
 	for _, o := range opts {
@@ -123,7 +127,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	c := &Client{base: strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), hc: s.hc, token: s.token}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// An app reads from one service, from many goroutines: keep a
+		// connection per concurrent reader instead of net/http's default
+		// two, which makes the others dial a new one per request.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = idleConns
+		c.hc = &http.Client{Transport: t}
 	}
 	if s.tls != nil {
 		t, ok := c.hc.Transport.(*http.Transport)
