@@ -202,7 +202,8 @@ func (f *Fold) WaitFor(ctx context.Context, cursor uint64) (Position, error) {
 
 // Lookup reads one key of the published generation, through the read
 // cache, and returns it with the position it is at least as new as. An
-// absent key is sdk.ErrNotFound.
+// absent key is sdk.ErrNotFound. The entry's value may be the cache's own:
+// callers must not modify it.
 func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, error) {
 	f.liveMu.Lock()
 	l, err := f.current()
