@@ -360,15 +360,7 @@ func TestImportRefusesAndLeavesTheFoldUntouched(t *testing.T) {
 func TestOfflineImportResumesAtTheCursor(t *testing.T) {
 	js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg"}, 400)
 	ctx := context.Background()
-	a := newHarness(t, js, "cfg", nil, t.TempDir())
-	a.start()
-	a.waitSynced(last)
-	var buf bytes.Buffer
-	m, err := a.f.Export(ctx, &buf, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.stop()
+	buf, m := exportOf(t, js, last)
 	for i := range 20 {
 		w.put(t, kv, fmt.Sprintf("n%05d", i), "tail")
 	}
@@ -453,4 +445,20 @@ func TestExportWithoutViews(t *testing.T) {
 	}
 	_, last = lastSeq(t, js, "cfg")
 	h.waitSynced(last) // applies resumed
+}
+
+// exportOf runs a fold of bucket cfg until it holds last, exports it, and
+// stops it.
+func exportOf(t *testing.T, js jetstream.JetStream, last uint64) (*bytes.Buffer, artifact.Manifest) {
+	t.Helper()
+	a := newHarness(t, js, "cfg", nil, t.TempDir())
+	a.start()
+	a.waitSynced(last)
+	var buf bytes.Buffer
+	m, err := a.f.Export(context.Background(), &buf, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	return &buf, m
 }

@@ -24,15 +24,7 @@ import (
 func TestImportInManyBatches(t *testing.T) {
 	js, kv, w, last := writtenBucket(t, jetstream.KeyValueConfig{Bucket: "cfg"}, 300)
 	ctx := context.Background()
-	a := newHarness(t, js, "cfg", nil, t.TempDir())
-	a.start()
-	a.waitSynced(last)
-	var buf bytes.Buffer
-	m, err := a.f.Export(ctx, &buf, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.stop()
+	buf, m := exportOf(t, js, last)
 	w.put(t, kv, "k00007", "tail")
 	_, last = lastSeq(t, js, "cfg")
 	defer fold.SetImportBatch(7)()
