@@ -16,9 +16,12 @@ import (
 )
 
 // encoder compresses chunks; EncodeAll is safe for concurrent use, so every
-// Writer shares it.
+// Writer shares it. Each chunk is a frame of its own, about chunkTarget
+// long, so a window beyond it compresses nothing more; the default (8 MiB)
+// doubled the heap of an export (47 MiB against 23 MiB writing 200k
+// records, the same output).
 var encoder = sync.OnceValues(func() (*zstd.Encoder, error) {
-	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(2*chunkTarget))
 })
 
 var errWriterClosed = errors.New("artifact: writer is closed")
