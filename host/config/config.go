@@ -166,7 +166,8 @@ type Fold struct {
 	// Transforms are the [[fold.transform]] modules, applied in order.
 	Transforms []Transform `toml:"transform"`
 	// TombstoneHorizon is how long delete markers are assumed to be
-	// replayable; 0 derives it from the bucket's settings.
+	// replayable: a fold away longer reconciles before it is ready. 0 is
+	// 30 minutes, or the bucket's marker TTL when that is shorter.
 	TombstoneHorizon Duration `toml:"tombstone_horizon"`
 	// ReconcileEvery is the period of reconciles; 0 means never.
 	ReconcileEvery Duration `toml:"reconcile_every"`
