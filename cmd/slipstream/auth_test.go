@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/tls"
 	"net/http"
 	"os"
@@ -35,21 +34,7 @@ func (q *quickstart) startProtected(token string) (dir string) {
 	if err := os.WriteFile(q.config, []byte(cfg), 0o644); err != nil {
 		q.t.Fatal(err)
 	}
-	q.cmd = exec.Command(q.bin, "run", "--config", q.config)
-	q.stderr = &bytes.Buffer{}
-	q.cmd.Stderr = q.stderr
-	if err := q.cmd.Start(); err != nil {
-		q.t.Fatal(err)
-	}
-	q.exited = make(chan struct{})
-	go func() { _ = q.cmd.Wait(); close(q.exited) }()
-	q.t.Cleanup(func() {
-		_ = q.cmd.Process.Kill()
-		<-q.exited
-		if q.t.Failed() {
-			q.t.Logf("slipstream stderr:\n%s", q.stderr)
-		}
-	})
+	q.launch()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	testenv.Eventually(q.t, 60*time.Second, "readyz 200 over https with the token", func() bool {
 		req, _ := http.NewRequest(http.MethodGet, "https://"+q.httpAddr+"/readyz", nil)

@@ -85,6 +85,21 @@ func newQuickstart(t *testing.T) *quickstart {
 
 func (q *quickstart) start() {
 	q.t.Helper()
+	q.launch()
+	testenv.Eventually(q.t, 60*time.Second, "readyz 200", func() bool {
+		resp, err := http.Get("http://" + q.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// launch starts slipstream run on the quickstart's config, killed when the
+// test ends, without waiting for it.
+func (q *quickstart) launch() {
+	q.t.Helper()
 	q.cmd = exec.Command(q.bin, "run", "--config", q.config)
 	q.stderr = &bytes.Buffer{}
 	q.cmd.Stderr = q.stderr
@@ -99,14 +114,6 @@ func (q *quickstart) start() {
 		if q.t.Failed() {
 			q.t.Logf("slipstream stderr:\n%s", q.stderr)
 		}
-	})
-	testenv.Eventually(q.t, 60*time.Second, "readyz 200", func() bool {
-		resp, err := http.Get("http://" + q.httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
 	})
 }
 
