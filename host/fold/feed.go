@@ -75,13 +75,13 @@ func (f *feed) after(rev uint64) (uint64, bool) {
 	return f.first + uint64(i), true
 }
 
-// read appends to out the changes from absolute index pos on that match
-// prefix, examining at most limit changes, and returns them with the index
-// after the last change examined and that change's revision (0 when none
-// was examined). ok is false when pos is older than the oldest change held.
-func (f *feed) read(out []Change, pos uint64, prefix []byte, limit int) (_ []Change, next, rev uint64, ok bool) {
+// read returns the changes from absolute index pos on that match prefix,
+// examining at most limit changes, with the index after the last change
+// examined and that change's revision (0 when none was examined). ok is
+// false when pos is older than the oldest change held.
+func (f *feed) read(pos uint64, prefix []byte, limit int) (out []Change, next, rev uint64, ok bool) {
 	if pos < f.first {
-		return out, pos, 0, false
+		return nil, pos, 0, false
 	}
 	i := int(pos - f.first)
 	for n := 0; i < len(f.changes) && n < limit; i, n = i+1, n+1 {

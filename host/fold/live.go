@@ -321,7 +321,7 @@ func (c *Changes) Next(ctx context.Context, wait time.Duration) ([]Change, Posit
 			c.f.liveMu.Unlock()
 			return nil, Position{}, l.ended
 		}
-		out, next, rev, ok := l.feed.read(nil, c.pos, c.prefix, maxChanges)
+		out, next, rev, ok := l.feed.read(c.pos, c.prefix, maxChanges)
 		if !ok {
 			c.f.liveMu.Unlock()
 			return nil, Position{}, fmt.Errorf("%w: the subscriber fell behind: the changes after cursor %d are no longer held (the oldest held follow %d)",

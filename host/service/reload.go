@@ -58,12 +58,16 @@ func (s *Service) Reload(ctx context.Context, cfg *config.Config) (Reloaded, err
 	if !running {
 		return Reloaded{}, ErrNotRunning
 	}
+	byName := map[string]*foldRun{}
+	for _, fr := range old {
+		byName[fr.cfg.Name] = fr
+	}
 	// The folds to start are checked as deep as a start would, first: a
 	// plugin or a transform that would refuse them refuses the reload.
 	check := *cfg
 	check.Folds = nil
 	for _, fc := range cfg.Folds {
-		if i := slices.IndexFunc(old, func(fr *foldRun) bool { return fr.cfg.Name == fc.Name }); i < 0 || !reflect.DeepEqual(old[i].cfg, fc) {
+		if prev := byName[fc.Name]; prev == nil || !reflect.DeepEqual(prev.cfg, fc) {
 			check.Folds = append(check.Folds, fc)
 		}
 	}
@@ -75,10 +79,6 @@ func (s *Service) Reload(ctx context.Context, cfg *config.Config) (Reloaded, err
 	// The settings a reload applies; the rest stay as they started.
 	s.cfg.Buckets, s.cfg.PluginDir = cfg.Buckets, cfg.PluginDir
 
-	byName := map[string]*foldRun{}
-	for _, fr := range old {
-		byName[fr.cfg.Name] = fr
-	}
 	var next []*foldRun
 	var errs []error
 	for i := range cfg.Folds {
