@@ -41,11 +41,25 @@ func startCheckpointer(conn *rawConn, min int, log *slog.Logger) *checkpointer {
 // afterCommit starts or runs the checkpoint the WAL's size calls for,
 // after a commit of writer. A nil checkpointer (wal_autocheckpoint 0)
 // never checkpoints.
-func (c *checkpointer) afterCommit(writer *rawConn) {
+//
+// During a bulk load (loading) there is none until the WAL reaches the
+// writer's limit: the load's pages are written once, so copying them
+// sooner saves no work, and it would compete with the load for the CPU and
+// the disk. At the limit the checkpoint runs on the checkpointer's
+// connection, at the configured synchronous, while the writer waits: the
+// writer's own runs at synchronous=OFF during a load (load.go), and a
+// checkpoint that copied pages of an unsynced WAL into the database could
+// leave it corrupt after a power loss.
+func (c *checkpointer) afterCommit(writer *rawConn, loading bool) {
 	if c == nil {
 		return
 	}
 	switch frames := writer.walFrames(); {
+	case loading && frames >= walLimitFactor*c.min:
+		if err := c.exclusive(c.conn.checkpoint); err != nil {
+			c.log.Warn("sqlite checkpoint", "err", err, "wal_pages", frames)
+		}
+	case loading:
 	case frames >= walLimitFactor*c.min:
 		// The background checkpoints copy the WAL while the writer adds to
 		// it, so they seldom copy all of it, and SQLite starts the WAL over

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -68,16 +69,40 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 		}
 		return fmt.Errorf("sqlite: begin load: %w", err)
 	}
+	// The load's batches need not be durable before EndLoad: see doc.go.
+	if err := s.raw.exec(`PRAGMA synchronous=OFF`); err != nil {
+		return fmt.Errorf("sqlite: begin load: %w", err)
+	}
 	return nil
 }
 
 // applyLoading is Apply during a bulk load: puts are appended without
 // looking for the key, deletes are noted for EndLoad. The counters hold
-// rows, not keys, until EndLoad counts again.
-func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch, muts []*sdk.Mutation) error {
+// rows, not keys, until EndLoad counts again. A batch of puts only is
+// appended as it comes, a key put twice in it included (EndLoad keeps the
+// newest row); one with deletes is first reduced to the last mutation of
+// each key, so that its puts and deletes are of different keys.
+func (s *Store) applyLoading(ctx context.Context, b *sdk.Batch) error {
 	var puts, deletes []*sdk.Mutation
 	var putBytes int64
-	for _, m := range muts {
+	muts := b.Mutations
+	reduced := false
+	for i := range muts {
+		if muts[i].Op != sdk.OpPut {
+			reduced = true
+			break
+		}
+	}
+	var ms []*sdk.Mutation
+	if reduced {
+		ms = lastPerKey(muts, false)
+	} else {
+		ms = make([]*sdk.Mutation, len(muts))
+		for i := range muts {
+			ms[i] = &muts[i]
+		}
+	}
+	for _, m := range ms {
 		if m.Op == sdk.OpPut {
 			puts = append(puts, m)
 			putBytes += int64(len(m.Key) + len(m.Value))
@@ -165,6 +190,25 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	s.mu.Lock()
 	keys, nbytes := s.keys, s.bytes
 	s.mu.Unlock()
+	// The load's batches were committed at synchronous=OFF. EndLoad's
+	// commit syncs the WAL, and with it everything the load wrote, unless
+	// the fold is configured never to sync. The load's part of the WAL is
+	// written to disk meanwhile, while the index builds: the commit's sync
+	// then has only the index to wait for.
+	if s.cfg.Synchronous != "off" {
+		if err := s.raw.exec(`PRAGMA synchronous=FULL`); err != nil {
+			return fmt.Errorf("sqlite: end load: %w", err)
+		}
+		synced := make(chan struct{})
+		defer func() { <-synced }()
+		go func() {
+			defer close(synced)
+			if f, err := os.Open(s.path + "-wal"); err == nil {
+				_ = f.Sync() // only early: the commit syncs the WAL again
+				f.Close()
+			}
+		}()
+	}
 	err := s.transaction(ctx, func(c *rawConn) error {
 		recount := false
 		// Most loads put each key once: the unique index then builds in one
@@ -204,6 +248,13 @@ func (s *Store) EndLoad(ctx context.Context) error {
 		_, err = c.run(`UPDATE state SET loading = 0, keys = ?, bytes = ? WHERE id = 1`, keys, nbytes)
 		return err
 	})
+	sync := s.cfg.Synchronous
+	if err != nil {
+		sync = "off" // still loading
+	}
+	if serr := s.raw.exec(`PRAGMA synchronous=` + sync); serr != nil && err == nil {
+		s.log.Warn("sqlite: restoring synchronous after a load", "err", serr)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: end load: %w", err)
 	}
@@ -211,6 +262,8 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	s.keys, s.bytes = keys, nbytes
 	s.mu.Unlock()
 	s.loading.Store(false)
+	// The load's pages are all in the WAL: the checkpoints start now.
+	s.ckpt.afterCommit(s.raw, false)
 	return nil
 }
 

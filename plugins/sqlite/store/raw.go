@@ -155,9 +155,10 @@ import (
 // in C with one cgo call per batch (database/sql spends a cgo call and an
 // interface conversion per value).
 type rawConn struct {
-	db    *C.sqlite3
-	wal   *C.slip_wal                // shared with the WAL hook; C memory
-	stmts map[string]*C.sqlite3_stmt // prepared statements, by text
+	db     *C.sqlite3
+	wal    *C.slip_wal                // shared with the WAL hook; C memory
+	stmts  map[string]*C.sqlite3_stmt // prepared statements, by text
+	packed packed                     // the last batch's rows (pack)
 }
 
 // The statements of a batch's rows.
@@ -250,7 +251,9 @@ func (c *rawConn) exec(q string) error {
 
 // packed is a batch's mutations laid out for the C loops: lengths,
 // revisions and whether each is a put in arrays, keys and values back to
-// back in data.
+// back in data. The writer packs every batch into the same one, whose
+// arrays then stop growing after the first batches: C reads them only
+// during the call.
 type packed struct {
 	put        []C.uchar
 	klen, vlen []C.int
@@ -258,24 +261,37 @@ type packed struct {
 	data       []byte
 }
 
-func pack(ms []*sdk.Mutation) packed {
-	p := packed{put: make([]C.uchar, len(ms)), klen: make([]C.int, len(ms)), vlen: make([]C.int, len(ms)),
-		rev: make([]C.longlong, len(ms))}
+// pack lays ms out in c's packed and returns it.
+func (c *rawConn) pack(ms []*sdk.Mutation) *packed {
+	p := &c.packed
+	n := len(ms)
+	p.put, p.klen, p.vlen, p.rev = grow(p.put, n), grow(p.klen, n), grow(p.vlen, n), grow(p.rev, n)
 	size := 0
 	for _, m := range ms {
 		size += len(m.Key) + len(m.Value)
 	}
-	p.data = make([]byte, 0, max(size, 1))
+	p.data = grow(p.data, max(size, 1))[:0]
 	for i, m := range ms {
 		p.klen[i], p.rev[i] = C.int(len(m.Key)), C.longlong(m.Revision)
 		p.data = append(p.data, m.Key...)
 		if m.Op == sdk.OpPut {
 			p.put[i], p.vlen[i] = 1, C.int(len(m.Value))
 			p.data = append(p.data, m.Value...)
+		} else {
+			p.put[i], p.vlen[i] = 0, 0
 		}
 	}
 	p.data = p.data[:max(len(p.data), 1)] // never empty: C gets &data[0]
 	return p
+}
+
+// grow returns s resliced to n elements, reallocated if its capacity is
+// short; the elements' values are left as they were.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, n+n/4)
+	}
+	return s[:n]
 }
 
 // insertRows appends puts to kv as new rows, in one cgo call.
@@ -287,7 +303,7 @@ func (c *rawConn) insertRows(puts []*sdk.Mutation) error {
 	if err != nil {
 		return err
 	}
-	p := pack(puts)
+	p := c.pack(puts)
 	if C.slip_insert(insert, C.int(len(puts)), &p.klen[0], &p.vlen[0], &p.rev[0],
 		(*C.char)(unsafe.Pointer(&p.data[0]))) != C.SLIP_DONE {
 		return c.err("put")
@@ -307,7 +323,7 @@ func (c *rawConn) applyRows(muts []*sdk.Mutation) (oldKeys, oldBytes int64, err 
 			return 0, 0, err
 		}
 	}
-	p := pack(muts)
+	p := c.pack(muts)
 	var old [2]C.longlong
 	if C.slip_apply(st[0], st[1], st[2], st[3], C.int(len(muts)), &p.put[0], &p.klen[0], &p.vlen[0], &p.rev[0],
 		(*C.char)(unsafe.Pointer(&p.data[0])), &old[0]) != C.SLIP_DONE {

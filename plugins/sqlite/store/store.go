@@ -89,9 +89,11 @@ func parseConfig(raw []byte) (Config, error) {
 
 // Store is a fold kept in one SQLite database.
 type Store struct {
-	log *slog.Logger
-	raw *rawConn // the writer, through the C API (raw.go); nil once closed
-	r   *sql.DB  // readers: a small pool, query-only
+	log  *slog.Logger
+	cfg  Config
+	path string   // fold.db
+	raw  *rawConn // the writer, through the C API (raw.go); nil once closed
+	r    *sql.DB  // readers: a small pool, query-only
 
 	ckpt *checkpointer // background WAL checkpoints; nil if wal_autocheckpoint is 0
 
@@ -198,7 +200,13 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 	s.viewsMu.Lock()
 	s.vdb = vdb
 	s.viewsMu.Unlock()
-	s.r, s.get, s.raw = r, get, raw
+	if st.Loading {
+		// A load under way when the store closed goes on as it ran.
+		if err := raw.exec(`PRAGMA synchronous=OFF`); err != nil {
+			s.log.Warn("sqlite: resuming a load at the configured synchronous", "err", err)
+		}
+	}
+	s.r, s.get, s.raw, s.cfg, s.path = r, get, raw, cfg, path
 	s.log.Debug("sqlite fold opened", "path", path, "cursor", st.Cursor, "keys", s.keys)
 	return st, nil
 }
@@ -315,7 +323,7 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	}
 	defer s.wmu.Unlock()
 	if s.loading.Load() {
-		return s.applyLoading(ctx, b, lastPerKey(b.Mutations, false))
+		return s.applyLoading(ctx, b)
 	}
 	muts := lastPerKey(b.Mutations, true)
 	var putKeys, putBytes int64
@@ -399,7 +407,7 @@ func (s *Store) transaction(ctx context.Context, write func(*rawConn) error) err
 		_ = c.exec(`ROLLBACK`)
 		return err
 	}
-	s.ckpt.afterCommit(c)
+	s.ckpt.afterCommit(c, s.loading.Load())
 	return nil
 }
 

@@ -1,0 +1,93 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipstreamkv/slipstream/plugins/sqlite/store"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// BenchmarkLoad measures a whole bulk load into an empty fold, BeginLoad to
+// EndLoad, as a bootstrap runs it: SQLITE_BENCH_KEYS keys (default 300,000)
+// of 39 bytes in hash order with 200-byte random values, in batches of
+// 1000. It reports keys/s over the whole load, EndLoad's wall and CPU time, and
+// the process's CPU time per key (user and system, which includes the
+// background checkpoints).
+func BenchmarkLoad(b *testing.B) {
+	keys := 300_000
+	if s := os.Getenv("SQLITE_BENCH_KEYS"); s != "" {
+		keys, _ = strconv.Atoi(s)
+	}
+	const size = 1000
+	rng := rand.New(rand.NewPCG(1, 2))
+	pool := make([]byte, 1<<20)
+	for i := range pool {
+		pool[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[rng.IntN(62)]
+	}
+	var batches []*sdk.Batch
+	for i := 0; i < keys; i += size {
+		batch := &sdk.Batch{}
+		for j := i; j < min(i+size, keys); j++ {
+			k := int(uint32(j * 2654435761))
+			off := rng.IntN(len(pool) - 200)
+			batch.Mutations = append(batch.Mutations, sdk.Mutation{Op: sdk.OpPut,
+				Key:   fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%10000, k/10%100000, k%100_000_000),
+				Value: pool[off : off+200], Revision: uint64(j + 1)})
+		}
+		batch.Cursor = uint64(min(i+size, keys))
+		batches = append(batches, batch)
+	}
+	ctx := context.Background()
+	var wall, endLoad time.Duration
+	var cpu, endCPU time.Duration
+	for range b.N {
+		s := store.New()
+		if _, err := s.Open(ctx, b.TempDir(), []byte(benchConfig())); err != nil {
+			b.Fatal(err)
+		}
+		cpu0 := cpuTime()
+		start := time.Now()
+		if err := s.BeginLoad(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for _, batch := range batches {
+			if err := s.Apply(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		end, cpu1 := time.Now(), cpuTime()
+		if err := s.EndLoad(ctx); err != nil {
+			b.Fatal(err)
+		}
+		wall += time.Since(start)
+		endLoad += time.Since(end)
+		cpu += cpuTime() - cpu0
+		endCPU += cpuTime() - cpu1
+		b.StopTimer()
+		if err := s.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	n := float64(b.N * keys)
+	b.ReportMetric(n/wall.Seconds(), "keys/s")
+	b.ReportMetric(float64(endLoad.Milliseconds())/float64(b.N), "endload-ms")
+	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/key")
+	b.ReportMetric(float64(endCPU.Milliseconds())/float64(b.N), "endload-cpu-ms")
+}
+
+// cpuTime is the process's CPU time so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
