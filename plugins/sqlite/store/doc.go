@@ -42,6 +42,23 @@
 // publishes a generation only after its load has ended, so a reader of the
 // published fold never sees one; a reader of other files checks loading.
 //
+// # Bulk loads and durability
+//
+// A load's batches are committed like any other, each with its cursor,
+// but at synchronous=OFF and without checkpoints until the WAL reaches the
+// writer's limit (below): the load's pages are written once, so copying
+// them into fold.db early saves nothing, and it competed with the load for
+// the CPU and the disk. A process that dies mid-load leaves every
+// committed batch; a machine that loses power mid-load may come back with
+// an earlier batch's cursor and data, never a mix, since the WAL recovers
+// to a prefix of its commits and fold.db is written only by checkpoints,
+// which sync the WAL first. EndLoad's commit runs at synchronous=FULL
+// (unless the fold is configured "off"): when EndLoad returns, the whole
+// load is on disk. It syncs the WAL once in the background as it starts,
+// while the index builds, so the commit waits only for the index's pages.
+// After EndLoad the fold is back at its configured synchronous and the
+// checkpoints copy the load into fold.db.
+//
 // Keys sort in byte order (BLOB comparison is memcmp). Every batch and its
 // cursor are committed in one transaction, so a reader sees a fold that
 // matches its cursor. The layout is versioned by PRAGMA user_version (2);
@@ -62,7 +79,8 @@
 // connection used with the SQLite C API (raw.go), one cgo call per batch:
 // per key, one lookup of its row (for the exact counters), then an insert,
 // an update or a delete of that row, all single-row prepared statements
-// stepped in C. In a large fold a random key dirties a page (4 KiB of WAL)
+// stepped in C. A bulk load's batch of puts only is appended as it comes,
+// with no lookup and no reduction to a mutation per key. In a large fold a random key dirties a page (4 KiB of WAL)
 // of its own, while keys in order share pages: BenchmarkApply reports
 // pages/entry, and BENCHMARKS.md has the figures.
 //
@@ -76,7 +94,9 @@
 // wal_autocheckpoint pages, the writer copies the rest itself after its
 // commit. Under sustained writes the WAL file thus grows to about four times
 // wal_autocheckpoint pages (256 MiB at the default) and is rewritten in
-// place; lower wal_autocheckpoint to trade speed for disk. Together these
+// place; lower wal_autocheckpoint to trade speed for disk. During a bulk
+// load only that limit starts a checkpoint (see above), so the WAL grows to
+// it before the first. Together these
 // made Apply of keys in random order much faster at 1M keys
 // (BenchmarkApply; the before and after figures are in BENCHMARKS.md).
 //

@@ -628,6 +628,11 @@ func (s *Store) Close(context.Context) error {
 	}
 	defer s.wmu.Unlock()
 	err := s.closeViews()
+	if s.loading.Load() {
+		// The connection that closes last copies the WAL into fold.db at
+		// its synchronous: never at a load's OFF.
+		err = errors.Join(err, s.raw.exec(`PRAGMA synchronous=`+s.cfg.Synchronous))
+	}
 	s.get.Close()
 	if s.ckpt != nil {
 		err = errors.Join(err, s.ckpt.close())
