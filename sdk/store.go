@@ -151,8 +151,13 @@ type Compacter interface {
 // keys) before it re-lists a bucket into it, and EndLoad once it has caught
 // up, before it reads from the store or publishes it to readers. Between the
 // two:
-//   - Apply keeps its whole contract: every batch is atomic with its cursor
-//     and durable once Apply returns.
+//   - Every batch is atomic with its cursor, as always, but need not be
+//     durable when Apply returns: the generation being loaded is read by
+//     nobody, so a store may keep the load's batches from disk until
+//     EndLoad. A crash may then lose the latest batches of the load, newest
+//     first and each whole: Open reports the cursor of the last batch kept,
+//     with exactly its data, and the host re-applies from there. EndLoad
+//     makes the whole load durable before it returns.
 //   - A key may be put many times and deleted, since a re-list overlaps live
 //     writes; the last mutation wins, as always.
 //   - Get, Scan and Stats stay correct but may be slow. They do not end the

@@ -66,7 +66,8 @@ func cases() []testCase {
 		{Name: "bulk-load-refused", Capability: capBulkLoad, Run: caseBulkLoadRefused,
 			Catches: "BeginLoad that succeeds on a store holding keys or a cursor (or in the middle of a load), or that changes (for example empties) the store it refuses"},
 		{Name: "bulk-load-crash", Capability: capBulkLoad, needs: needKill, Run: caseBulkLoadCrash,
-			Catches: "a load that does not survive a crash: batches applied during the load not durable once Apply returned, State.Loading lost, " +
+			Catches: "a load that does not survive a crash: a store reopened in any state but the one after one of the load's batches " +
+				"(a cursor without its data, part of a batch, a batch lost while a later one is kept), State.Loading lost, " +
 				"a plugin killed during an Apply or EndLoad of the load that reopens with part of a batch or of the fold, an EndLoad that returned but is not durable"},
 		{Name: "snapshot", Capability: capSnapshot, Run: caseSnapshot,
 			Catches: "a view (Snapshot) that does not hold exactly the batch it was opened at, with its cursor and metadata, while later batches overwrite and delete its keys: " +

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -95,9 +96,11 @@ func caseKillMidApply(h *harness) {
 
 // killDuringApply runs s.Apply(b), SIGKILLs the plugin delay later and
 // reopens the store in dir. The batch must be whole or absent (absent only
-// if Apply did not return success), and the reopened store must equal m,
-// which takes b when it landed. what names the phase in messages ("" or,
-// for instance, " of the load").
+// if Apply did not return success, or during a load, which may also lose
+// earlier batches of its own: model.crashStates), and the reopened store
+// must equal m, which takes the state the store was found in. It reports
+// whether b landed. what names the phase in messages ("" or, for
+// instance, " of the load").
 func (h *harness) killDuringApply(s *store, m *model, dir string, b *sdk.Batch, delay time.Duration, what string) (*store, bool) {
 	h.rep.Helper()
 	g, prev := b.Cursor, m.cursor
@@ -110,24 +113,52 @@ func (h *harness) killDuringApply(s *store, m *model, dir string, b *sdk.Batch, 
 	err := <-done
 	s.release()
 	s = h.open(dir)
-	landed := false
-	switch s.state.Cursor {
-	case g:
-		m.apply(b)
-		landed = true
-		h.Logf("killed %v into batch %d%s: the batch is in", delay.Round(time.Millisecond), g, what)
-	case prev:
-		if err == nil {
-			h.Fatalf("Apply of batch %d%s returned success, yet after the kill the store reopened at the previous cursor %d", g, what, prev)
-		}
-		h.Logf("killed %v into batch %d%s: the batch is out", delay.Round(time.Millisecond), g, what)
-	default:
-		h.Fatalf("killed %v into the Apply of batch %d%s (previous cursor %d), the store reopened at cursor %d", delay, g, what, prev, s.state.Cursor)
-	}
 	when := fmt.Sprintf("reopened at cursor %d after a kill %v into batch %d%s", s.state.Cursor, delay.Round(time.Millisecond), g, what)
+	rec, landed := h.recovered(s, m, b, when)
+	switch {
+	case landed:
+		h.Logf("killed %v into batch %d%s: the batch is in", delay.Round(time.Millisecond), g, what)
+	case err == nil && !m.loading:
+		h.Fatalf("Apply of batch %d%s returned success, yet after the kill the store reopened at the previous cursor %d", g, what, prev)
+	default:
+		h.Logf("killed %v into batch %d%s: the batch is out (reopened at cursor %d)", delay.Round(time.Millisecond), g, what, rec.cursor)
+	}
+	*m = *rec
 	h.expectState(s, m, when)
 	h.expectScan(s, m, when)
 	return s, landed
+}
+
+// recovered returns the state of the model that a store reopened after a
+// crash holds: m's own (model.crashStates: during a load, also an earlier
+// one), or m with pending applied when pending, a batch whose Apply the
+// crash interrupted, is not nil. The second result says it is the latter.
+// It fails the case when the store holds none of them, naming how it
+// differs from the newest.
+func (h *harness) recovered(s *store, m *model, pending *sdk.Batch, when string) (*model, bool) {
+	h.rep.Helper()
+	states := m.crashStates()
+	if pending != nil {
+		next := m.clone()
+		next.since = slices.Clone(m.since)
+		next.apply(pending)
+		states = append([]*model{next}, states...)
+	}
+	all := s.scan(sdk.Range{})
+	for i, st := range states {
+		if diffState(s.state, st) == "" && diffEntries(all, st.scan(sdk.Range{}), false) == "" {
+			return st, pending != nil && i == 0
+		}
+	}
+	d := diffState(s.state, states[0])
+	if d == "" {
+		d = "Scan: " + diffEntries(all, states[0].scan(sdk.Range{}), false)
+	}
+	if len(states) > 1 {
+		d += fmt.Sprintf(" (and it matches none of the %d earlier states a crash may leave)", len(states)-1)
+	}
+	h.Fatalf("%s: %s", when, d)
+	return nil, false
 }
 
 func caseApplyCancel(h *harness) {

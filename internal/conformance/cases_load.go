@@ -79,9 +79,13 @@ func (h *harness) expectLoaded(s *store, m *model, bulkKeys int, when string) {
 	}
 }
 
-// expectReopened is expectState and expectLoaded.
+// expectReopened is expectState and expectLoaded for a store reopened after
+// a crash. During a load the store may have lost batches of its own
+// (model.crashStates); m takes the state it was found in.
 func (h *harness) expectReopened(s *store, m *model, bulkKeys int, when string) {
 	h.rep.Helper()
+	rec, _ := h.recovered(s, m, nil, when)
+	*m = *rec
 	h.expectState(s, m, when)
 	h.expectLoaded(s, m, bulkKeys, when)
 }
@@ -98,7 +102,7 @@ func caseBulkLoad(h *harness) {
 	s.endLoad() // not loading: does nothing
 	h.expectLoaded(s, m, bulk, "after EndLoad on a new store that is not loading")
 	s.beginLoad()
-	m.loading = true
+	m.beginLoad()
 	h.expectLoaded(s, m, bulk, "after BeginLoad")
 
 	// The first half of a listing, and live writes: a key put three times
@@ -153,7 +157,7 @@ func caseBulkLoad(h *harness) {
 	h.expectLoaded(s, m, bulk, "after more batches during the load")
 
 	s.endLoad()
-	m.loading = false
+	m.endLoad()
 	h.expectLoaded(s, m, bulk, "after EndLoad")
 	s.endLoad() // not loading any more: does nothing
 	h.expectLoaded(s, m, bulk, "after a second EndLoad")
@@ -234,7 +238,7 @@ func caseBulkLoadRefused(h *harness) {
 	s := h.open(h.dir())
 	m := newModel()
 	s.beginLoad()
-	m.loading = true
+	m.beginLoad()
 	b := batch(10, put("a", "1", 1), put("a", "2", 2), put("b", "3", 3), del("c"))
 	s.apply(b)
 	m.apply(b)
@@ -245,7 +249,7 @@ func caseBulkLoadRefused(h *harness) {
 	s = s.reopen()
 	h.expectAll(s, m, "after BeginLoad during a load, and reopen")
 	s.endLoad()
-	m.loading = false
+	m.endLoad()
 	h.expectData(s, m, "after EndLoad")
 	s = s.reopen()
 	h.expectAll(s, m, "after EndLoad and reopen")
@@ -262,7 +266,7 @@ func caseBulkLoadCrash(h *harness) {
 		m.apply(b)
 	}
 	s.beginLoad()
-	m.loading = true
+	m.beginLoad()
 	s = s.crash()
 	h.expectReopened(s, m, bulk, "crash right after BeginLoad")
 
@@ -287,7 +291,7 @@ func caseBulkLoadCrash(h *harness) {
 	}
 
 	s.endLoad()
-	m.loading = false
+	m.endLoad()
 	s = s.crash()
 	h.expectReopened(s, m, bulk, "crash right after EndLoad returned")
 	apply(batch(m.cursor+10, put("d/in", "after", m.cursor+1), delBulk(1), delBulk(bulk/2)))
@@ -334,9 +338,11 @@ func killMidLoad(h *harness, s *store, m *model, dir string) (*store, *model) {
 			h.Fatalf("EndLoad returned success, yet after a kill %v later the store reopened still loading", delay.Round(time.Millisecond))
 		}
 		h.Logf("killed %v into EndLoad: still loading", delay.Round(time.Millisecond))
+		rec, _ := h.recovered(s, m, nil, fmt.Sprintf("reopened after a kill %v into EndLoad", delay.Round(time.Millisecond)))
+		*m = *rec
 	default:
 		h.Logf("killed %v into EndLoad: the load is over", delay.Round(time.Millisecond))
-		m.loading = false
+		m.endLoad()
 	}
 	when := fmt.Sprintf("reopened after a kill %v into EndLoad", delay.Round(time.Millisecond))
 	h.expectState(s, m, when)

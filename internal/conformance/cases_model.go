@@ -116,7 +116,7 @@ func runModel(h *harness, d Drawer, in instance) instance {
 	loads := h.info.Has(capBulkLoad)
 	if loads && d.IntN("begin load", 3) == 2 { // not 0: failures shrink to runs without a load
 		s.beginLoad()
-		m.loading = true
+		m.beginLoad()
 		h.expectData(s, m, "after BeginLoad")
 	}
 	var last *sdk.Batch
@@ -140,10 +140,12 @@ func runModel(h *harness, d Drawer, in instance) instance {
 		case op == 10:
 			s = s.crash()
 			what = "crash and reopen"
+			rec, _ := h.recovered(s, m, nil, fmt.Sprintf("step %d (%s)", i, what))
+			*m = *rec
 			h.expectState(s, m, fmt.Sprintf("step %d (%s)", i, what))
 		case op == 14 && loads:
 			s.endLoad() // does nothing if the store is not loading
-			m.loading = false
+			m.endLoad()
 			what = "EndLoad"
 		case op == 15 && loads && (m.cursor != 0 || len(m.data) > 0):
 			what = "BeginLoad on a store that holds keys or a cursor"

@@ -18,6 +18,11 @@ type model struct {
 	data   map[string]sdk.Entry
 	// loading: a bulk load was begun and not ended (sdk.State.Loading).
 	loading bool
+	// since holds, during a load, the states a crash may leave the store
+	// in: the one BeginLoad committed and the one after each batch applied
+	// since, oldest first (sdk.Loader: a load's batches need not outlive a
+	// crash until EndLoad, but they are lost newest first, each whole).
+	since []*model
 }
 
 func newModel() *model {
@@ -37,10 +42,43 @@ func (m *model) apply(b *sdk.Batch) {
 	for k, v := range b.Meta {
 		m.meta[k] = bytes.Clone(v)
 	}
+	if m.loading {
+		m.since = append(m.since, m.clone())
+	}
 }
 
+// beginLoad is what a successful BeginLoad does to the model.
+func (m *model) beginLoad() {
+	if m.loading {
+		return
+	}
+	m.loading = true
+	m.since = []*model{m.clone()}
+}
+
+// endLoad is what a successful EndLoad does to the model.
+func (m *model) endLoad() {
+	m.loading, m.since = false, nil
+}
+
+// clone copies m, without since.
 func (m *model) clone() *model {
 	return &model{cursor: m.cursor, meta: maps.Clone(m.meta), data: maps.Clone(m.data), loading: m.loading}
+}
+
+// crashStates are the states a crash may leave the store in, newest first:
+// m itself, or during a load any state since BeginLoad.
+func (m *model) crashStates() []*model {
+	if !m.loading {
+		return []*model{m}
+	}
+	out := make([]*model, 0, len(m.since))
+	for i := len(m.since) - 1; i >= 0; i-- {
+		st := m.since[i].clone()
+		st.since = slices.Clone(m.since[:i+1])
+		out = append(out, st)
+	}
+	return out
 }
 
 // inRange is the contract's meaning of sdk.Range for one key, without Limit.

@@ -36,13 +36,17 @@
 // that writes \x00s/loading and deletes \x00s/stats: from then on the
 // counts are unknown, and Apply writes each batch (mutations, cursor,
 // metadata) without reading anything, which removes the per-key lookups
-// above. The batches stay atomic and durable as always; a key may be put and
-// deleted any number of times, pebble keeps the last write. The loading
+// above. The batches stay atomic but are committed without a sync, whatever
+// the config says: the generation is not published yet, so a crash may
+// lose the latest batches of the load (pebble's log is written in order,
+// so what survives is a prefix of them, with its cursor), and EndLoad's
+// batch, always synced, makes all of them durable at once. A key may be
+// put and deleted any number of times, pebble keeps the last write. The loading
 // record outlives Close and crashes, and Open reports it as
 // [sdk.State.Loading]. EndLoad counts the data keys and their bytes in one
 // ordered pass (lengths only, no value is read), then commits the stats
-// record and the removal of \x00s/loading in one batch, with the configured
-// sync; Apply waits for it. EndLoad on a store that is not loading does
+// record and the removal of \x00s/loading in one batch, synced; Apply waits
+// for it. EndLoad on a store that is not loading does
 // nothing; BeginLoad on a store that is already loading and still empty
 // does nothing.
 //
@@ -71,7 +75,7 @@
 // The fold's store_config table, as JSON; unknown keys are an error:
 //
 //	sync           bool, default true: fsync every batch commit (Apply,
-//	               BeginLoad, EndLoad)
+//	               BeginLoad) outside a bulk load; EndLoad always syncs
 //	cache_size     bytes of block cache, default 64 MiB
 //	memtable_size  bytes per memtable, default pebble's (4 MiB)
 package store

@@ -307,7 +307,13 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err // the last moment at which giving up commits nothing
 	}
-	if err := wb.Commit(s.wo); err != nil {
+	wo := s.wo
+	if s.loading {
+		// A load's batches need not outlive a crash until EndLoad (the
+		// package doc, "Bulk load"), which syncs them all at once.
+		wo = pebble.NoSync
+	}
+	if err := wb.Commit(wo); err != nil {
 		return fmt.Errorf("pebble: commit batch up to cursor %d: %w", b.Cursor, err)
 	}
 	return nil
@@ -583,7 +589,10 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := wb.Commit(s.wo); err != nil {
+	// Synced whatever the config: the log is written in order, so this
+	// makes every batch of the load durable too, before the host publishes
+	// the generation.
+	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebble: end load: %w", err)
 	}
 	s.loading = false
