@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -30,12 +29,13 @@ const (
 
 // artifactResult is what the artifact group measured of one backend.
 type artifactResult struct {
-	path    string          // the artifact of the last export
-	exports []time.Duration // each export's time
-	records uint64
-	quiet   []time.Duration // put→visible, no export running, sorted
-	during  []time.Duration // put→visible of the puts made while exporting, sorted
-	imports []childResult
+	path      string          // the artifact of the last export
+	exports   []time.Duration // each export's time
+	exportRaw []time.Duration // the raw baseline measured just before each export
+	records   uint64
+	quiet     [][]time.Duration // put→visible, no export running, of each run, sorted
+	during    [][]time.Duration // put→visible of the puts made while exporting, of each run, sorted
+	imports   []childResult
 }
 
 // artifactRuns is the number of exports and imports per backend.
@@ -48,40 +48,31 @@ func (b *bench) artifactRuns() int {
 
 // artifacts measures snapshot artifacts for each backend: exports of its
 // bootstrapped fold while puts go on (in this process, with put→visible
-// latencies before and during them), imports of the artifact into a new
+// latencies before and during each), imports of the artifact into a new
 // fold (fold.Import, in a child process), each against the raw counting
-// WatchAll of the same run; and the host's peak RSS of an export and of
-// an import, in child processes. The raw baseline is measured here, before
-// each backend's exports and in each import round, rather than taken from
-// the bootstrap rounds minutes earlier: on a shared machine the load of
-// those minutes can be another.
+// WatchAll measured just before it; and the host's peak RSS of exports and
+// of imports, in child processes. The raw baseline is measured here, run
+// by run, rather than taken from the bootstrap rounds minutes earlier: on
+// a shared machine the load of those minutes can be another.
 func (b *bench) artifacts(ctx context.Context) error {
-	if _, err := b.memoryReference(ctx); err != nil {
-		return err
-	}
-	var raw []time.Duration
-	measureRaw := func() error {
-		d, err := b.rawBootstrap(ctx, false)
-		raw = append(raw, d)
-		return err
-	}
 	res := map[string]*artifactResult{}
 	for _, be := range b.backends {
 		r := &artifactResult{path: filepath.Join(b.dir, "artifact-"+be.name+".slsnap")}
 		res[be.name] = r
-		if err := measureRaw(); err != nil {
-			return err
-		}
 		if err := b.exportLive(ctx, be, r); err != nil {
 			return fmt.Errorf("%s export: %w", be.name, err)
 		}
 	}
-	// Imports in rounds over the backends, like the bootstrap rounds.
+	// Imports in rounds over the backends, like the bootstrap rounds, each
+	// round after a raw baseline.
+	var importRaw []time.Duration
 	for run := 1; run <= b.artifactRuns(); run++ {
 		b.logf("import round %d of %d", run, b.artifactRuns())
-		if err := measureRaw(); err != nil {
+		d, err := b.rawBootstrap(ctx, false)
+		if err != nil {
 			return err
 		}
+		importRaw = append(importRaw, d)
 		for _, be := range b.backends {
 			r := res[be.name]
 			dir := b.foldDir(be.name, "import", run)
@@ -99,19 +90,31 @@ func (b *bench) artifacts(ctx context.Context) error {
 		}
 	}
 	// The host's memory while exporting: the first backend's fold, resumed
-	// in a child and exported there while puts go on.
+	// in a child and exported there while puts go on, artifactRuns times;
+	// each after a memory reference when the memory group measured none.
 	be := b.backends[0]
-	mem, err := b.exportChild(ctx, be)
-	if err != nil {
-		return err
+	var mems, refs []childResult
+	for run := 1; run <= b.artifactRuns(); run++ {
+		if !b.o.has("memory") {
+			ref, err := b.memoryReference(ctx)
+			if err != nil {
+				return err
+			}
+			refs = append(refs, ref)
+		}
+		mem, err := b.exportChild(ctx, be)
+		if err != nil {
+			return err
+		}
+		mems = append(mems, mem)
 	}
-	count := float64(b.o.keys) / median(raw).Seconds()
-	b.artifactRows(res, count, len(raw))
-	b.memoryRow(fmt.Sprintf("export of %s keys from a live fold (%s, puts going on)", fmtCount(b.o.keys), be.name), mem)
-	imports := res[be.name].imports
-	slices.SortFunc(imports, func(x, y childResult) int { return int(x.HostHWMKB - y.HostHWMKB) })
-	b.memoryRow(fmt.Sprintf("import of %s keys → %s (median of %d)", fmtCount(b.o.keys), be.name, len(imports)),
-		imports[len(imports)/2])
+	b.artifactRows(res, importRaw)
+	b.memoryRow(fmt.Sprintf("export of %s keys from a live fold (%s, puts going on)", fmtCount(b.o.keys), be.name), mems, refs)
+	var importRefs []childResult
+	if len(refs) == len(res[be.name].imports) {
+		importRefs = refs
+	}
+	b.memoryRow(fmt.Sprintf("import of %s keys → %s", fmtCount(b.o.keys), be.name), res[be.name].imports, importRefs)
 	for _, r := range res {
 		if err := os.Remove(r.path); err != nil {
 			return err
@@ -121,10 +124,11 @@ func (b *bench) artifacts(ctx context.Context) error {
 }
 
 // exportLive exports the bootstrapped fold of be, running in this process,
-// artifactRuns times back to back to r.path, while a put every 1/-live-rate
-// goes to a hot key and an observer polls fold.Get for it. The puts of the
-// -live-for before the first export are the latency reference; those made
-// while an export ran are the figure.
+// artifactRuns times to r.path. Each run is a raw counting WatchAll (the
+// export's baseline, with no puts going on), then puts every 1/-live-rate
+// to a hot key while an observer polls fold.Get for it: half a second of
+// warm-up, -live-for with no export (the latency reference of the run),
+// then the export; the puts made while it ran are the run's figure.
 func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) error {
 	last, err := b.lastSeq(ctx)
 	if err != nil {
@@ -137,6 +141,21 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 	if _, err := fr.waitSynced(ctx, last, 1, b.o.wait); err != nil {
 		return errors.Join(err, fr.stop(time.Minute))
 	}
+	for k := 1; k <= b.artifactRuns(); k++ {
+		if err = b.exportRun(ctx, be, fr, r, k); err != nil {
+			break
+		}
+	}
+	return errors.Join(err, fr.stop(time.Minute))
+}
+
+// exportRun is run k of exportLive.
+func (b *bench) exportRun(ctx context.Context, be *backend, fr *foldRun, r *artifactResult, k int) error {
+	d, err := b.rawBootstrap(ctx, false)
+	if err != nil {
+		return err
+	}
+	r.exportRaw = append(r.exportRaw, d)
 	warm := b.warmPuts()
 	quiet := max(1, int(float64(b.o.liveRate)*b.o.liveFor.Seconds()))
 	limit := warm + quiet + int(float64(b.o.liveRate)*b.o.wait.Seconds())
@@ -148,7 +167,7 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 		once       sync.Once
 		exportDone = make(chan struct{})
 	)
-	runExports := func() {
+	runExport := func() {
 		defer close(exportDone)
 		err := labelled(ctx, "export-"+be.name, func(ctx context.Context) error {
 			ectx, cancel := context.WithTimeout(ctx, b.o.wait)
@@ -156,18 +175,16 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 			mu.Lock()
 			spanStart = time.Now()
 			mu.Unlock()
-			for range b.artifactRuns() {
-				n, d, err := exportFile(ectx, fr, r.path)
-				if err != nil {
-					return err
-				}
-				if n != uint64(b.o.keys) {
-					return fmt.Errorf("exported %d records, the bucket has %d keys", n, b.o.keys)
-				}
-				r.records = n
-				r.exports = append(r.exports, d)
-				b.logf("  %-18s %8v  %s", "export-"+be.name, d.Round(time.Millisecond), fmtRate(float64(n)/d.Seconds(), "records/s"))
+			n, d, err := exportFile(ectx, fr, r.path)
+			if err != nil {
+				return err
 			}
+			if n != uint64(b.o.keys) {
+				return fmt.Errorf("exported %d records, the bucket has %d keys", n, b.o.keys)
+			}
+			r.records = n
+			r.exports = append(r.exports, d)
+			b.logf("  %-18s %8v  %s", "export-"+be.name, d.Round(time.Millisecond), fmtRate(float64(n)/d.Seconds(), "records/s"))
 			return nil
 		})
 		mu.Lock()
@@ -176,7 +193,7 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 	}
 	more := func(i int) bool {
 		if i == warm+quiet {
-			once.Do(func() { go runExports() })
+			once.Do(func() { go runExport() })
 		}
 		select {
 		case <-exportDone:
@@ -198,15 +215,16 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 		}), limit, more)
 		return err
 	})
-	once.Do(func() { close(exportDone) }) // the puts ended before any export began
+	once.Do(func() { close(exportDone) }) // the puts ended before the export began
 	<-exportDone
 	stats := fr.applyStats().since(s0)
-	if err := errors.Join(err, exportErr, fr.stop(time.Minute)); err != nil {
+	if err := errors.Join(err, exportErr); err != nil {
 		return err
 	}
-	if len(r.exports) == 0 {
-		return fmt.Errorf("no export ran: the puts ended after %d", p.total())
+	if len(r.exports) < k {
+		return fmt.Errorf("the export did not run: the puts ended after %d", p.total())
 	}
+	var quietLat, during []time.Duration
 	for i := warm; i < p.total(); i++ {
 		at, ok := p.started(i)
 		if !ok {
@@ -214,16 +232,17 @@ func (b *bench) exportLive(ctx context.Context, be *backend, r *artifactResult) 
 		}
 		switch t := p.base.Add(at); {
 		case i < warm+quiet:
-			r.quiet = append(r.quiet, p.lat[i])
+			quietLat = append(quietLat, p.lat[i])
 		case !t.Before(spanStart) && !t.After(spanEnd):
-			r.during = append(r.during, p.lat[i])
+			during = append(during, p.lat[i])
 		}
 	}
-	slices.Sort(r.quiet)
-	slices.Sort(r.during)
-	b.logf("  %-18s put→visible via fold.Get p99 %s without an export (%d puts), %s during %d exports (%d puts) [%s]",
-		"export-live-"+be.name, fmtMs(percentile(r.quiet, 0.99)), len(r.quiet),
-		fmtMs(percentile(r.during, 0.99)), len(r.exports), len(r.during), stats)
+	slices.Sort(quietLat)
+	slices.Sort(during)
+	r.quiet, r.during = append(r.quiet, quietLat), append(r.during, during)
+	b.logf("  %-18s run %d: put→visible via fold.Get p99 %s without an export (%d puts), %s during the export (%d puts) [%s]",
+		"export-live-"+be.name, k, fmtMs(percentile(quietLat, 0.99)), len(quietLat),
+		fmtMs(percentile(during, 0.99)), len(during), stats)
 	return nil
 }
 
@@ -265,60 +284,76 @@ func (b *bench) exportChild(ctx context.Context, be *backend) (childResult, erro
 	return res, errors.Join(err, os.Remove(path))
 }
 
-// artifactRows adds the rows of the artifact group, against count, the raw
-// counting WatchAll's keys/s (a median of rawRuns).
-func (b *bench) artifactRows(res map[string]*artifactResult, count float64, rawRuns int) {
+// artifactRows adds the rows of the artifact group: exports against the
+// raw counting WatchAll measured before each, imports against the one of
+// their round.
+func (b *bench) artifactRows(res map[string]*artifactResult, importRaw []time.Duration) {
 	n := float64(b.o.keys)
-	baseline := fmtRate(count, "keys/s") + fmt.Sprintf(" (WatchAll, count; median of %d)", rawRuns)
+	rates := func(ds []time.Duration) []float64 {
+		out := make([]float64, len(ds))
+		for i, d := range ds {
+			out[i] = n / d.Seconds()
+		}
+		return out
+	}
+	cell := func(rs []float64, unit, what string) string {
+		m, sp := medSpread(rs, rateOf)
+		return fmtRate(m, unit) + sp + what
+	}
 	for _, be := range b.backends {
 		r := res[be.name]
-		got, spread := rateSpread(n, r.exports)
+		got, raw := rates(r.exports), rates(r.exportRaw)
+		ratio := medianOf(got) / medianOf(raw)
 		b.add(row{
 			group: groupArtifact,
-			scenario: fmt.Sprintf("export %s keys of a live fold → file, %s (plugin), %d puts/s going on (median of %d)",
-				fmtCount(b.o.keys), be.name, b.o.liveRate, len(r.exports)),
-			value: fmtRate(got, "records/s") + spread, baseline: baseline,
-			ratio: fmtPct(got / count), target: fmt.Sprintf("≥ %.0f%%", exportTarget*100), result: verdict(got/count >= exportTarget),
+			scenario: fmt.Sprintf("export %s keys of a live fold → file, %s (plugin), %d puts/s going on",
+				fmtCount(b.o.keys), be.name, b.o.liveRate),
+			value: cell(got, "records/s", ""), baseline: cell(raw, "keys/s", " (WatchAll, count, before each export)"),
+			ratio:  pctOf(ratio) + rangeOf(pairwise(got, raw, div), pctOf),
+			target: fmt.Sprintf("≥ %.0f%%", exportTarget*100), result: verdict(ratio >= exportTarget),
 		})
-		q50, q99 := percentile(r.quiet, 0.50), percentile(r.quiet, 0.99)
+		var q99, q50, d99, d50 []float64
+		puts := 0
+		for k := range r.during {
+			if len(r.during[k]) == 0 || len(r.quiet[k]) == 0 {
+				continue
+			}
+			q99, q50 = append(q99, float64(percentile(r.quiet[k], 0.99))), append(q50, float64(percentile(r.quiet[k], 0.50)))
+			d99, d50 = append(d99, float64(percentile(r.during[k], 0.99))), append(d50, float64(percentile(r.during[k], 0.50)))
+			puts += len(r.during[k])
+		}
+		latCell := func(p99, p50 []float64) string {
+			return fmt.Sprintf("%s (%s)%s", fmtMs(time.Duration(medianOf(p99))), fmtMs(time.Duration(medianOf(p50))), spread(p99, msOf))
+		}
 		rw := row{
 			group:    groupArtifact,
-			scenario: fmt.Sprintf("put→visible via fold.Get during the exports, %s, %d puts/s: p99 (p50)", be.name, b.o.liveRate),
-			baseline: fmt.Sprintf("%s (%s) same fold, no export", fmtMs(q99), fmtMs(q50)),
+			scenario: fmt.Sprintf("put→visible via fold.Get during each export, %s, %d puts/s: p99 (p50)", be.name, b.o.liveRate),
 			target:   "≤ no export + 2 ms",
 		}
-		if len(r.during) == 0 {
-			rw.value, rw.ratio, rw.result = "no put during the exports", "—", "n/a"
+		if len(d99) == 0 {
+			rw.value, rw.baseline, rw.ratio, rw.result = "no put during an export", "—", "—", "n/a"
 		} else {
-			d50, d99 := percentile(r.during, 0.50), percentile(r.during, 0.99)
-			rw.value = fmt.Sprintf("%s (%s), %d puts", fmtMs(d99), fmtMs(d50), len(r.during))
-			rw.ratio, rw.result = fmtDelta(d99-q99), verdict(d99 <= q99+exportP99Slack)
+			diff := time.Duration(medianOf(d99) - medianOf(q99))
+			rw.value = latCell(d99, d50) + fmt.Sprintf(", %d puts", puts)
+			rw.baseline = latCell(q99, q50) + fmt.Sprintf(" same fold, %v before each export", b.o.liveFor)
+			rw.ratio = fmtDelta(diff) + rangeOf(pairwise(d99, q99, sub), deltaOf)
+			rw.result = verdict(diff <= exportP99Slack)
 		}
 		b.add(rw)
 		ds := make([]time.Duration, len(r.imports))
 		for i, c := range r.imports {
 			ds[i] = c.Elapsed
 		}
-		got, spread = rateSpread(n, ds)
+		got, raw = rates(ds), rates(importRaw)
+		ratio = medianOf(got) / medianOf(raw)
 		b.add(row{
 			group: groupArtifact,
-			scenario: fmt.Sprintf("import %s keys from an artifact file → %s (plugin), fold.Import to published (median of %d)",
-				fmtCount(b.o.keys), be.name, len(ds)),
-			value: fmtRate(got, "records/s") + spread, baseline: baseline,
-			ratio:  fmtPct(got / count),
+			scenario: fmt.Sprintf("import %s keys from an artifact file → %s (plugin), fold.Import to published",
+				fmtCount(b.o.keys), be.name),
+			value: cell(got, "records/s", ""), baseline: cell(raw, "keys/s", " (WatchAll, count, each import round)"),
+			ratio:  pctOf(ratio) + rangeOf(pairwise(got, raw, div), pctOf),
 			target: fmt.Sprintf("≥ %.0f%% (stretch %.0f%%)", importTarget*100, importStretch*100),
-			result: verdict(got/count >= importTarget),
+			result: verdict(ratio >= importTarget),
 		})
 	}
-}
-
-// rateSpread is n over the median of ds, per second, and the range of the
-// rates of ds as " (low–high)" when there is more than one.
-func rateSpread(n float64, ds []time.Duration) (float64, string) {
-	rate := n / median(ds).Seconds()
-	if len(ds) < 2 {
-		return rate, ""
-	}
-	lo, hi := slices.Max(ds), slices.Min(ds)
-	return rate, fmt.Sprintf(" (%s–%s)", strings.TrimSpace(fmtRate(n/lo.Seconds(), "")), strings.TrimSpace(fmtRate(n/hi.Seconds(), "")))
 }

@@ -42,11 +42,10 @@ type bench struct {
 	changeIndex int
 
 	// Filled by the bootstrap rounds, used by later groups.
-	cold       map[string]time.Duration // backend -> median cold bootstrap through the plugin
-	foldDirs   map[string]string        // backend -> a bootstrapped fold of the main bucket
-	rounds     int                      // bootstrap rounds run (-budget may cut -runs)
-	rawLiveRes rawLiveResult
-	memRef     *childResult // the memory reference, once measured
+	foldDirs        map[string]string // backend -> a bootstrapped fold of the main bucket
+	rounds          int               // bootstrap rounds run (-budget may cut -runs)
+	bootstrapMedian time.Duration     // of the first backend's plugin bootstraps
+	memRefs         []childResult     // the memory references measured so far
 }
 
 // newBench creates the work directory, starts NATS, finds the plugins and
@@ -55,7 +54,6 @@ func newBench(ctx context.Context, o *options) (b *bench, err error) {
 	b = &bench{
 		o: o, vals: newValues(1), started: time.Now(), loadStart: loadAverage(),
 		logger:   newLogger(o.verbose),
-		cold:     map[string]time.Duration{},
 		foldDirs: map[string]string{},
 	}
 	defer func() {
@@ -153,15 +151,10 @@ func (b *bench) lastSeq(ctx context.Context) (uint64, error) {
 // measure runs the selected groups in order.
 func (b *bench) measure(ctx context.Context) error {
 	o := b.o
-	needFold := o.has("live") || o.has("resume") || o.has("reads") || o.has("changes")
+	needFold := o.has("live") || o.has("reads") || o.has("changes")
 	keep := needFold || o.has("artifact")
-	if o.has("bootstrap") || o.has("boundary") || keep {
+	if o.has("bootstrap") || o.has("boundary") || o.has("resume") || keep {
 		if err := b.bootstraps(ctx, keep); err != nil {
-			return err
-		}
-	}
-	if o.has("live") {
-		if err := b.rawLive(ctx); err != nil {
 			return err
 		}
 	}
@@ -183,22 +176,30 @@ func (b *bench) measure(ctx context.Context) error {
 			return err
 		}
 	}
+	b.memoryRefRow()
 	return nil
 }
 
-// follow runs the live, read, change and resume groups against the
-// bootstrapped fold of be.
-func (b *bench) follow(ctx context.Context, be *backend) error {
+// following is the bootstrapped fold of a backend, running, and the API
+// over it.
+type following struct {
+	r   *foldRun
+	api *apiServer
+}
+
+// startFollowing starts the bootstrapped fold of be, waits until it has
+// caught up with the bucket, and serves the API over it.
+func (b *bench) startFollowing(ctx context.Context, be *backend) (*following, error) {
 	last, err := b.lastSeq(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r, err := b.startFold(ctx, "follow-"+be.name, be, viaPlugin, b.foldDirs[be.name], nil, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := r.waitSynced(ctx, last, 1, b.o.wait); err != nil {
-		return errors.Join(err, r.stop(time.Minute))
+		return nil, errors.Join(err, r.stop(time.Minute))
 	}
 	var api *apiServer
 	err = labelled(ctx, "api-"+be.name, func(context.Context) error {
@@ -206,25 +207,68 @@ func (b *bench) follow(ctx context.Context, be *backend) error {
 		return err
 	})
 	if err != nil {
-		return errors.Join(err, r.stop(time.Minute))
+		return nil, errors.Join(err, r.stop(time.Minute))
 	}
+	return &following{r: r, api: api}, nil
+}
+
+func (f *following) stop() error { return errors.Join(f.api.close(), f.r.stop(time.Minute)) }
+
+// follow runs the live, read and change groups against the bootstrapped
+// fold of be. The live group runs in -runs rounds: the raw watcher's
+// phases with the fold stopped, then the fold's, started on its directory
+// and caught up first (not timed).
+func (b *bench) follow(ctx context.Context, be *backend) (err error) {
+	var f *following
+	defer func() {
+		if f != nil {
+			err = errors.Join(err, f.stop())
+		}
+	}()
 	if b.o.has("live") {
-		err = b.foldLive(ctx, be, r, api)
+		var rounds []liveRound
+		for round := 1; round <= b.o.runs; round++ {
+			b.logf("live round %d of %d, %s", round, b.o.runs, be.name)
+			if f != nil {
+				err, f = f.stop(), nil
+				if err != nil {
+					return err
+				}
+			}
+			raw, err := b.rawLive(ctx)
+			if err != nil {
+				return err
+			}
+			if f, err = b.startFollowing(ctx, be); err != nil {
+				return err
+			}
+			l, err := b.foldLive(ctx, be, f.r, f.api, round == 1)
+			if err != nil {
+				return err
+			}
+			l.raw = raw
+			rounds = append(rounds, l)
+		}
+		b.liveRows(be, rounds)
 	}
-	if err == nil && b.o.has("reads") {
-		err = b.foldReads(ctx, be, r, api)
+	if !b.o.has("reads") && !(b.o.has("changes") && be == b.backends[0]) {
+		return nil
+	}
+	if f == nil {
+		if f, err = b.startFollowing(ctx, be); err != nil {
+			return err
+		}
+	}
+	if b.o.has("reads") {
+		if err := b.foldReads(ctx, be, f.r, f.api); err != nil {
+			return err
+		}
 	}
 	// The change stream on the first backend only: its path (the feed,
-	// the API, the client) is the same for every store, and two phases of
-	// -changes puts take long (BENCHMARKS.md).
-	if err == nil && b.o.has("changes") && be == b.backends[0] {
-		err = b.foldChanges(ctx, be, r, api)
-	}
-	if err := errors.Join(err, api.close(), r.stop(time.Minute)); err != nil {
-		return err
-	}
-	if b.o.has("resume") {
-		return b.resume(ctx, be)
+	// the API, the client) is the same for every store, and its phases
+	// take long (BENCHMARKS.md).
+	if b.o.has("changes") && be == b.backends[0] {
+		return b.foldChanges(ctx, be, f.r, f.api)
 	}
 	return nil
 }

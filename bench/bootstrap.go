@@ -13,9 +13,14 @@ import (
 	"github.com/slipstreamkv/slipstream/host/fold"
 )
 
-// bootstrapTargets are the issue's targets: the share of the raw counting
-// watcher's rate a bootstrap through each plugin must reach.
-var bootstrapTargets = map[string]float64{"pebble": 0.60, "sqlite": 0.35}
+// bootstrapTargets are the issue's targets (issue 17: at least 60% for
+// both): the share of the raw counting watcher's rate a bootstrap through
+// each plugin must reach.
+var bootstrapTargets = map[string]float64{"pebble": 0.60, "sqlite": 0.60}
+
+// minRounds is the fewest rounds -budget leaves of -runs: a row that
+// decides a target is a median of at least this many runs.
+const minRounds = 3
 
 // Targets of the plugin boundary rows.
 const (
@@ -24,20 +29,19 @@ const (
 )
 
 // bootstraps runs the bootstrap rounds: in each round the raw baselines, a
-// cold bootstrap through each plugin and, for the boundary group, in process
-// and with a WASM transform. Rounds interleave the variants so that load
-// from elsewhere on a shared machine spreads over all of them; -budget may
-// end them early. When keep is set, the last round's plugin folds stay for
-// the live, read, resume and artifact groups.
+// cold bootstrap through each plugin followed, for the resume group, by a
+// restart of that fold after -resume-updates overwrites (its baseline is
+// the round's cold bootstrap) and, for the boundary group, a bootstrap in
+// process and one with a WASM transform. Rounds interleave the variants so
+// that load from elsewhere on a shared machine spreads over all of them;
+// -budget may end them early, but not before minRounds. When keep is set,
+// the last round's plugin folds stay for the live, read and artifact
+// groups.
 func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 	o := b.o
 	runs := o.runs
-	if !o.has("bootstrap") && !o.has("boundary") {
+	if !o.has("bootstrap") && !o.has("boundary") && !o.has("resume") {
 		runs = 1 // only to make the folds the other groups need
-	}
-	last, err := b.lastSeq(ctx)
-	if err != nil {
-		return err
 	}
 	var wasm *chain.Transform
 	wasmBE := b.backends[0]
@@ -58,7 +62,12 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		roundStart := time.Now()
 		b.logf("bootstrap round %d of %d (%d keys)", r, runs, o.keys)
 		if o.has("bootstrap") {
-			for _, fill := range []bool{false, true} {
+			// The Go map reference has no target: the first round only.
+			variants := []bool{false}
+			if r == 1 {
+				variants = append(variants, true)
+			}
+			for _, fill := range variants {
 				d, err := b.rawBootstrap(ctx, fill)
 				if err != nil {
 					return err
@@ -68,11 +77,17 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		}
 		for _, be := range b.backends {
 			dir := b.foldDir(be.name, "plugin", r)
-			d, err := b.coldBootstrap(ctx, "bootstrap-"+be.name, be, viaPlugin, dir, nil, last)
+			d, err := b.coldBootstrap(ctx, "bootstrap-"+be.name, be, viaPlugin, dir, nil)
 			if err != nil {
 				return err
 			}
 			record("plugin/"+be.name, d)
+			if o.has("resume") {
+				if d, err = b.resumeOnce(ctx, be, dir); err != nil {
+					return err
+				}
+				record("resume/"+be.name, d)
+			}
 			// The newest plugin fold is kept for the later groups; the
 			// one it replaces goes.
 			if old, ok := b.foldDirs[be.name]; ok {
@@ -89,7 +104,7 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 				continue
 			}
 			dir = b.foldDir(be.name, "inproc", r)
-			if d, err = b.coldBootstrap(ctx, "inproc-"+be.name, be, inProcess, dir, nil, last); err != nil {
+			if d, err = b.coldBootstrap(ctx, "inproc-"+be.name, be, inProcess, dir, nil); err != nil {
 				return err
 			}
 			record("inproc/"+be.name, d)
@@ -99,7 +114,7 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 		}
 		if wasm != nil {
 			dir := b.foldDir(wasmBE.name, "wasm", r)
-			d, err := b.coldBootstrap(ctx, "wasm-"+wasmBE.name, wasmBE, viaPlugin, dir, wasm, last)
+			d, err := b.coldBootstrap(ctx, "wasm-"+wasmBE.name, wasmBE, viaPlugin, dir, wasm)
 			if err != nil {
 				return err
 			}
@@ -108,54 +123,59 @@ func (b *bench) bootstraps(ctx context.Context, keep bool) error {
 				return err
 			}
 		}
-		if r < runs && !b.roomForRound(time.Since(roundStart), series) {
+		if r < runs && r >= minRounds && !b.roomForRound(time.Since(roundStart), series) {
 			b.logf("budget: %v would be exceeded by another round; stopping after %d of %d rounds", o.budget, r, runs)
 			break
 		}
 	}
 	b.rounds = len(series["plugin/"+wasmBE.name])
-	for _, be := range b.backends {
-		b.cold[be.name] = median(series["plugin/"+be.name])
-	}
+	b.bootstrapMedian = median(series["plugin/"+b.backends[0].name])
 	b.bootstrapRows(series, wasmBE)
+	if o.has("resume") {
+		b.resumeRows(series)
+	}
 	return nil
 }
 
 // roomForRound reports whether another bootstrap round, as long as the last
 // one, still leaves time for the groups after it within -budget. Those are
-// estimated as fixed phases plus, for the memory group, two bootstraps of
-// the first backend and, for the artifact group, an export and an import
-// per run and backend at about half a bootstrap each, an export child and
-// its raw baselines.
+// estimated from their phases: -runs rounds of each, the live group's
+// throughput phases at about 20k keys/s, the memory group's bootstraps and
+// the artifact group's exports and imports at about a bootstrap each.
 func (b *bench) roomForRound(last time.Duration, series map[string][]time.Duration) bool {
 	o := b.o
 	if o.budget == 0 {
 		return true
 	}
+	runs := time.Duration(o.runs)
+	boot := median(series["plugin/"+b.backends[0].name])
 	rest := time.Minute
 	if o.has("live") {
-		rest += time.Duration(len(b.backends)) * (2*(o.liveFor+time.Second) + 30*time.Second)
+		phase := o.liveFor + 1500*time.Millisecond
+		thr := time.Duration(o.liveUpdates) * time.Second / 20_000
+		rest += time.Duration(len(b.backends)) * (phase + runs*(2*phase+2*thr+5*time.Second))
 	}
 	if o.has("reads") {
 		// The cache's warm-up and -runs rounds of four phases on the first
 		// backend, of two on each.
-		phases := time.Duration(o.runs * (4 + 2*len(b.backends)))
+		phases := runs * time.Duration(4+2*len(b.backends))
 		rest += 15*time.Second + phases*(o.readFor+200*time.Millisecond)
 	}
 	if o.has("changes") {
-		// On the first backend: a raw phase and a slipstream phase.
+		// On the first backend: a raw phase and a slipstream phase a round.
 		phase := time.Duration(changeCount(o)) * time.Second / time.Duration(o.changeRate)
-		rest += 2 * (phase + 3*time.Second)
+		rest += 2 * runs * (phase + 3*time.Second)
 	}
 	if o.has("memory") {
-		rest += 2 * median(series["plugin/"+b.backends[0].name])
+		rest += runs * 2 * boot
 	}
 	if o.has("artifact") {
+		art := time.Duration(b.artifactRuns())
+		raw := median(series["raw-count"])
 		for _, be := range b.backends {
-			rest += o.liveFor + 2*time.Second + time.Duration(b.artifactRuns())*median(series["plugin/"+be.name])
+			rest += art * (raw + o.liveFor + 2*median(series["plugin/"+be.name]))
 		}
-		rest += time.Duration(len(b.backends)+b.artifactRuns()) * median(series["raw-count"]) // the raw baselines
-		rest += median(series["plugin/"+b.backends[0].name]) / 2
+		rest += art*raw + boot
 	}
 	return time.Since(b.started)+last+rest <= o.budget
 }
@@ -171,49 +191,70 @@ func (b *bench) foldDir(be, kind string, round int) string {
 	return filepath.Join(b.dir, "folds", fmt.Sprintf("%s-%s-%d", be, kind, round))
 }
 
-// bootstrapRows adds the rows of the bootstrap and boundary groups.
+// bootstrapRows adds the rows of the bootstrap and boundary groups: each
+// the median of the rounds' rates against the median of its baseline's in
+// the same rounds.
 func (b *bench) bootstrapRows(series map[string][]time.Duration, wasmBE *backend) {
 	n := float64(b.o.keys)
-	rate := func(name string) float64 { return n / median(series[name]).Seconds() }
-	runs := fmt.Sprintf(" (median of %d)", len(series["plugin/"+wasmBE.name]))
+	rates := func(name string) []float64 {
+		out := make([]float64, len(series[name]))
+		for i, d := range series[name] {
+			out[i] = n / d.Seconds()
+		}
+		return out
+	}
+	cell := func(rs []float64, what string) string {
+		m, sp := medSpread(rs, rateOf)
+		return fmtRate(m, "keys/s") + sp + what
+	}
+	// compare is the ratio of the medians and the range of the rounds'
+	// ratios.
+	compare := func(x, y []float64) (float64, string) {
+		r := medianOf(x) / medianOf(y)
+		return r, pctOf(r) + rangeOf(pairwise(x, y, div), pctOf)
+	}
 	if b.o.has("bootstrap") {
-		count := rate("raw-count")
+		count := rates("raw-count")
 		for _, be := range b.backends {
 			want := bootstrapTargets[be.name]
-			got := rate("plugin/" + be.name)
+			got := rates("plugin/" + be.name)
+			r, ratio := compare(got, count)
 			b.add(row{
 				group:    groupBootstrap,
-				scenario: fmt.Sprintf("bootstrap %s keys → %s (plugin), Run to Ready%s", fmtCount(b.o.keys), be.name, runs),
-				value:    fmtRate(got, "keys/s"), baseline: fmtRate(count, "keys/s") + " (WatchAll, count)",
-				ratio: fmtPct(got / count), target: fmt.Sprintf("≥ %.0f%%", want*100), result: verdict(got/count >= want),
+				scenario: fmt.Sprintf("bootstrap %s keys → %s (plugin), Run to Ready", fmtCount(b.o.keys), be.name),
+				value:    cell(got, ""), baseline: cell(count, " (WatchAll, count)"),
+				ratio: ratio, target: fmt.Sprintf("≥ %.0f%%", want*100), result: verdict(r >= want),
 			})
 		}
-		m := rate("raw-map")
+		m := rates("raw-map")
+		_, ratio := compare(m, count[:len(m)])
 		b.add(row{
 			group:    groupBootstrap,
-			scenario: "reference: raw WatchAll → Go map" + runs,
-			value:    fmtRate(m, "keys/s"), baseline: fmtRate(count, "keys/s") + " (WatchAll, count)",
-			ratio: fmtPct(m / count), target: "—", result: "—",
+			scenario: "reference: raw WatchAll → Go map (the first round only)",
+			value:    cell(m, ""), baseline: cell(count[:len(m)], " (WatchAll, count, same round)"),
+			ratio: ratio, target: "—", result: "—",
 		})
 	}
 	if !b.o.has("boundary") {
 		return
 	}
 	for _, be := range b.backends {
-		p, in := rate("plugin/"+be.name), rate("inproc/"+be.name)
+		p, in := rates("plugin/"+be.name), rates("inproc/"+be.name)
+		r, ratio := compare(p, in)
 		b.add(row{
 			group:    groupBoundary,
-			scenario: fmt.Sprintf("bootstrap → %s: plugin process vs linked in-process%s", be.name, runs),
-			value:    fmtRate(p, "keys/s"), baseline: fmtRate(in, "keys/s") + " (in-process)",
-			ratio: fmtPct(p / in), target: fmt.Sprintf("≥ %.0f%%", pluginTarget*100), result: verdict(p/in >= pluginTarget),
+			scenario: fmt.Sprintf("bootstrap → %s: plugin process vs linked in-process", be.name),
+			value:    cell(p, ""), baseline: cell(in, " (in-process)"),
+			ratio: ratio, target: fmt.Sprintf("≥ %.0f%%", pluginTarget*100), result: verdict(r >= pluginTarget),
 		})
 	}
-	w, p := rate("wasm/"+wasmBE.name), rate("plugin/"+wasmBE.name)
+	w, p := rates("wasm/"+wasmBE.name), rates("plugin/"+wasmBE.name)
+	r, ratio := compare(w, p)
 	b.add(row{
 		group:    groupBoundary,
-		scenario: fmt.Sprintf("bootstrap → %s (plugin) with a keep-all WASM transform vs none%s", wasmBE.name, runs),
-		value:    fmtRate(w, "keys/s"), baseline: fmtRate(p, "keys/s") + " (no transform)",
-		ratio: fmtPct(w / p), target: fmt.Sprintf("≥ %.0f%%", wasmTarget*100), result: verdict(w/p >= wasmTarget),
+		scenario: fmt.Sprintf("bootstrap → %s (plugin) with a keep-all WASM transform vs none", wasmBE.name),
+		value:    cell(w, ""), baseline: cell(p, " (no transform)"),
+		ratio: ratio, target: fmt.Sprintf("≥ %.0f%%", wasmTarget*100), result: verdict(r >= wasmTarget),
 	})
 }
 
@@ -221,8 +262,12 @@ func (b *bench) bootstrapRows(series map[string][]time.Duration, wasmBE *backend
 // returns the time from Run's start until it is ready at the stream's last
 // sequence.
 func (b *bench) coldBootstrap(ctx context.Context, label string, be *backend, mode launchMode, dir string,
-	t fold.Transform, last uint64) (time.Duration, error) {
+	t fold.Transform) (time.Duration, error) {
 	if err := os.RemoveAll(dir); err != nil {
+		return 0, err
+	}
+	last, err := b.lastSeq(ctx)
+	if err != nil {
 		return 0, err
 	}
 	runtime.GC() // leave no garbage of the previous measurement to this one

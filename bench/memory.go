@@ -238,66 +238,108 @@ func (b *bench) runChildProc(ctx context.Context, label, mode, bucket, dir strin
 	return res, nil
 }
 
-// memoryReference is the host's peak RSS of a bootstrap of -mem-small keys
-// in a child, the reference of every memory row; the first call measures it
-// and adds its row.
+// memoryReference measures the host's peak RSS of a bootstrap of
+// -mem-small keys in a child, a reference of the memory rows, and adds it
+// to b.memRefs (the first call fills the small bucket).
 func (b *bench) memoryReference(ctx context.Context) (childResult, error) {
-	if b.memRef != nil {
-		return *b.memRef, nil
-	}
 	be := b.backends[0]
-	if err := b.fill(ctx, bucketSmall, b.o.memSmall); err != nil {
-		return childResult{}, err
+	if len(b.memRefs) == 0 {
+		if err := b.fill(ctx, bucketSmall, b.o.memSmall); err != nil {
+			return childResult{}, err
+		}
+		b.logf("memory: fold in a child process, %s plugin", be.name)
 	}
-	b.logf("memory: fold in a child process, %s plugin", be.name)
-	small, err := b.child(ctx, "memory-small", bucketSmall, filepath.Join(b.dir, "folds", "mem-small"), be, "", 1)
+	dir := filepath.Join(b.dir, "folds", "mem-small")
+	small, err := b.child(ctx, "memory-small", bucketSmall, dir, be, "", 1)
 	if err != nil {
 		return childResult{}, err
 	}
-	b.memRef = &small
-	b.add(row{
-		group:    groupMemory,
-		scenario: fmt.Sprintf("host peak RSS (VmHWM), bootstrap %s keys → %s plugin: the reference", fmtCount(b.o.memSmall), be.name),
-		value:    fmtKB(small.HostHWMKB), baseline: "—", ratio: "—", target: "—", result: "—",
-	})
-	return small, nil
+	b.memRefs = append(b.memRefs, small)
+	return small, os.RemoveAll(dir)
 }
 
-// memoryRow adds a memory row: res's host peak RSS against the reference.
-func (b *bench) memoryRow(what string, res childResult) {
-	ref := *b.memRef
-	ratio := float64(res.HostHWMKB) / float64(ref.HostHWMKB)
+// hwms are the host peak RSS of rs, in KiB.
+func hwms(rs []childResult) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = float64(r.HostHWMKB)
+	}
+	return out
+}
+
+func kbOf(kb float64) string { return fmt.Sprintf("%.1f", kb/1024) }
+
+// memoryRefRow adds the row of the memory references measured.
+func (b *bench) memoryRefRow() {
+	if len(b.memRefs) == 0 {
+		return
+	}
+	m, sp := medSpread(hwms(b.memRefs), kbOf)
+	// First among the memory rows (the table keeps the order within a
+	// group).
+	b.rows = append([]row{{
+		group: groupMemory,
+		scenario: fmt.Sprintf("host peak RSS (VmHWM), bootstrap %s keys → %s plugin: the reference",
+			fmtCount(b.o.memSmall), b.backends[0].name),
+		value: fmtKB(int64(m)) + sp, baseline: "—", ratio: "—", target: "—", result: "—",
+	}}, b.rows...)
+}
+
+// memoryRow adds a memory row: the median host peak RSS of res against
+// the median of the references. The ratio's range pairs each run with the
+// reference measured in its round when there is one for each, else with
+// the references' median.
+func (b *bench) memoryRow(what string, res []childResult, refs []childResult) {
+	got, ref := hwms(res), hwms(refs)
+	if len(ref) != len(got) {
+		ref = make([]float64, len(got))
+		for i := range ref {
+			ref[i] = medianOf(hwms(b.memRefs))
+		}
+		refs = b.memRefs
+	}
+	ratio := medianOf(got) / medianOf(hwms(refs))
+	m, sp := medSpread(got, kbOf)
+	rm, rsp := medSpread(hwms(refs), kbOf)
 	b.add(row{
 		group:    groupMemory,
 		scenario: "host peak RSS (VmHWM), " + what,
-		value:    fmtKB(res.HostHWMKB), baseline: fmtKB(ref.HostHWMKB) + fmt.Sprintf(" (%s keys)", fmtCount(b.o.memSmall)),
-		ratio: fmt.Sprintf("%.2f×", ratio), target: fmt.Sprintf("≤ %.1f×", memoryTarget), result: verdict(ratio <= memoryTarget),
+		value:    fmtKB(int64(m)) + sp, baseline: fmtKB(int64(rm)) + rsp + fmt.Sprintf(" (%s keys)", fmtCount(b.o.memSmall)),
+		ratio:  ratioOf(ratio) + rangeOf(pairwise(got, ref, div), ratioOf),
+		target: fmt.Sprintf("≤ %.1f×", memoryTarget), result: verdict(ratio <= memoryTarget),
 	})
 }
 
-// memory measures the host's peak RSS: a bootstrap of -mem-small keys (the
-// reference), one of -keys keys, and a rebuild of that fold into a shadow
-// generation (the scope changes from everything to ">", the same keys),
-// each with the fold in a child process and NATS in this one. The artifact
-// group adds the rows of an export and an import.
+// memory measures the host's peak RSS in -runs rounds of: a bootstrap of
+// -mem-small keys (the reference), one of -keys keys, and a rebuild of
+// that fold into a shadow generation (the scope changes from everything
+// to ">", the same keys), each with the fold in a child process and NATS
+// in this one. The artifact group adds the rows of an export and an
+// import.
 func (b *bench) memory(ctx context.Context) error {
 	be := b.backends[0]
-	if _, err := b.memoryReference(ctx); err != nil {
-		return err
+	var refs, large, rebuild []childResult
+	for round := 1; round <= b.o.runs; round++ {
+		b.logf("memory round %d of %d", round, b.o.runs)
+		ref, err := b.memoryReference(ctx)
+		if err != nil {
+			return err
+		}
+		largeDir := filepath.Join(b.dir, "folds", "mem-large")
+		l, err := b.child(ctx, "memory-large", bucketMain, largeDir, be, "", 1)
+		if err != nil {
+			return err
+		}
+		rb, err := b.child(ctx, "memory-rebuild", bucketMain, largeDir, be, ">", l.Generation+1)
+		if err != nil {
+			return err
+		}
+		if err := os.RemoveAll(largeDir); err != nil {
+			return err
+		}
+		refs, large, rebuild = append(refs, ref), append(large, l), append(rebuild, rb)
 	}
-	largeDir := filepath.Join(b.dir, "folds", "mem-large")
-	large, err := b.child(ctx, "memory-large", bucketMain, largeDir, be, "", 1)
-	if err != nil {
-		return err
-	}
-	rebuild, err := b.child(ctx, "memory-rebuild", bucketMain, largeDir, be, ">", large.Generation+1)
-	if err != nil {
-		return err
-	}
-	if err := os.RemoveAll(largeDir); err != nil {
-		return err
-	}
-	b.memoryRow(fmt.Sprintf("bootstrap %s keys", fmtCount(b.o.keys)), large)
-	b.memoryRow(fmt.Sprintf("rebuild of %s keys into a shadow (scope changed; old generation open)", fmtCount(b.o.keys)), rebuild)
+	b.memoryRow(fmt.Sprintf("bootstrap %s keys", fmtCount(b.o.keys)), large, refs)
+	b.memoryRow(fmt.Sprintf("rebuild of %s keys into a shadow (scope changed; old generation open)", fmtCount(b.o.keys)), rebuild, refs)
 	return nil
 }

@@ -332,9 +332,9 @@ func cacheCounts(r *foldRun) (hits, misses float64) {
 	return hits, misses
 }
 
-// readRows adds the read rows of be: each a median of its rounds, with the
-// range of the rounds in brackets; the ratio column holds the medians of
-// the rounds' ratios (reads/s) and differences (p99).
+// readRows adds the read rows of be: each the median of its rounds against
+// the median of the kv.Get phases of the same rounds, with the spreads in
+// brackets (table.go).
 func (b *bench) readRows(be *backend, hot keySet, series map[string][]readPair) {
 	o := b.o
 	for _, v := range []struct {
@@ -362,21 +362,24 @@ func (b *bench) readRows(be *backend, hot keySet, series map[string][]readPair) 
 			}
 			return out
 		}
-		rate, rateSp := spreadOf(col(func(p readPair) float64 { return p.fold.rate }), func(f float64) string { return fmtRate(f, "") })
-		p99, p99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.fold.p99) }), msOf)
-		rawRate, rawRateSp := spreadOf(col(func(p readPair) float64 { return p.raw.rate }), func(f float64) string { return fmtRate(f, "") })
-		rawP99, rawP99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.raw.p99) }), msOf)
-		ratio, ratioSp := spreadOf(col(func(p readPair) float64 { return p.fold.rate / p.raw.rate }), func(f float64) string { return fmt.Sprintf("%.2f", f) })
-		dp99, dp99Sp := spreadOf(col(func(p readPair) float64 { return float64(p.fold.p99 - p.raw.p99) }), deltaOf)
-		hits, _ := spreadOf(col(func(p readPair) float64 { return p.hits }), nil)
+		rates := col(func(p readPair) float64 { return p.fold.rate })
+		p99s := col(func(p readPair) float64 { return float64(p.fold.p99) })
+		rawRates := col(func(p readPair) float64 { return p.raw.rate })
+		rawP99s := col(func(p readPair) float64 { return float64(p.raw.p99) })
+		rate, p99 := medianOf(rates), medianOf(p99s)
+		rawRate, rawP99 := medianOf(rawRates), medianOf(rawP99s)
+		ratio, dp99 := rate/rawRate, p99-rawP99
+		hits := medianOf(col(func(p readPair) float64 { return p.hits }))
 		rw := row{
 			group: groupReads,
-			scenario: fmt.Sprintf("%s → %s, %d clients, %s, cache hits %.0f%% (median of %d × %v)",
-				v.what, be.name, o.readClients, keys, 100*hits, len(ps), o.readFor),
-			value: fmt.Sprintf("%s%s · p99 %s%s", fmtRate(rate, "reads/s"), rateSp, fmtMs(time.Duration(p99)), p99Sp),
-			baseline: fmt.Sprintf("%s%s · p99 %s%s kv.Get, same keys", fmtRate(rawRate, "reads/s"), rawRateSp,
-				fmtMs(time.Duration(rawP99)), rawP99Sp),
-			ratio:  fmt.Sprintf("%s%s · p99 %s%s", fmtRatio(ratio), ratioSp, fmtDelta(time.Duration(dp99)), dp99Sp),
+			scenario: fmt.Sprintf("%s → %s, %d clients, %s, cache hits %.0f%%, %v phases",
+				v.what, be.name, o.readClients, keys, 100*hits, o.readFor),
+			value: fmt.Sprintf("%s%s · p99 %s%s", fmtRate(rate, "reads/s"), spread(rates, rateOf),
+				fmtMs(time.Duration(p99)), rangeOf(p99s, msOf)),
+			baseline: fmt.Sprintf("%s%s · p99 %s%s kv.Get, same keys", fmtRate(rawRate, "reads/s"), spread(rawRates, rateOf),
+				fmtMs(time.Duration(rawP99)), rangeOf(rawP99s, msOf)),
+			ratio: fmt.Sprintf("%s%s · p99 %s%s", fmtRatio(ratio), rangeOf(pairwise(rates, rawRates, div), ratioOf),
+				fmtDelta(time.Duration(dp99)), rangeOf(pairwise(p99s, rawP99s, sub), deltaOf)),
 			target: "—", result: "—",
 		}
 		if v.target {
@@ -400,21 +403,6 @@ func verdicts(met map[string]bool) string {
 	}
 	slices.Sort(missed)
 	return "MISSED (" + strings.Join(missed, ", ") + ")"
-}
-
-// spreadOf is the median of vs and, when there are several, their range as
-// " (low–high)" in format.
-func spreadOf(vs []float64, format func(float64) string) (float64, string) {
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if len(s) == 0 {
-		return 0, ""
-	}
-	m := s[len(s)/2]
-	if len(s) < 2 || format == nil {
-		return m, ""
-	}
-	return m, fmt.Sprintf(" (%s–%s)", strings.TrimSpace(format(s[0])), strings.TrimSpace(format(s[len(s)-1])))
 }
 
 func msOf(ns float64) string { return fmt.Sprintf("%.2f", ns/float64(time.Millisecond)) }

@@ -55,7 +55,7 @@ func (b *bench) printTable(w io.Writer, took time.Duration) {
 	fmt.Fprintf(w, "command: %s\n", strings.Join(os.Args, " "))
 	fmt.Fprintf(w, "workload: %s keys of 39 B, values of %d B random alphanumerics, History 1, file storage, embedded nats-server over loopback TCP\n",
 		fmtCount(o.keys), valueLen)
-	fmt.Fprintf(w, "bootstrap rounds: %d of -runs %d (-budget %v); resume runs: %d; exports and imports: %d each; rows say where they are medians\n\n",
+	fmt.Fprintf(w, "runs: bootstrap rounds %d of -runs %d (-budget %v), other rows %d, exports and imports %d; a cell's [low–high, n=N] is the range of its runs, a ratio's [low–high] that of the runs' own ratios\n\n",
 		b.rounds, o.runs, o.budget, o.runs, b.artifactRuns())
 	rows := slices.Clone(b.rows)
 	slices.SortStableFunc(rows, func(x, y row) int { return x.group - y.group })
@@ -157,3 +157,80 @@ func fmtDur(d time.Duration) string {
 }
 
 func fmtKB(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+
+// A row that decides a target is the median of its runs, each run of
+// slipstream paired with a run of its baseline just before or after it.
+// The cells print the median and, in brackets, the range of the runs and
+// their number: "73.4k keys/s [70.1k–75.0k, n=3]"; the ratio column the
+// ratio (or difference) of the two medians and, in brackets, the range of
+// the runs' own ratios (or differences): "27% [25–29%]".
+
+// medianOf is the median of vs (the upper one of an even count); vs is not
+// modified.
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// spread is " [low–high, n=N]" of vs in format, or " [n=1]" for one run.
+func spread(vs []float64, format func(float64) string) string {
+	switch len(vs) {
+	case 0:
+		return ""
+	case 1:
+		return " [n=1]"
+	}
+	return fmt.Sprintf(" [%s–%s, n=%d]", format(slices.Min(vs)), format(slices.Max(vs)), len(vs))
+}
+
+// rangeOf is " [low–high]" of vs in format, or "" for fewer than two.
+func rangeOf(vs []float64, format func(float64) string) string {
+	if len(vs) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" [%s–%s]", format(slices.Min(vs)), format(slices.Max(vs)))
+}
+
+// medSpread is the median of vs and its spread in format.
+func medSpread(vs []float64, format func(float64) string) (float64, string) {
+	return medianOf(vs), spread(vs, format)
+}
+
+// Formats of the bounds in brackets: the unit is the cell's.
+func rateOf(f float64) string { return strings.TrimSpace(fmtRate(f, "")) }
+func pctOf(f float64) string  { return fmt.Sprintf("%.0f%%", 100*f) }
+func ratioOf(f float64) string {
+	return fmt.Sprintf("%.2f×", f)
+}
+
+// secondsOf formats durations given in nanoseconds as fmtDur does,
+// without the unit when it is ms (the cell says it).
+func secondsOf(ns float64) string {
+	return strings.TrimSuffix(fmtDur(time.Duration(ns)), " ms")
+}
+
+// floats converts durations to nanoseconds.
+func floats(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = float64(d)
+	}
+	return out
+}
+
+// pairwise applies fn to the i-th elements of a and b, for as many as both
+// have.
+func pairwise(a, b []float64, fn func(x, y float64) float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = fn(a[i], b[i])
+	}
+	return out
+}
+
+func div(x, y float64) float64 { return x / y }
+func sub(x, y float64) float64 { return x - y }
