@@ -11,14 +11,15 @@ import (
 
 // The key layout; see the package documentation.
 var (
-	formatKey  = []byte("\x00s/format")
-	cursorKey  = []byte("\x00s/cursor")
-	statsKey   = []byte("\x00s/stats")
-	loadingKey = []byte("\x00s/loading")
-	metaPrefix = []byte("\x00m/")
-	metaEnd    = []byte("\x00m0") // '0' follows '/': the first key past every meta key
-	dataPrefix = []byte("\x01d/")
-	dataEnd    = []byte("\x01d0")
+	formatKey   = []byte("\x00s/format")
+	cursorKey   = []byte("\x00s/cursor")
+	statsKey    = []byte("\x00s/stats")
+	loadingKey  = []byte("\x00s/loading")
+	countingKey = []byte("\x00s/counting")
+	metaPrefix  = []byte("\x00m/")
+	metaEnd     = []byte("\x00m0") // '0' follows '/': the first key past every meta key
+	dataPrefix  = []byte("\x01d/")
+	dataEnd     = []byte("\x01d0")
 )
 
 // layoutVersion is the value of formatKey this code reads and writes.
@@ -74,6 +75,13 @@ func decodeUint64(what string, b []byte) (uint64, error) {
 // counts is the stats record: live keys and their key+value bytes.
 type counts struct {
 	keys, bytes uint64
+}
+
+// plus is c + d - base, in modular arithmetic: the counts of a store whose
+// count c was made at a point where its stats record held base, and holds d
+// now.
+func (c counts) plus(d, base counts) counts {
+	return counts{keys: c.keys + d.keys - base.keys, bytes: c.bytes + d.bytes - base.bytes}
 }
 
 func (c counts) encode() []byte {

@@ -291,3 +291,104 @@ func TestLoadCallsOnClosedStore(t *testing.T) {
 		t.Fatalf("EndLoad before Open = %v; want ErrClosed", err)
 	}
 }
+
+// TestCountAfterLoad holds the count a load leaves to countAfterLoad while
+// batches go on, and checks the stats against a store that never loaded:
+// during the count (Stats counts), after it (the record it commits: the
+// count plus what the batches added since EndLoad), and after a Close in
+// the middle of a count, which Open starts again.
+func TestCountAfterLoad(t *testing.T) {
+	ctx := context.Background()
+	plain := openStore(t, t.TempDir(), `{"sync": false}`)
+	defer plain.Close(ctx)
+	loaded := openStore(t, t.TempDir(), `{"sync": false}`)
+	defer func() { loaded.Close(ctx) }()
+	both := func(batches []*sdk.Batch) {
+		t.Helper()
+		for _, b := range batches {
+			for _, s := range []*Store{plain, loaded} {
+				if err := s.Apply(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	check := func(when string, counting bool) {
+		t.Helper()
+		if got := hasRecord(t, loaded, countingKey); got != counting {
+			t.Fatalf("%s: counting record present: %v, want %v", when, got, counting)
+		}
+		got, want := mustStats(t, loaded), mustStats(t, plain)
+		if want.Keys == 0 || got.Keys != want.Keys || got.Bytes != want.Bytes {
+			t.Fatalf("%s: Stats = %d keys, %d bytes; want %d keys, %d bytes", when, got.Keys, got.Bytes, want.Keys, want.Bytes)
+		}
+		if counting {
+			return
+		}
+		rec, err := decodeCounts(mustGet(t, loaded, statsKey))
+		if err != nil || rec.keys != want.Keys || rec.bytes != want.Bytes {
+			t.Fatalf("%s: stats record = %+v (%v); want %d keys, %d bytes", when, rec, err, want.Keys, want.Bytes)
+		}
+	}
+
+	loaded.countPause = make(chan struct{})
+	if err := loaded.BeginLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	both(randomBatches(1, 30, 0))
+	if err := loaded.EndLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after EndLoad, the count held", true)
+	// Deletes and overwrites of loaded keys take the stats record below
+	// zero before the count lands.
+	both(randomBatches(2, 10, 30))
+	check("after more batches, the count held", true)
+	close(loaded.countPause)
+	loaded.countWG.Wait()
+	check("after the count", false)
+	both(randomBatches(3, 5, 40))
+	check("after batches that follow the count", false)
+
+	// A count interrupted by Close starts again at Open.
+	for _, s := range []*Store{plain, loaded} {
+		if err := s.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain = openStore(t, t.TempDir(), `{"sync": false}`)
+	dir := t.TempDir()
+	loaded = openStore(t, dir, `{"sync": false}`)
+	loaded.countPause = make(chan struct{})
+	if err := loaded.BeginLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	both(randomBatches(4, 20, 0))
+	if err := loaded.EndLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	both(randomBatches(5, 5, 20))
+	if err := loaded.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loaded = New()
+	loaded.countPause = make(chan struct{})
+	if _, err := loaded.Open(ctx, dir, []byte(`{"sync": false}`)); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened in the middle of a count", true)
+	both(randomBatches(6, 5, 25))
+	close(loaded.countPause)
+	loaded.countWG.Wait()
+	check("after the count Open started again", false)
+}
+
+// mustGet returns the value of the store record key.
+func mustGet(t *testing.T, s *Store, key []byte) []byte {
+	t.Helper()
+	v, err := get(s.db, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

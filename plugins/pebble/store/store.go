@@ -36,6 +36,18 @@ type Store struct {
 
 	viewsMu sync.Mutex
 	views   map[*view]struct{} // the open views (Snapshot); Close closes them
+
+	// The counts of finished loads' keys (countAfterLoad): countCtx ends
+	// them (Close), countWG waits for them, and only the one numbered
+	// countGen may commit (applyMu held): a later BeginLoad or EndLoad
+	// makes an older count void.
+	countCtx  context.Context
+	countStop context.CancelFunc
+	countWG   sync.WaitGroup
+	countGen  uint64
+	// countPause, set by tests, holds each count between its pass and its
+	// commit until it is closed.
+	countPause chan struct{}
 }
 
 // New returns a closed store that logs nowhere until SetLogger.
@@ -109,7 +121,37 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
+	s.countCtx, s.countStop = context.WithCancel(context.Background())
+	if err := s.resumeCount(db); err != nil {
+		s.countStop()
+		_ = db.Close()
+		s.db = nil
+		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
 	return st, nil
+}
+
+// resumeCount starts again the count of a load that a Close or a crash
+// interrupted (countAfterLoad). No Apply runs yet: Open holds mu.
+func (s *Store) resumeCount(db *pebble.DB) error {
+	snap := db.NewSnapshot()
+	counting, err := has(snap, countingKey)
+	if err != nil || !counting {
+		_ = snap.Close()
+		return err
+	}
+	rec, err := get(snap, statsKey)
+	if err != nil {
+		_ = snap.Close()
+		return fmt.Errorf("stats record: %w", err)
+	}
+	base, err := decodeCounts(rec)
+	if err != nil {
+		_ = snap.Close()
+		return err
+	}
+	s.startCount(db, snap, base)
+	return nil
 }
 
 // load reads the committed state, initializing a new database.
@@ -171,12 +213,17 @@ func readState(r pebble.Reader) (sdk.State, error) {
 
 // isLoading reports whether r holds the loading record.
 func isLoading(r pebble.Reader) (bool, error) {
-	_, err := get(r, loadingKey)
+	return has(r, loadingKey)
+}
+
+// has reports whether r holds the store record key.
+func has(r pebble.Reader, key []byte) (bool, error) {
+	_, err := get(r, key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("loading record: %w", err)
+		return false, fmt.Errorf("record %q: %w", key, err)
 	}
 	return true, nil
 }
@@ -465,27 +512,22 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 	return sdk.Stats{Keys: c.keys, Bytes: c.bytes, DiskBytes: db.Metrics().DiskSpaceUsage()}, nil
 }
 
-// storedCounts returns the stats record, or during a bulk load the counts
-// of the data keys.
+// storedCounts returns the stats record or, during a bulk load or the
+// count after one (countAfterLoad), the counts of the data keys. All of it
+// is read from one snapshot, so a BeginLoad, an EndLoad or the end of a
+// count committed meanwhile cannot mix two states.
 func storedCounts(ctx context.Context, db *pebble.DB) (counts, error) {
-	rec, err := get(db, statsKey)
-	if errors.Is(err, pebble.ErrNotFound) {
-		// A load is under way, or was until a moment ago: read the stats
-		// record, the loading record and the data from one snapshot, so an
-		// EndLoad or BeginLoad committed meanwhile cannot mix two states.
-		snap := db.NewSnapshot()
-		defer snap.Close()
-		rec, err = get(snap, statsKey)
-		if errors.Is(err, pebble.ErrNotFound) {
-			loading, lerr := isLoading(snap)
-			switch {
-			case lerr != nil:
-				return counts{}, lerr
-			case loading:
-				return countData(ctx, snap)
-			}
+	snap := db.NewSnapshot()
+	defer snap.Close()
+	for _, key := range [][]byte{loadingKey, countingKey} {
+		switch found, err := has(snap, key); {
+		case err != nil:
+			return counts{}, err
+		case found:
+			return countData(ctx, snap)
 		}
 	}
+	rec, err := get(snap, statsKey)
 	if err != nil {
 		return counts{}, fmt.Errorf("stats record: %w", err)
 	}
@@ -557,6 +599,8 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	defer wb.Close()
 	_ = wb.Set(loadingKey, nil, nil)
 	_ = wb.Delete(statsKey, nil)
+	_ = wb.Delete(countingKey, nil) // a count after an empty load: this load's replaces it
+	s.countGen++
 	if err := wb.Commit(s.wo); err != nil {
 		return fmt.Errorf("pebble: begin load: %w", err)
 	}
@@ -564,8 +608,9 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	return nil
 }
 
-// EndLoad ends a bulk load: it counts the data keys in one ordered pass,
-// then writes the stats record and removes the loading record in one batch.
+// EndLoad ends a bulk load: in one batch, synced, it removes the loading
+// record and starts the stats record over at zero with the counting record
+// beside it, then leaves the count of the loaded keys to countAfterLoad.
 // It does nothing on a store that is not loading. Apply waits for it.
 func (s *Store) EndLoad(ctx context.Context) error {
 	db, release, err := s.writing()
@@ -576,15 +621,10 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	if !s.loading {
 		return nil
 	}
-	// applyMu keeps every write out until the commit, so the counts are
-	// those of the data the batch below finds.
-	c, err := countData(ctx, db)
-	if err != nil {
-		return fmt.Errorf("pebble: end load: counting keys: %w", err)
-	}
 	wb := db.NewBatch()
 	defer wb.Close()
-	_ = wb.Set(statsKey, c.encode(), nil)
+	_ = wb.Set(statsKey, counts{}.encode(), nil)
+	_ = wb.Set(countingKey, nil, nil)
 	_ = wb.Delete(loadingKey, nil)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -596,7 +636,89 @@ func (s *Store) EndLoad(ctx context.Context) error {
 		return fmt.Errorf("pebble: end load: %w", err)
 	}
 	s.loading = false
+	// applyMu is held: the snapshot is the state this batch left, whose
+	// stats record is zero.
+	s.startCount(db, db.NewSnapshot(), counts{})
 	return nil
+}
+
+// startCount runs countAfterLoad on snap, a snapshot of db whose stats
+// record held base, in a goroutine of its own, as the count numbered
+// countGen+1. It takes snap over. The caller holds applyMu, or mu before
+// any Apply can run (Open).
+func (s *Store) startCount(db *pebble.DB, snap *pebble.Snapshot, base counts) {
+	s.countGen++
+	gen := s.countGen
+	ctx := s.countCtx
+	s.countWG.Add(1)
+	go func() {
+		defer s.countWG.Done()
+		if err := s.countAfterLoad(ctx, gen, db, snap, base); err != nil && ctx.Err() == nil {
+			s.logger.Error("counting the keys of a bulk load failed; Stats counts them on each call until the store is opened again", "err", err)
+		}
+	}()
+}
+
+// countAfterLoad makes the stats record exact again after a bulk load,
+// away from EndLoad, whose caller waits to publish the fold: counting a
+// large load takes a pass over all of it.
+//
+// From EndLoad on, the stats record holds only the changes Apply made
+// since (in modular arithmetic, so it may go below zero), and the counting
+// record says so. countAfterLoad counts the data keys of snap, a snapshot
+// of the store taken when the stats record held base; then, with writers
+// held off, it commits the count plus what Apply added since snap and
+// removes the counting record. Until then Stats counts the data itself.
+// A Close or a crash in between leaves the counting record, and Open
+// starts the count again.
+func (s *Store) countAfterLoad(ctx context.Context, gen uint64, db *pebble.DB, snap *pebble.Snapshot, base counts) error {
+	c, err := countData(ctx, snap)
+	if cerr := snap.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if s.countPause != nil {
+		select {
+		case <-s.countPause:
+		case <-ctx.Done():
+		}
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if gen != s.countGen {
+		return nil // a BeginLoad on the empty store removed the counting record
+	}
+	rec, err := get(db, statsKey)
+	if err != nil {
+		return fmt.Errorf("stats record: %w", err)
+	}
+	now, err := decodeCounts(rec)
+	if err != nil {
+		return err
+	}
+	wb := db.NewBatch()
+	defer wb.Close()
+	_ = wb.Set(statsKey, c.plus(now, base).encode(), nil)
+	_ = wb.Delete(countingKey, nil)
+	return wb.Commit(s.wo)
+}
+
+// stopCount stops the counts under way and waits for their end. Close
+// calls it before it takes mu: a count's last step waits for applyMu,
+// which an Apply may hold while it waits for mu.
+func (s *Store) stopCount() {
+	s.mu.RLock()
+	stop := s.countStop
+	s.mu.RUnlock()
+	if stop != nil {
+		stop()
+	}
+	s.countWG.Wait()
 }
 
 // Compact compacts the whole data range, as after a bulk load: it flushes
@@ -616,6 +738,7 @@ func (s *Store) Compact(ctx context.Context) error {
 // Close closes the views still open, then the database. It waits for
 // running calls to finish, a view's Scan among them.
 func (s *Store) Close(context.Context) error {
+	s.stopCount()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
