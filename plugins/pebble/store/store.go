@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -21,9 +22,10 @@ import (
 type Store struct {
 	logger *slog.Logger
 
-	mu sync.RWMutex // write-held by Open and Close, read-held by every other call
-	db *pebble.DB
-	wo *pebble.WriteOptions
+	mu    sync.RWMutex // write-held by Open and Close, read-held by every other call
+	db    *pebble.DB
+	wo    *pebble.WriteOptions
+	level SyncLevel
 
 	// applyMu serializes Apply, BeginLoad and EndLoad: each batch reads the
 	// stats the previous one wrote. sdk.Serve serializes too; in-process
@@ -104,6 +106,15 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		// figures are in BENCHMARKS.md); reads pay for the extra files
 		// until compactions catch up.
 		L0StopWritesThreshold: 1000,
+		// Four memtables, not two, absorb a burst while one is flushed:
+		// with two, a bootstrap stalled on flushes many times a second.
+		MemTableStopWritesThreshold: 4,
+		// A second compaction when L0 or the compaction debt calls for
+		// it: a bootstrap's compactions otherwise fall behind.
+		CompactionConcurrencyRange: func() (int, int) { return 1, 2 },
+	}
+	if cfg.Sync == SyncNormal {
+		opts.FS = osSyncFS{vfs.Default}
 	}
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
 	// a key is new, which is most keys during a bootstrap.
@@ -117,9 +128,9 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		_ = db.Close()
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	s.db, s.wo, s.loading = db, pebble.NoSync, st.Loading
-	if cfg.Sync {
-		s.wo = pebble.Sync
+	s.db, s.wo, s.loading, s.level = db, pebble.NoSync, st.Loading, cfg.Sync
+	if cfg.Sync != SyncOff {
+		s.wo = pebble.Sync // at SyncNormal, to the operating system only (osSyncFS)
 	}
 	s.countCtx, s.countStop = context.WithCancel(context.Background())
 	if err := s.resumeCount(db); err != nil {
@@ -634,6 +645,13 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	// the generation.
 	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebble: end load: %w", err)
+	}
+	if s.level == SyncNormal {
+		// That sync reached the operating system only: the load is on the
+		// disk once its memtables are in synced tables.
+		if err := db.Flush(); err != nil {
+			return fmt.Errorf("pebble: end load: flush: %w", err)
+		}
 	}
 	s.loading = false
 	// applyMu is held: the snapshot is the state this batch left, whose
