@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,56 @@ func (b *bench) pollObserver(what string, get func(ctx context.Context) ([]byte,
 	}
 }
 
+// waitObserver observes through the API as an app waiting for a change
+// does (read-your-writes): GET of the key with ?min_cursor= one past the
+// cursor of the previous answer, which the fold answers as soon as it has
+// committed that far. No polling: one request per change the fold
+// commits, or fewer when it commits several at once.
+func waitObserver(c *http.Client, keyURL string) observer {
+	return func(ctx context.Context, p *probe) error {
+		var cursor uint64
+		for p.next < p.total() {
+			url := keyURL
+			if cursor > 0 {
+				url = fmt.Sprintf("%s?min_cursor=%d&wait=2s", keyURL, cursor+1)
+			}
+			v, at, status, err := httpGetAt(ctx, c, url)
+			switch {
+			case ctx.Err() != nil:
+				return fmt.Errorf("HTTP GET ?min_cursor saw %d of %d puts: %w", p.next, p.total(), ctx.Err())
+			case err != nil:
+				return fmt.Errorf("HTTP GET ?min_cursor: %w", err)
+			case status == http.StatusGatewayTimeout: // nothing committed within the wait
+			case status != http.StatusOK:
+				return fmt.Errorf("GET %s: status %d: %s", url, status, v)
+			default:
+				p.see(parseIndex(v))
+			}
+			cursor = max(cursor, at)
+		}
+		return nil
+	}
+}
+
+// httpGetAt is httpGet that also returns the Slipstream-Cursor of the
+// answer and its status, leaving a status other than 200 to the caller.
+func httpGetAt(ctx context.Context, c *http.Client, url string) (body []byte, cursor uint64, status int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer resp.Body.Close()
+	if body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20)); err != nil {
+		return nil, 0, 0, err
+	}
+	cursor, _ = strconv.ParseUint(resp.Header.Get("Slipstream-Cursor"), 10, 64)
+	return body, cursor, resp.StatusCode, nil
+}
+
 // httpGet reads a key through the API; it returns the body of a 200.
 func httpGet(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -344,16 +395,14 @@ func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiS
 	s0 := r.applyStats()
 	var httpLat, directLat []time.Duration
 	err := labelled(ctx, "live-http-"+be.name, func(ctx context.Context) (err error) {
-		httpLat, err = b.latencyPhase(ctx, hot, b.pollObserver("HTTP GET", func(ctx context.Context) ([]byte, error) {
-			return httpGet(ctx, client, api.keyURL(hot))
-		}))
+		httpLat, err = b.latencyPhase(ctx, hot, waitObserver(client, api.keyURL(hot)))
 		return err
 	})
 	if err != nil {
 		return res, fmt.Errorf("%s live latency via HTTP: %w", be.name, err)
 	}
 	s1 := r.applyStats()
-	b.logLatency(be, "HTTP GET", httpLat, s1.since(s0))
+	b.logLatency(be, "HTTP GET ?min_cursor", httpLat, s1.since(s0))
 	res.http50, res.http99 = percentile(httpLat, 0.50), percentile(httpLat, 0.99)
 	if direct {
 		hot = b.hotKey()
@@ -410,7 +459,7 @@ func (b *bench) liveRows(be *backend, rounds []liveRound) {
 	diff := medianOf(http99) - medianOf(raw99)
 	b.add(row{
 		group:    groupLive,
-		scenario: fmt.Sprintf("put→visible via HTTP GET, %s, %d puts/s for %v: p99 (p50)", be.name, b.o.liveRate, b.o.liveFor),
+		scenario: fmt.Sprintf("put→visible via HTTP GET ?min_cursor (blocking), %s, %d puts/s for %v: p99 (p50)", be.name, b.o.liveRate, b.o.liveFor),
 		value:    latCell(http99, http50),
 		baseline: latCell(raw99, raw50) + " watcher receive",
 		ratio:    fmtDelta(time.Duration(diff)) + rangeOf(pairwise(http99, raw99, sub), deltaOf),
