@@ -16,7 +16,7 @@ BENCH_FLAGS ?=
 $(BENCH_CMD):
 	$(GO) build -o $@ ./bench
 
-## bench: the benchmark table; 1M keys, medians of up to 3 runs, about 12 minutes
+## bench: the benchmark table; 1M keys, each target row a median of 3 runs beside its baseline, 12-15 minutes
 bench: build $(BENCH_CMD)
 	./$(BENCH_CMD) -bin $(BIN) $(BENCH_FLAGS)
 
