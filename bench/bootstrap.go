@@ -266,23 +266,35 @@ func (b *bench) coldBootstrap(ctx context.Context, label string, be *backend, mo
 	if err := os.RemoveAll(dir); err != nil {
 		return 0, err
 	}
-	last, err := b.lastSeq(ctx)
+	d, u, err := b.runToSynced(ctx, label, be, mode, dir, t)
 	if err != nil {
 		return 0, err
+	}
+	b.logf("  %-18s %8v  %s  [%s]", label, d.Round(time.Millisecond), fmtRate(float64(b.o.keys)/d.Seconds(), "keys/s"), u)
+	return d, nil
+}
+
+// runToSynced starts a fold of the main bucket on dir and returns the time
+// from Run's start until it is ready at the stream's last sequence, with
+// what it used; the fold is stopped again.
+func (b *bench) runToSynced(ctx context.Context, label string, be *backend, mode launchMode, dir string,
+	t fold.Transform) (time.Duration, usage, error) {
+	last, err := b.lastSeq(ctx)
+	if err != nil {
+		return 0, usage{}, err
 	}
 	runtime.GC() // leave no garbage of the previous measurement to this one
 	r, err := b.startFold(ctx, label, be, mode, dir, nil, t)
 	if err != nil {
-		return 0, err
+		return 0, usage{}, err
 	}
 	d, err := r.waitSynced(ctx, last, 1, b.o.wait)
 	u := r.usage(d)
 	if err := errors.Join(err, r.stop(time.Minute)); err != nil {
-		return 0, err
+		return 0, usage{}, err
 	}
 	u.pluginCPU, _ = r.procs.totals()
-	b.logf("  %-18s %8v  %s  [%s]", label, d.Round(time.Millisecond), fmtRate(float64(b.o.keys)/d.Seconds(), "keys/s"), u)
-	return d, nil
+	return d, u, nil
 }
 
 // rawBootstrap times a raw kv.WatchAll of the main bucket from the call to

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime"
 	"time"
 )
 
@@ -19,21 +17,10 @@ func (b *bench) resumeOnce(ctx context.Context, be *backend, dir string) (time.D
 	if err := b.overwrite(ctx, b.o.resumeUpdates); err != nil {
 		return 0, err
 	}
-	last, err := b.lastSeq(ctx)
+	d, u, err := b.runToSynced(ctx, "resume-"+be.name, be, viaPlugin, dir, nil)
 	if err != nil {
 		return 0, err
 	}
-	runtime.GC()
-	r, err := b.startFold(ctx, "resume-"+be.name, be, viaPlugin, dir, nil, nil)
-	if err != nil {
-		return 0, err
-	}
-	d, err := r.waitSynced(ctx, last, 1, b.o.wait)
-	u := r.usage(d)
-	if err := errors.Join(err, r.stop(time.Minute)); err != nil {
-		return 0, err
-	}
-	u.pluginCPU, _ = r.procs.totals()
 	b.logf("  %-18s %8v  [%s]", "resume-"+be.name, d.Round(100*time.Microsecond), u)
 	return d, nil
 }
