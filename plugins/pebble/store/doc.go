@@ -21,8 +21,8 @@
 //	\x01d/<key>    fold entry <key>: 8-byte big-endian revision, then the value
 //
 // Every Apply writes its mutations, the cursor, the metadata and (outside a
-// bulk load) the updated stats in one pebble batch, committed as far as the
-// sync level of the store config says (below), so a crash leaves
+// bulk load) the updated stats in one pebble batch, committed with
+// pebble.Sync unless the store config says otherwise, so a crash leaves
 // either all of a batch or none of it. Readers use the database directly: pebble applies a batch atomically,
 // so Get and Scan see all of a concurrent Apply or none of it.
 //
@@ -91,29 +91,18 @@
 //
 // The fold's store_config table, as JSON; unknown keys are an error:
 //
-//	sync           how far each commit (Apply, BeginLoad) goes before it
-//	               returns, outside a bulk load (whose end always reaches
-//	               the disk):
-//	                 "normal" (default): to the operating system. A commit
-//	                   outlives a crash of the plugin; a crash of the
-//	                   machine may lose the last commits (SQLite's
-//	                   synchronous=NORMAL in WAL mode, the other plugin's
-//	                   default)
-//	                 "full" (or true): to the disk, fsync per commit
-//	                 "off" (or false): into pebble's buffers; a crash of
-//	                   the plugin may lose the last commits
-//	               Whatever is lost is lost newest first and whole: the
-//	               cursor still agrees with the data, and the host
-//	               re-applies from it.
+//	sync           bool, default true: fsync every batch commit (Apply,
+//	               BeginLoad) outside a bulk load; EndLoad always syncs.
+//	               Without it pebble writes its log in the background, so
+//	               a crash of the plugin may lose the last commits, newest
+//	               first and whole: the cursor still agrees with the data,
+//	               and the host re-applies from it.
 //	cache_size     bytes of block cache, default 64 MiB
 //	memtable_size  bytes per memtable, default pebble's (4 MiB)
 //
-// The "normal" level is pebble's synced commit on a file system whose log
-// files sync as a no-op (syncfs.go): the commit waits until its log record
-// is written to the kernel, not until the kernel wrote it to the disk. On
-// the benchmark machine, Apply of a one-key live batch (bench, live group,
-// with another benchmark writing to the same disk) took 0.4-0.7 ms at
-// "normal" against 1.7-2.4 ms at "full". Tables and the manifest are synced as
-// always, so the database stays consistent; only the tail of the log is
-// at risk, and only from a crash of the machine.
+// A level between the two, a commit written to the kernel but not synced
+// (SQLite's synchronous=NORMAL), is not offered: pebble cannot skip the
+// fsync of its log and still recover it. Its log format records the
+// offsets it believes synced, and it refuses to replay a log that ends
+// short of one after a crash of the machine.
 package store

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -22,10 +21,9 @@ import (
 type Store struct {
 	logger *slog.Logger
 
-	mu    sync.RWMutex // write-held by Open and Close, read-held by every other call
-	db    *pebble.DB
-	wo    *pebble.WriteOptions
-	level SyncLevel
+	mu sync.RWMutex // write-held by Open and Close, read-held by every other call
+	db *pebble.DB
+	wo *pebble.WriteOptions
 
 	// applyMu serializes Apply, BeginLoad and EndLoad: each batch reads the
 	// stats the previous one wrote. sdk.Serve serializes too; in-process
@@ -47,6 +45,9 @@ type Store struct {
 	countStop context.CancelFunc
 	countWG   sync.WaitGroup
 	countGen  uint64
+	// countMu orders starting a count against stopping them all, and
+	// guards countCtx and countStop once Open has set them.
+	countMu sync.Mutex
 	// countPause, set by tests, holds each count between its pass and its
 	// commit until it is closed.
 	countPause chan struct{}
@@ -113,9 +114,6 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		// it: a bootstrap's compactions otherwise fall behind.
 		CompactionConcurrencyRange: func() (int, int) { return 1, 2 },
 	}
-	if cfg.Sync == SyncNormal {
-		opts.FS = osSyncFS{vfs.Default}
-	}
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
 	// a key is new, which is most keys during a bootstrap.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
@@ -128,11 +126,13 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		_ = db.Close()
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	s.db, s.wo, s.loading, s.level = db, pebble.NoSync, st.Loading, cfg.Sync
-	if cfg.Sync != SyncOff {
-		s.wo = pebble.Sync // at SyncNormal, to the operating system only (osSyncFS)
+	s.db, s.wo, s.loading = db, pebble.NoSync, st.Loading
+	if cfg.Sync {
+		s.wo = pebble.Sync
 	}
+	s.countMu.Lock()
 	s.countCtx, s.countStop = context.WithCancel(context.Background())
+	s.countMu.Unlock()
 	if err := s.resumeCount(db); err != nil {
 		s.countStop()
 		_ = db.Close()
@@ -611,11 +611,11 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	_ = wb.Set(loadingKey, nil, nil)
 	_ = wb.Delete(statsKey, nil)
 	_ = wb.Delete(countingKey, nil) // a count after an empty load: this load's replaces it
-	s.countGen++
 	if err := wb.Commit(s.wo); err != nil {
 		return fmt.Errorf("pebble: begin load: %w", err)
 	}
 	s.loading = true
+	s.countGen++ // a count under way has lost its counting record
 	return nil
 }
 
@@ -646,13 +646,6 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebble: end load: %w", err)
 	}
-	if s.level == SyncNormal {
-		// That sync reached the operating system only: the load is on the
-		// disk once its memtables are in synced tables.
-		if err := db.Flush(); err != nil {
-			return fmt.Errorf("pebble: end load: flush: %w", err)
-		}
-	}
 	s.loading = false
 	// applyMu is held: the snapshot is the state this batch left, whose
 	// stats record is zero.
@@ -667,7 +660,16 @@ func (s *Store) EndLoad(ctx context.Context) error {
 func (s *Store) startCount(db *pebble.DB, snap *pebble.Snapshot, base counts) {
 	s.countGen++
 	gen := s.countGen
+	// Under countMu, so that a Close that stopped the counts (stopCount)
+	// sees this one, or this one sees it stopped and leaves the count to
+	// the next Open.
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
 	ctx := s.countCtx
+	if ctx.Err() != nil {
+		_ = snap.Close()
+		return
+	}
 	s.countWG.Add(1)
 	go func() {
 		defer s.countWG.Done()
@@ -730,12 +732,11 @@ func (s *Store) countAfterLoad(ctx context.Context, gen uint64, db *pebble.DB, s
 // calls it before it takes mu: a count's last step waits for applyMu,
 // which an Apply may hold while it waits for mu.
 func (s *Store) stopCount() {
-	s.mu.RLock()
-	stop := s.countStop
-	s.mu.RUnlock()
-	if stop != nil {
-		stop()
+	s.countMu.Lock()
+	if s.countStop != nil {
+		s.countStop()
 	}
+	s.countMu.Unlock()
 	s.countWG.Wait()
 }
 

@@ -24,15 +24,10 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{in: "", want: DefaultConfig()},
 		{in: "{}", want: DefaultConfig()},
-		{in: `{"sync": false, "cache_size": 1048576, "memtable_size": 8388608}`, want: Config{Sync: SyncOff, CacheSize: 1 << 20, MemtableSize: 8 << 20}},
-		{in: `{"sync": true}`, want: Config{Sync: SyncFull, CacheSize: 64 << 20}},
-		{in: `{"sync": "normal"}`, want: Config{Sync: SyncNormal, CacheSize: 64 << 20}},
-		{in: `{"sync": "full"}`, want: Config{Sync: SyncFull, CacheSize: 64 << 20}},
-		{in: `{"sync": "off"}`, want: Config{Sync: SyncOff, CacheSize: 64 << 20}},
-		{in: `{"sync": "always"}`, wantErr: `want "full", "normal" or "off", got "always"`},
-		{in: `{"sync": 1}`, wantErr: `want "full", "normal", "off" or a bool`},
+		{in: `{"sync": false, "cache_size": 1048576, "memtable_size": 8388608}`, want: Config{Sync: false, CacheSize: 1 << 20, MemtableSize: 8 << 20}},
 		{in: `{"cache_sise": 1}`, wantErr: `unknown field "cache_sise"`},
 		{in: `{"cache_size": 0}`, wantErr: "cache_size must be positive"},
+		{in: `{"sync": "yes"}`, wantErr: "cannot unmarshal"},
 		{in: `{} {}`, wantErr: "trailing data"},
 		{in: `[1]`, wantErr: "cannot unmarshal"},
 	}

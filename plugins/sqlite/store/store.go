@@ -617,6 +617,15 @@ func (s *Store) Compact(ctx context.Context) error {
 		return err
 	}
 	return s.ckpt.exclusive(func() error {
+		if s.loading.Load() {
+			// The checkpoint copies the WAL into fold.db at the writer's
+			// synchronous, which a load keeps OFF: never copy an unsynced
+			// WAL (checkpoint.go), so the configured level for this one.
+			if err := s.raw.exec(`PRAGMA synchronous=` + s.cfg.Synchronous); err != nil {
+				return err
+			}
+			defer func() { _ = s.raw.exec(`PRAGMA synchronous=OFF`) }()
+		}
 		return s.raw.exec(`PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;`)
 	})
 }
