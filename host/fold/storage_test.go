@@ -97,12 +97,16 @@ func TestFullDisk(t *testing.T) {
 			// Stalled for a few seconds, the store's repeated error is
 			// logged a few times, not per retry of every layer (Pebble
 			// retries a failed flush at once and forever).
-			before, bg := log.total(), log.count("pebble background error")
+			// Pebble treats a failed write of its log as fatal: the plugin
+			// exits and the host starts another, whose first background
+			// error is logged at once. So the bound is per plugin process.
+			launches := func() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.plugins) }
+			before, bg, started := log.total(), log.count("pebble background error"), launches()
 			time.Sleep(3 * time.Second)
-			n, nbg := log.total()-before, log.count("pebble background error")-bg
-			t.Logf("in 3 s of the stall: %d log records, %d of them pebble background errors", n, nbg)
-			if nbg > 3 {
-				t.Errorf("%d pebble background errors logged in 3 s of a stall on a full disk", nbg)
+			n, nbg, restarts := log.total()-before, log.count("pebble background error")-bg, launches()-started
+			t.Logf("in 3 s of the stall: %d log records, %d of them pebble background errors; %d plugin restarts", n, nbg, restarts)
+			if nbg > 3+restarts {
+				t.Errorf("%d pebble background errors logged in 3 s of a stall on a full disk, by %d plugin processes", nbg, 1+restarts)
 			}
 			resize(256 << 20)
 			h.waitSynced(last)
