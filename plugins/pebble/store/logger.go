@@ -39,6 +39,7 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // read that found it already fails with an error the host sees.
 func eventListener(l *slog.Logger) *pebble.EventListener {
 	bg := &backgroundErrors{l: l, every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
+	stalls := &writeStalls{l: l, every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
 	return &pebble.EventListener{
 		BackgroundError: bg.report,
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
@@ -47,9 +48,7 @@ func eventListener(l *slog.Logger) *pebble.EventListener {
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			l.Warn("pebble disk is slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
 		},
-		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			l.Warn("pebble write stall", "reason", info.Reason)
-		},
+		WriteStallBegin: stalls.report,
 	}
 }
 
@@ -70,5 +69,27 @@ func (b *backgroundErrors) report(err error) {
 	})
 	if !logged {
 		b.suppressed.Add(1)
+	}
+}
+
+// writeStalls logs pebble's write stalls at a bounded rate: an import or a
+// bootstrap that writes faster than memtables are flushed stalls for a
+// moment many times a minute, which is pebble holding the writer back, not
+// a fault; one warning every ten seconds, with how many were left out,
+// still shows a store that stalls for good.
+type writeStalls struct {
+	l          *slog.Logger
+	every      rate.Sometimes
+	suppressed atomic.Int64
+}
+
+func (w *writeStalls) report(info pebble.WriteStallBeginInfo) {
+	logged := false
+	w.every.Do(func() {
+		logged = true
+		w.l.Warn("pebble write stall", "reason", info.Reason, "suppressed", w.suppressed.Swap(0))
+	})
+	if !logged {
+		w.suppressed.Add(1)
 	}
 }

@@ -276,3 +276,20 @@ func BenchmarkApply(b *testing.B) {
 		})
 	}
 }
+
+// TestWriteStallsAreRateLimited reports a burst of write stalls, as a fast
+// import causes, and checks that one warning, with the reason, says so.
+func TestWriteStallsAreRateLimited(t *testing.T) {
+	var logged bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&logged, nil))
+	stall := eventListener(l).WriteStallBegin
+	for range 50 {
+		stall(pebble.WriteStallBeginInfo{Reason: "memtable count limit reached"})
+	}
+	if n := strings.Count(logged.String(), "pebble write stall"); n != 1 {
+		t.Fatalf("50 stalls logged %d warnings, want 1:\n%s", n, logged.String())
+	}
+	if !strings.Contains(logged.String(), "memtable count limit reached") {
+		t.Errorf("the warning does not give the reason:\n%s", logged.String())
+	}
+}
