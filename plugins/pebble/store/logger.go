@@ -38,58 +38,54 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // while reading is logged rather than fatal (pebble's default), because the
 // read that found it already fails with an error the host sees.
 func eventListener(l *slog.Logger) *pebble.EventListener {
-	bg := &backgroundErrors{l: l, every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
-	stalls := &writeStalls{l: l, every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
+	// A flush or compaction that fails (a full disk) is retried at once and
+	// forever, and would otherwise log thousands of lines a minute.
+	bg := newSometimes()
+	// An import or a bootstrap that writes faster than memtables are
+	// flushed stalls for a moment many times a minute: pebble holding the
+	// writer back, not a fault. One warning every ten seconds still shows
+	// a store that stalls for good.
+	stalls := newSometimes()
 	return &pebble.EventListener{
-		BackgroundError: bg.report,
+		BackgroundError: func(err error) {
+			bg.do(func(suppressed int64) {
+				l.Error("pebble background error", "err", err, "suppressed", suppressed)
+			})
+		},
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			l.Error("pebble found corrupt data", "path", info.Path, "err", info.Details)
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			l.Warn("pebble disk is slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
 		},
-		WriteStallBegin: stalls.report,
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			stalls.do(func(suppressed int64) {
+				l.Warn("pebble write stall", "reason", info.Reason, "suppressed", suppressed)
+			})
+		},
 	}
 }
 
-// backgroundErrors logs pebble's background errors at a bounded rate: a
-// flush or compaction that fails (a full disk) is retried at once and
-// forever, and would otherwise log thousands of lines a minute.
-type backgroundErrors struct {
-	l          *slog.Logger
+// sometimes bounds how often one kind of event is logged: the first at
+// once, then at most one every ten seconds, which reports how many were
+// left out since the last.
+type sometimes struct {
 	every      rate.Sometimes
 	suppressed atomic.Int64
 }
 
-func (b *backgroundErrors) report(err error) {
-	logged := false
-	b.every.Do(func() {
-		logged = true
-		b.l.Error("pebble background error", "err", err, "suppressed", b.suppressed.Swap(0))
-	})
-	if !logged {
-		b.suppressed.Add(1)
-	}
+func newSometimes() *sometimes {
+	return &sometimes{every: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
 }
 
-// writeStalls logs pebble's write stalls at a bounded rate: an import or a
-// bootstrap that writes faster than memtables are flushed stalls for a
-// moment many times a minute, which is pebble holding the writer back, not
-// a fault; one warning every ten seconds, with how many were left out,
-// still shows a store that stalls for good.
-type writeStalls struct {
-	l          *slog.Logger
-	every      rate.Sometimes
-	suppressed atomic.Int64
-}
-
-func (w *writeStalls) report(info pebble.WriteStallBeginInfo) {
+// do calls log with the count left out, or counts this one as left out.
+func (s *sometimes) do(log func(suppressed int64)) {
 	logged := false
-	w.every.Do(func() {
+	s.every.Do(func() {
 		logged = true
-		w.l.Warn("pebble write stall", "reason", info.Reason, "suppressed", w.suppressed.Swap(0))
+		log(s.suppressed.Swap(0))
 	})
 	if !logged {
-		w.suppressed.Add(1)
+		s.suppressed.Add(1)
 	}
 }
