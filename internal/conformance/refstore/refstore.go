@@ -72,6 +72,11 @@ type Knobs struct {
 	// but keeps the load's log in memory until EndLoad or Close, so a crash
 	// loses it.
 	LoadBuffered bool
+	// LoadLosesFirst: during a load, the file keeps every batch of the
+	// load but the first, so a crash reopens the store at the last batch's
+	// cursor without the first batch's data: a later batch kept while an
+	// earlier one is lost, which no crash may leave (sdk.Loader).
+	LoadLosesFirst bool
 
 	// The snapshot knobs (sdk.Snapshotter). A view keeps the maps of the
 	// batch it was opened at, which no later Apply changes.
@@ -110,6 +115,12 @@ type Store struct {
 
 	viewsMu sync.Mutex
 	views   map[*view]struct{} // the open views
+
+	// lost is the span of the load's log that the first batch applied
+	// since Open or BeginLoad wrote, which LoadLosesFirst keeps from the
+	// file; lostSet says it is known.
+	lost    [2]int
+	lostSet bool
 }
 
 // New returns a closed store broken by k.
@@ -193,6 +204,7 @@ func (r *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	if r.killed {
 		return sdk.State{}, errKilled
 	}
+	r.lostSet = false
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return sdk.State{}, err
 	}
@@ -271,6 +283,7 @@ func (r *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		// A log left by a load the file forgot (VolatileLoading).
 		next.Data, next.Log = fold(next.Data, next.Log, Knobs{}), nil
 	}
+	logged := len(next.Log) // the load's log before this batch
 	if next.Loading {
 		for _, m := range b.Mutations {
 			next.Log = append(next.Log, sdk.Mutation{Op: m.Op, Key: bytes.Clone(m.Key), Value: bytes.Clone(m.Value), Revision: m.Revision})
@@ -316,6 +329,12 @@ func (r *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		r.disk.Data, r.disk.Log = maps.Clone(next.Data), slices.Clone(next.Log)
 	case r.LoadBuffered && next.Loading:
 		r.disk.Cursor, r.disk.Meta = next.Cursor, maps.Clone(next.Meta)
+	case r.LoadLosesFirst && next.Loading:
+		if !r.lostSet {
+			r.lost, r.lostSet = [2]int{logged, len(next.Log)}, true
+		}
+		r.disk = next.clone()
+		r.disk.Log = append(slices.Clone(next.Log[:r.lost[0]]), next.Log[r.lost[1]:]...)
 	case r.SplitCommit:
 		r.disk.Data, r.disk.Log = maps.Clone(next.Data), slices.Clone(next.Log)
 		if err := r.write(); err != nil {
@@ -404,7 +423,7 @@ func (r *Store) Close(context.Context) error {
 	if !r.SnapshotOutlivesClose {
 		r.closeViews(sdk.ErrClosed)
 	}
-	if r.LazyData || r.LazyCursor || r.LoadBuffered {
+	if r.LazyData || r.LazyCursor || r.LoadBuffered || r.LoadLosesFirst {
 		r.disk = r.mem.clone()
 		return r.write()
 	}
@@ -426,6 +445,7 @@ func (r *Store) BeginLoad(context.Context) error {
 		r.mem, r.disk = emptyState(), emptyState()
 		r.refold()
 	}
+	r.lostSet = false
 	r.mem.Loading, r.disk.Loading = true, true
 	return r.write()
 }
@@ -440,7 +460,7 @@ func (r *Store) EndLoad(context.Context) error {
 	if !r.mem.Loading {
 		return nil
 	}
-	if r.LoadBuffered {
+	if r.LoadBuffered || r.LoadLosesFirst {
 		r.disk = r.mem.clone()
 	}
 	// The file and memory each fold their own log: the lazy knobs keep
