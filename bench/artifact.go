@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // Targets of the artifact rows (issue 14).
@@ -206,13 +204,7 @@ func (b *bench) exportRun(ctx context.Context, be *backend, fr *foldRun, r *arti
 	s0 := fr.applyStats()
 	var p *probe
 	err = labelled(ctx, "export-live-"+be.name, func(ctx context.Context) (err error) {
-		p, err = b.putPhase(ctx, hot, b.pollObserver("fold.Get", func(ctx context.Context) ([]byte, error) {
-			e, err := fr.f.Get(ctx, []byte(hot))
-			if errors.Is(err, sdk.ErrNotFound) {
-				return nil, nil
-			}
-			return e.Value, err
-		}), limit, more)
+		p, err = b.putPhase(ctx, hot, b.foldGetObserver(fr.f, hot), limit, more)
 		return err
 	})
 	once.Do(func() { close(exportDone) }) // the puts ended before the export began

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -234,23 +235,23 @@ func httpGetAt(ctx context.Context, c *http.Client, url string) (body []byte, cu
 
 // httpGet reads a key through the API; it returns the body of a 200.
 func httpGet(ctx context.Context, c *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
+	body, _, status, err := httpGetAt(ctx, c, url)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("GET %s: status %d: %s", url, status, body)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
-	}
-	return body, nil
+	return body, err
+}
+
+// foldGetObserver observes key by polling the fold directly (fold.Get),
+// which separates the fold's lag from the API's.
+func (b *bench) foldGetObserver(f *fold.Fold, key string) observer {
+	return b.pollObserver("fold.Get", func(ctx context.Context) ([]byte, error) {
+		e, err := f.Get(ctx, []byte(key))
+		if errors.Is(err, sdk.ErrNotFound) {
+			return nil, nil
+		}
+		return e.Value, err
+	})
 }
 
 // hotKey is a distinct existing key for each live phase, so that no phase
@@ -407,13 +408,7 @@ func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiS
 	if direct {
 		hot = b.hotKey()
 		err = labelled(ctx, "live-direct-"+be.name, func(ctx context.Context) (err error) {
-			directLat, err = b.latencyPhase(ctx, hot, b.pollObserver("fold.Get", func(ctx context.Context) ([]byte, error) {
-				e, err := r.f.Get(ctx, []byte(hot))
-				if errors.Is(err, sdk.ErrNotFound) {
-					return nil, nil
-				}
-				return e.Value, err
-			}))
+			directLat, err = b.latencyPhase(ctx, hot, b.foldGetObserver(r.f, hot))
 			return err
 		})
 		if err != nil {
