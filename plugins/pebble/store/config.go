@@ -20,11 +20,15 @@ type Config struct {
 	// MemtableSize is the size of one memtable in bytes; 0 keeps pebble's
 	// default (4 MiB). Pebble requires it to be below 4 GiB.
 	MemtableSize uint64 `json:"memtable_size"`
+	// LoadBuffer is how many bytes of a bulk load's batches the store
+	// gathers in memory, sorted, before it writes them to a table and has
+	// pebble ingest it.
+	LoadBuffer int `json:"load_buffer"`
 }
 
 // DefaultConfig is what an empty store_config means.
 func DefaultConfig() Config {
-	return Config{Sync: true, CacheSize: 64 << 20}
+	return Config{Sync: true, CacheSize: 64 << 20, LoadBuffer: 64 << 20}
 }
 
 // ParseConfig decodes a store_config JSON object over DefaultConfig. Unknown
@@ -45,6 +49,9 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if cfg.CacheSize <= 0 {
 		return Config{}, fmt.Errorf("pebble store_config: cache_size must be positive, got %d", cfg.CacheSize)
+	}
+	if cfg.LoadBuffer < 1<<20 || cfg.LoadBuffer > 1<<31 {
+		return Config{}, fmt.Errorf("pebble store_config: load_buffer must be between 1 MiB and 2 GiB (%d and %d bytes), got %d", 1<<20, 1<<31, cfg.LoadBuffer)
 	}
 	return cfg, nil
 }

@@ -37,15 +37,32 @@
 //
 // BeginLoad, on a store with cursor 0 and no data key, commits one batch
 // that writes \x00s/loading and deletes \x00s/stats: from then on the
-// counts are unknown, and Apply writes each batch (mutations, cursor,
-// metadata) without reading anything, which removes the per-key lookups
-// above. The batches stay atomic but are committed without a sync, whatever
-// the config says: the generation is not published yet, so a crash may
-// lose the latest batches of the load (pebble's log is written in order,
-// so what survives is a prefix of them, with its cursor), and EndLoad's
-// batch, always synced, makes all of them durable at once. A key may be
-// put and deleted any number of times, pebble keeps the last write. The loading
-// record outlives Close and crashes, and Open reports it as
+// counts are unknown, and Apply reads nothing, which removes the per-key
+// lookups above. Nor does it commit the batch to pebble's log and
+// memtable: it copies the batch into a load buffer in memory (load_buffer
+// below, 64 MiB by default), and when the buffer is full, or before a read
+// (Get, Scan, Stats, Snapshot, Compact), BeginLoad, EndLoad or Close, it
+// ingests the buffer (DB.Ingest): the mutations, sorted by key (the later
+// of two mutations of a key wins), written to one table, and the cursor
+// and metadata of the last batch to another, both ingested in one atomic
+// step. A crash loses the batches buffered since the last ingest, which
+// the package doc's contract allows for a generation that is not
+// published yet: what survives is a prefix of the load's batches, with its
+// cursor. EndLoad's batch, always synced, makes all of it durable.
+//
+// Ingesting skips pebble's log, its memtables and their flushes, and the
+// compactions that move flushed tables down the levels: a load in key
+// order (an artifact's import) never overlaps the tables before it, so
+// pebble places every table in the bottom level and no compaction
+// rewrites it. A load in the stream's order (a bootstrap) writes tables
+// that span the whole key range, which pebble places one level above the
+// previous and compacts down later, in the background. The tables are
+// written to the directory "ingest" inside the store's before pebble
+// links them into its own; Open removes what a crash left there. A
+// failed ingest fails the Apply (or read) that needed it and keeps the
+// buffered batches, so the next call tries again.
+//
+// The loading record outlives Close and crashes, and Open reports it as
 // [sdk.State.Loading]. EndLoad commits, in one synced batch, the removal
 // of \x00s/loading, a stats record of zero and \x00s/counting; Apply
 // waits for it. EndLoad on a store that is not loading does nothing;
@@ -99,6 +116,9 @@
 //	               and the host re-applies from it.
 //	cache_size     bytes of block cache, default 64 MiB
 //	memtable_size  bytes per memtable, default pebble's (4 MiB)
+//	load_buffer    bytes of a bulk load's batches gathered in memory before
+//	               an ingest, default 64 MiB, from 1 MiB to 2 GiB; the
+//	               plugin holds about this much more memory during a load
 //
 // A level between the two, a commit written to the kernel but not synced
 // (SQLite's synchronous=NORMAL), is not offered: pebble cannot skip the

@@ -75,13 +75,24 @@ func randomBatches(seed uint64, n int, cursor uint64) []*sdk.Batch {
 // TestLoadCountsMatchApply applies the same batches to a store as usual and
 // to one under a bulk load: the contents and the stats must agree during the
 // load (Stats counts), after EndLoad (the stats record) and after more
-// batches applied the usual way.
+// batches applied the usual way. The load ingests its batches when a read
+// needs them (every tenth batch), or before every batch: a buffer of one
+// byte is full after any batch.
 func TestLoadCountsMatchApply(t *testing.T) {
+	for _, buffer := range []int{64 << 20, 1} {
+		t.Run(fmt.Sprintf("buffer=%d", buffer), func(t *testing.T) {
+			testLoadCountsMatchApply(t, buffer)
+		})
+	}
+}
+
+func testLoadCountsMatchApply(t *testing.T, buffer int) {
 	ctx := context.Background()
 	plain := openStore(t, t.TempDir(), `{"sync": false}`)
 	defer plain.Close(ctx)
 	loaded := openStore(t, t.TempDir(), `{"sync": false}`)
 	defer loaded.Close(ctx)
+	loaded.loadBuffer = buffer
 	if err := loaded.BeginLoad(ctx); err != nil {
 		t.Fatal(err)
 	}

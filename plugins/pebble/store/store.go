@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -21,9 +22,15 @@ import (
 type Store struct {
 	logger *slog.Logger
 
-	mu sync.RWMutex // write-held by Open and Close, read-held by every other call
-	db *pebble.DB
-	wo *pebble.WriteOptions
+	mu   sync.RWMutex // write-held by Open and Close, read-held by every other call
+	db   *pebble.DB
+	wo   *pebble.WriteOptions
+	dir  string
+	opts *pebble.Options // the tables of a load's ingest are written with them
+
+	// loadBuffer is how many bytes of a load's batches pending may hold
+	// before Apply ingests them.
+	loadBuffer int
 
 	// applyMu serializes Apply, BeginLoad and EndLoad: each batch reads the
 	// stats the previous one wrote. sdk.Serve serializes too; in-process
@@ -33,6 +40,13 @@ type Store struct {
 	// counts. Written by Open (mu write-held) and by BeginLoad and EndLoad
 	// (applyMu held); read by Apply (applyMu held).
 	loading bool
+	// pending holds the batches of a load since its last ingest (applyMu
+	// held); hasPending says it holds any, for readers that do not take
+	// applyMu unless they must (settle). ingests numbers the ingests'
+	// table files.
+	pending    pending
+	hasPending atomic.Bool
+	ingests    uint64
 
 	viewsMu sync.Mutex
 	views   map[*view]struct{} // the open views (Snapshot); Close closes them
@@ -93,6 +107,9 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return sdk.State{}, fmt.Errorf("pebble: %w", err)
 	}
+	if err := removeIngestDir(dir); err != nil {
+		return sdk.State{}, err
+	}
 	cache := pebble.NewCache(cfg.CacheSize)
 	defer cache.Unref() // the database holds its own reference
 	opts := &pebble.Options{
@@ -117,6 +134,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
 	// a key is new, which is most keys during a bootstrap.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	opts.EnsureDefaults() // the other levels inherit level 0's options
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
@@ -127,6 +145,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	s.db, s.wo, s.loading = db, pebble.NoSync, st.Loading
+	s.dir, s.opts, s.loadBuffer = dir, opts, cfg.LoadBuffer
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
@@ -306,8 +325,9 @@ func readCursor(r pebble.Reader) (uint64, error) {
 }
 
 // Apply commits the batch's mutations, cursor, metadata and updated stats in
-// one pebble batch. During a bulk load it keeps no stats, and so reads
-// nothing: the batch is written blind.
+// one pebble batch. During a bulk load it keeps no stats, reads nothing,
+// and gathers the batch with the others of the load for an ingest
+// (applyLoading).
 func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	db, release, err := s.writing()
 	if err != nil {
@@ -317,24 +337,24 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.loading {
+		return s.applyLoading(ctx, db, b)
+	}
 	var (
 		c counts
 		// sizes starts as the key+value size each key of the batch has in
-		// the store (-1: absent) and follows the batch's mutations; nil
-		// during a load.
+		// the store (-1: absent) and follows the batch's mutations.
 		sizes map[string]int
 	)
-	if !s.loading {
-		rec, err := get(db, statsKey)
-		if err != nil {
-			return fmt.Errorf("pebble: apply: stats record: %w", err)
-		}
-		if c, err = decodeCounts(rec); err != nil {
-			return fmt.Errorf("pebble: apply: %w", err)
-		}
-		if sizes, err = storedSizes(db, b.Mutations); err != nil {
-			return fmt.Errorf("pebble: apply: %w", err)
-		}
+	rec, err := get(db, statsKey)
+	if err != nil {
+		return fmt.Errorf("pebble: apply: stats record: %w", err)
+	}
+	if c, err = decodeCounts(rec); err != nil {
+		return fmt.Errorf("pebble: apply: %w", err)
+	}
+	if sizes, err = storedSizes(db, b.Mutations); err != nil {
+		return fmt.Errorf("pebble: apply: %w", err)
 	}
 	wb := db.NewBatch()
 	defer wb.Close()
@@ -350,28 +370,18 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 		default:
 			return fmt.Errorf("pebble: apply: mutation %d has unknown op %v", i, m.Op)
 		}
-		if sizes != nil {
-			c = c.replace(sizes[string(m.Key)], now)
-			sizes[string(m.Key)] = now
-		}
+		c = c.replace(sizes[string(m.Key)], now)
+		sizes[string(m.Key)] = now
 	}
 	_ = wb.Set(cursorKey, encodeUint64(b.Cursor), nil)
 	for name, v := range b.Meta {
 		_ = wb.Set(metaKey(name), v, nil)
 	}
-	if sizes != nil {
-		_ = wb.Set(statsKey, c.encode(), nil)
-	}
+	_ = wb.Set(statsKey, c.encode(), nil)
 	if err := ctx.Err(); err != nil {
 		return err // the last moment at which giving up commits nothing
 	}
-	wo := s.wo
-	if s.loading {
-		// A load's batches need not outlive a crash until EndLoad (the
-		// package doc, "Bulk load"), which syncs them all at once.
-		wo = pebble.NoSync
-	}
-	if err := wb.Commit(wo); err != nil {
+	if err := wb.Commit(s.wo); err != nil {
 		return fmt.Errorf("pebble: commit batch up to cursor %d: %w", b.Cursor, err)
 	}
 	return nil
@@ -430,7 +440,10 @@ func (c counts) replace(prev, now int) counts {
 }
 
 // Get returns the entry for key, or sdk.ErrNotFound.
-func (s *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
+func (s *Store) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
+	if err := s.settle(ctx); err != nil {
+		return sdk.Entry{}, err
+	}
 	db, err := s.open()
 	if err != nil {
 		return sdk.Entry{}, err
@@ -453,6 +466,9 @@ func (s *Store) Get(_ context.Context, key []byte) (sdk.Entry, error) {
 // Scan calls fn for each entry of r in key order. The entries alias the
 // iterator's memory and are valid only until fn returns.
 func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	db, err := s.open()
 	if err != nil {
 		return err
@@ -511,6 +527,9 @@ func scanData(ctx context.Context, rd pebble.Reader, r sdk.Range, fn func(sdk.En
 // disk usage. During a bulk load, which keeps no counters, it counts the
 // data keys instead: exact, but a full scan.
 func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
+	if err := s.settle(ctx); err != nil {
+		return sdk.Stats{}, err
+	}
 	db, err := s.open()
 	if err != nil {
 		return sdk.Stats{}, err
@@ -588,6 +607,9 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.ingestPending(ctx, db); err != nil {
+		return fmt.Errorf("pebble: begin load: %w", err)
+	}
 	cursor, err := readCursor(db)
 	if err != nil {
 		return fmt.Errorf("pebble: begin load: %w", err)
@@ -632,6 +654,9 @@ func (s *Store) EndLoad(ctx context.Context) error {
 	if !s.loading {
 		return nil
 	}
+	if err := s.ingestPending(ctx, db); err != nil {
+		return fmt.Errorf("pebble: end load: %w", err)
+	}
 	wb := db.NewBatch()
 	defer wb.Close()
 	_ = wb.Set(statsKey, counts{}.encode(), nil)
@@ -647,6 +672,7 @@ func (s *Store) EndLoad(ctx context.Context) error {
 		return fmt.Errorf("pebble: end load: %w", err)
 	}
 	s.loading = false
+	s.pending = pending{} // its memory is no longer needed
 	// applyMu is held: the snapshot is the state this batch left, whose
 	// stats record is zero.
 	s.startCount(db, db.NewSnapshot(), counts{})
@@ -743,6 +769,9 @@ func (s *Store) stopCount() {
 // Compact compacts the whole data range, as after a bulk load: it flushes
 // the memtable and rewrites the data into the bottom level.
 func (s *Store) Compact(ctx context.Context) error {
+	if err := s.settle(ctx); err != nil {
+		return err
+	}
 	db, err := s.open()
 	if err != nil {
 		return err
@@ -758,22 +787,34 @@ func (s *Store) Compact(ctx context.Context) error {
 // running calls to finish, a view's Scan among them.
 func (s *Store) Close(context.Context) error {
 	s.stopCount()
+	// applyMu before mu, as writers take them: no Apply may add to the
+	// pending batches once they are ingested.
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return sdk.ErrClosed
 	}
+	var errs []error
+	// A load's pending batches are ingested, so that a load goes on from
+	// all of them after a clean restart; failing that, they are lost, as
+	// in a crash, and the cursor still agrees with what is left.
+	if err := s.ingestPending(context.Background(), s.db); err != nil {
+		errs = append(errs, err)
+	}
+	s.pending = pending{}
+	s.hasPending.Store(false)
 	s.viewsMu.Lock()
 	views := s.views
 	s.views = nil
 	s.viewsMu.Unlock()
-	var errs []error
 	for v := range views {
 		if _, err := v.release(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	err := errors.Join(append([]error{s.db.Close()}, errs...)...)
+	err := errors.Join(append(errs, s.db.Close())...)
 	s.db = nil
 	if err != nil {
 		return fmt.Errorf("pebble: close: %w", err)
@@ -785,7 +826,10 @@ func (s *Store) Close(context.Context) error {
 // pebble snapshot, from which the cursor and metadata are read too, so
 // they are those of the view's data. Apply goes on beside it; a view of a
 // store in a bulk load reads the load's data so far.
-func (s *Store) Snapshot(context.Context) (sdk.Snapshot, error) {
+func (s *Store) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
 	db, err := s.open()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,163 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// sortedBatches returns n batches of per keys each, in key order across
+// them, as an artifact's import sends them.
+func sortedBatches(n, per int) []*sdk.Batch {
+	var out []*sdk.Batch
+	for i := range n {
+		b := &sdk.Batch{Cursor: uint64(i + 1)}
+		for j := range per {
+			k := i*per + j
+			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut, Key: fmt.Appendf(nil, "key/%08d", k),
+				Value: fmt.Appendf(nil, "%0200d", k), Revision: uint64(k + 1)})
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// TestLoadInKeyOrderLandsInTheBottomLevel checks that a load in key order,
+// ingested many times, leaves its data in pebble's bottom level and nothing
+// in L0: the ingests' tables do not overlap, so no compaction rewrites them.
+func TestLoadInKeyOrderLandsInTheBottomLevel(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, `{"sync": false}`)
+	s.loadBuffer = 256 << 10 // about a thousand entries per ingest
+	if err := s.BeginLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const batches, per = 40, 500
+	for _, b := range sortedBatches(batches, per) {
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.ingests < 10 {
+		t.Fatalf("%d ingests; want one about every 256 KiB", s.ingests)
+	}
+	if err := s.EndLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := s.db.Metrics()
+	last := len(m.Levels) - 1
+	if m.Levels[last].TablesCount < int64(s.ingests)-1 {
+		t.Errorf("bottom level holds %d tables after %d ingests; want one per ingest (levels: %s)", m.Levels[last].TablesCount, s.ingests, m)
+	}
+	// The state tables overlap each other, and the memtable flushes, so
+	// some small tables go elsewhere; the data must not.
+	var above int64
+	for l := range last {
+		above += m.Levels[l].TablesSize
+	}
+	if above > m.Levels[last].TablesSize/20 {
+		t.Errorf("%d bytes in the levels above the bottom one, against %d in it; want the data at the bottom (levels: %s)", above, m.Levels[last].TablesSize, m)
+	}
+	for _, k := range []int{0, 1234, batches*per - 1} {
+		e, err := s.Get(ctx, fmt.Appendf(nil, "key/%08d", k))
+		if err != nil || e.Revision != uint64(k+1) || string(e.Value) != fmt.Sprintf("%0200d", k) {
+			t.Fatalf("Get key %d = %+v, %v", k, e, err)
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(dir, ingestDir)); err != nil || len(ents) != 0 {
+		t.Fatalf("the ingest directory holds %d names (%v); want them removed after each ingest", len(ents), err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Open(ctx, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if st.Cursor != batches || st.Loading {
+		t.Fatalf("reopened: cursor %d, loading %v; want cursor %d, not loading", st.Cursor, st.Loading, batches)
+	}
+}
+
+// TestFailedIngestKeepsThePendingBatches makes an ingest fail (its
+// directory's name is taken by a file) and checks that the batches it
+// held are ingested by the next attempt, none lost, and that the batch
+// whose Apply failed is left out.
+func TestFailedIngestKeepsThePendingBatches(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, `{"sync": false}`)
+	defer s.Close(ctx)
+	s.loadBuffer = 1 // every Apply ingests the batch before its own
+	if err := s.BeginLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs := sortedBatches(4, 10)
+	for _, b := range bs[:2] {
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block := filepath.Join(dir, ingestDir)
+	if err := os.RemoveAll(block); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(block, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, bs[2]); err == nil {
+		t.Fatal("Apply with the ingest directory blocked succeeded")
+	}
+	if _, err := s.Get(ctx, []byte("key/00000015")); err == nil {
+		t.Fatal("Get with the ingest directory blocked succeeded; want the ingest's error")
+	}
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(ctx, bs[3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k := range 40 {
+		_, err := s.Get(ctx, fmt.Appendf(nil, "key/%08d", k))
+		if inFailed := k >= 20 && k < 30; inFailed != (err != nil) {
+			t.Errorf("Get key %d: %v (in the failed batch: %v)", k, err, inFailed)
+		}
+	}
+	if got := mustStats(t, s).Keys; got != 30 {
+		t.Errorf("Stats = %d keys; want 30", got)
+	}
+}
+
+// TestOpenRemovesAnInterruptedIngest checks that tables left in the ingest
+// directory by a crash are removed when the store opens.
+func TestOpenRemovesAnInterruptedIngest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, "{}")
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := filepath.Join(dir, ingestDir, "3-data.sst")
+	if err := os.MkdirAll(filepath.Dir(left), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(left, []byte("half a table"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("after Open, the interrupted ingest's table: %v; want it removed", err)
+	}
+}
