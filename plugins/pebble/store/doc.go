@@ -93,6 +93,17 @@
 // landed as if the changes since the load were all of it: its Stats are
 // wrong until the fold is rebuilt (the data and cursor are not affected).
 //
+// # Compactions at Open
+//
+// The store gives pebble a compaction scheduler of its own (scheduler.go),
+// which grants compactions up to pebble's own limit, as pebble's default
+// does, but none until Open has returned. pebble.Open flushes what its log
+// replay put in memtables, and before it returns it waits for every
+// compaction under way; after a bulk load, that flush starts a long
+// compaction of the loaded tables, and a restart spent most of its Open
+// (over 400 ms of a 1M-key store) waiting for it. Held back, the
+// compactions run while the fold already follows its stream.
+//
 // # Views
 //
 // Snapshot opens a pebble snapshot (DB.NewSnapshot) and reads the cursor,

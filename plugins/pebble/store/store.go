@@ -131,6 +131,8 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		// it: a bootstrap's compactions otherwise fall behind.
 		CompactionConcurrencyRange: func() (int, int) { return 1, 2 },
 	}
+	sched := newScheduler()
+	opts.Experimental.CompactionScheduler = sched
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
 	// a key is new, which is most keys during a bootstrap.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
@@ -139,6 +141,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	if err != nil {
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
+	sched.start()
 	st, err := load(db)
 	if err != nil {
 		_ = db.Close()

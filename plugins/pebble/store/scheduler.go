@@ -1,0 +1,130 @@
+package store
+
+import (
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// scheduler grants pebble's compactions up to the database's own limit
+// (DBForCompaction.GetAllowedWithoutPermission), as pebble's default
+// scheduler does, but none before start: pebble.Open, once it has flushed
+// the memtables its log replay filled, waits for every compaction under
+// way before it returns (it lists obsolete files), and the first flush
+// after a bulk load schedules a long one. A restart of a freshly loaded
+// store spent most of its Open waiting for it; with the compactions held
+// until Open has returned they run while the fold already follows.
+type scheduler struct {
+	mu           sync.Mutex
+	db           pebble.DBForCompaction
+	started      bool // start was called: grants may begin
+	unregistered bool
+	running      int
+
+	poke chan struct{} // wakes grant up: a compaction ended, or start
+	stop chan struct{} // closed by Unregister
+	done chan struct{} // closed when grant returns
+}
+
+var _ pebble.CompactionScheduler = (*scheduler)(nil)
+
+func newScheduler() *scheduler {
+	return &scheduler{poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// start lets compactions run.
+func (s *scheduler) start() {
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *scheduler) wake() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Register is called by pebble.Open.
+func (s *scheduler) Register(_ int, db pebble.DBForCompaction) {
+	s.db = db
+	go s.grant()
+}
+
+// Unregister is called by DB.Close; no call into the database follows its
+// return.
+func (s *scheduler) Unregister() {
+	s.mu.Lock()
+	s.unregistered = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+}
+
+// TrySchedule is pebble asking to run a compaction now.
+func (s *scheduler) TrySchedule() (bool, pebble.CompactionGrantHandle) {
+	if !s.reserve() {
+		return false, nil
+	}
+	return true, s
+}
+
+// UpdateGetAllowedWithoutPermission is pebble saying its limit may have
+// risen.
+func (s *scheduler) UpdateGetAllowedWithoutPermission() { s.wake() }
+
+// The grant handle: only Done matters here.
+func (s *scheduler) Started()                                          {}
+func (s *scheduler) MeasureCPU(pebble.CompactionGoroutineKind)         {}
+func (s *scheduler) CumulativeStats(pebble.CompactionGrantHandleStats) {}
+
+// Done is a granted compaction's end.
+func (s *scheduler) Done() {
+	s.release()
+	s.wake()
+}
+
+// grant offers the database the compactions it waits for, whenever one
+// ends, start or pebble pokes it, and every 100 ms (pebble's limit may
+// rise with its compaction debt without a poke).
+func (s *scheduler) grant() {
+	defer close(s.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.poke:
+		case <-tick.C:
+		}
+		for s.reserve() {
+			waiting, _ := s.db.GetWaitingCompaction()
+			if !waiting || !s.db.Schedule(s) {
+				s.release()
+				break
+			}
+		}
+	}
+}
+
+// reserve counts one more compaction running, if one may start now.
+func (s *scheduler) reserve() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.unregistered || s.running >= s.db.GetAllowedWithoutPermission() {
+		return false
+	}
+	s.running++
+	return true
+}
+
+// release undoes reserve.
+func (s *scheduler) release() {
+	s.mu.Lock()
+	s.running--
+	s.mu.Unlock()
+}
