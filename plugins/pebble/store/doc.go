@@ -81,10 +81,14 @@
 // own (count plus the changes after that snapshot). A BeginLoad on the
 // store, still empty, makes a count under way void.
 //
-// Stats during a load or its count is exact: it counts the data keys by the
-// same full pass, from one pebble snapshot, and changes nothing. The host
-// does not read a fold before it ends its load, so during a load the cost
-// is only paid by a caller that asks.
+// Stats during a load is exact: it counts the data keys by the same full
+// pass, from one pebble snapshot, and changes nothing. During the count
+// after a load it waits for that count, the same pass, rather than make a
+// second (a /status or metrics scrape of a fold that had just been
+// rebuilt counted all its keys again on each call); it counts by itself
+// only a count that no longer runs (one a failure ended). The host does
+// not read a fold before it ends its load, so during a load the cost is
+// only paid by a caller that asks.
 //
 // A plugin older than bulk load (same layout version) refuses to open a
 // store in the middle of a load, since the stats record is missing, rather

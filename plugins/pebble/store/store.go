@@ -60,8 +60,11 @@ type Store struct {
 	countWG   sync.WaitGroup
 	countGen  uint64
 	// countMu orders starting a count against stopping them all, and
-	// guards countCtx and countStop once Open has set them.
+	// guards countCtx and countStop once Open has set them, and countDone.
 	countMu sync.Mutex
+	// countDone is closed when the last count started has ended, so that
+	// Stats waits for it instead of counting the same keys itself.
+	countDone chan struct{}
 	// countPause, set by tests, holds each count between its pass and its
 	// commit until it is closed.
 	countPause chan struct{}
@@ -533,6 +536,18 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 	if err := s.settle(ctx); err != nil {
 		return sdk.Stats{}, err
 	}
+	// A count after a load under way is the same pass over the same keys
+	// Stats would make: wait for it, and read the stats record it leaves.
+	s.countMu.Lock()
+	done := s.countDone
+	s.countMu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return sdk.Stats{}, ctx.Err()
+		}
+	}
 	db, err := s.open()
 	if err != nil {
 		return sdk.Stats{}, err
@@ -700,8 +715,11 @@ func (s *Store) startCount(db *pebble.DB, snap *pebble.Snapshot, base counts) {
 		return
 	}
 	s.countWG.Add(1)
+	done := make(chan struct{})
+	s.countDone = done
 	go func() {
 		defer s.countWG.Done()
+		defer close(done)
 		if err := s.countAfterLoad(ctx, gen, db, snap, base); err != nil && ctx.Err() == nil {
 			s.logger.Error("counting the keys of a bulk load failed; Stats counts them on each call until the store is opened again", "err", err)
 		}
