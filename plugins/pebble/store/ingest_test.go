@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/slipstreamkv/slipstream/sdk"
@@ -160,4 +163,65 @@ func TestOpenRemovesAnInterruptedIngest(t *testing.T) {
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Fatalf("after Open, the interrupted ingest's table: %v; want it removed", err)
 	}
+}
+
+// TestSortEntriesOrdersByKeyThenArrival checks the sort's shortcut (eight
+// bytes after the shared prefix) against a plain sort, over keys that
+// share prefixes, end inside the eight bytes, hold zero bytes, or repeat.
+func TestSortEntriesOrdersByKeyThenArrival(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for round := range 200 {
+		var p pending
+		b := &sdk.Batch{}
+		shared := []string{"", "route.t", "route.t0042.svc-"}[round%3]
+		for range 1 + r.IntN(300) {
+			k := []byte(shared)
+			for range r.IntN(12) {
+				k = append(k, "ab\x00\xff"[r.IntN(4)])
+			}
+			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut, Key: k, Value: []byte("v")})
+		}
+		if err := p.add(b); err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(p.ents)
+		slices.SortStableFunc(want, func(a, b entry) int { return bytes.Compare(p.keyOf(&a), p.keyOf(&b)) })
+		p.sortEntries()
+		for i := range want {
+			if p.ents[i].seq != want[i].seq {
+				t.Fatalf("round %d: entry %d is mutation %d (%q); want mutation %d (%q)", round, i,
+					p.ents[i].seq, p.keyOf(&p.ents[i]), want[i].seq, p.keyOf(&want[i]))
+			}
+		}
+	}
+}
+
+// BenchmarkSortEntries sorts a load buffer of 250k keys of one shape in
+// the stream's order (the bench's keys), with the eight-byte shortcut and,
+// as the reference, comparing whole keys.
+func BenchmarkSortEntries(b *testing.B) {
+	const n = 250_000
+	r := rand.New(rand.NewPCG(1, 2))
+	batch := &sdk.Batch{}
+	for _, i := range r.Perm(n) {
+		batch.Mutations = append(batch.Mutations, sdk.Mutation{Op: sdk.OpPut,
+			Key: fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", i%10000, i/10%100000, i), Value: []byte("v")})
+	}
+	var p pending
+	if err := p.add(batch); err != nil {
+		b.Fatal(err)
+	}
+	arrival := slices.Clone(p.ents)
+	b.Run("shortcut", func(b *testing.B) {
+		for b.Loop() {
+			copy(p.ents, arrival)
+			p.sortEntries()
+		}
+	})
+	b.Run("whole-keys", func(b *testing.B) {
+		for b.Loop() {
+			copy(p.ents, arrival)
+			slices.SortFunc(p.ents, func(x, y entry) int { return bytes.Compare(p.keyOf(&x), p.keyOf(&y)) })
+		}
+	})
 }
