@@ -35,8 +35,10 @@
 //
 // # Bulk load
 //
-// BeginLoad, on a store with cursor 0 and no data key, commits one batch
-// that writes \x00s/loading and deletes \x00s/stats: from then on the
+// BeginLoad, on a store with cursor 0 and no data key, commits one batch,
+// always synced (the ingests below do not go through pebble's log, so
+// nothing else would order it before them), that writes \x00s/loading and
+// deletes \x00s/stats: from then on the
 // counts are unknown, and Apply reads nothing, which removes the per-key
 // lookups above. Nor does it commit the batch to pebble's log and
 // memtable: it copies the batch into a load buffer in memory (load_buffer
@@ -123,8 +125,8 @@
 //
 // The fold's store_config table, as JSON; unknown keys are an error:
 //
-//	sync           bool, default true: fsync every batch commit (Apply,
-//	               BeginLoad) outside a bulk load; EndLoad always syncs.
+//	sync           bool, default true: fsync every Apply outside a bulk
+//	               load; BeginLoad and EndLoad always sync.
 //	               Without it pebble writes its log in the background, so
 //	               a crash of the plugin may lose the last commits, newest
 //	               first and whole: the cursor still agrees with the data,

@@ -651,7 +651,12 @@ func (s *Store) BeginLoad(ctx context.Context) error {
 	_ = wb.Set(loadingKey, nil, nil)
 	_ = wb.Delete(statsKey, nil)
 	_ = wb.Delete(countingKey, nil) // a count after an empty load: this load's replaces it
-	if err := wb.Commit(s.wo); err != nil {
+	// Synced whatever the config: the load's ingests skip the log, and an
+	// ingest that overlaps nothing in the memtable is recorded in pebble's
+	// manifest without syncing the log. Unsynced, this batch could be lost
+	// in a crash that keeps an ingest after it: loaded data with the stats
+	// record of an empty store and no loading record.
+	if err := wb.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("pebble: begin load: %w", err)
 	}
 	s.loading = true
