@@ -302,12 +302,16 @@ func (s *server) Scan(req *storepb.ScanRequest, stream storepb.Store_ScanServer)
 		}
 		scan = v.snap.Scan
 	}
-	return sendScan(stream, r, scan)
+	return sendScan(stream, r, req.GetPacked(), scan)
 }
 
 // sendScan streams to the host the entries scan passes for r, in chunks of
-// at most scanChunkBytes or scanChunkEntries.
-func sendScan(stream storepb.Store_ScanServer, r Range, scan func(context.Context, Range, func(Entry) error) error) error {
+// at most scanChunkBytes or scanChunkEntries: packed (PackedEntries) when
+// the host asked for it, else one Entry message each.
+func sendScan(stream storepb.Store_ScanServer, r Range, packed bool, scan func(context.Context, Range, func(Entry) error) error) error {
+	if packed {
+		return sendPacked(stream, r, scan)
+	}
 	var (
 		chunk storepb.ScanResponse
 		size  int
@@ -331,6 +335,54 @@ func sendScan(stream storepb.Store_ScanServer, r Range, scan func(context.Contex
 		if size >= scanChunkBytes || len(chunk.Entries) >= scanChunkEntries {
 			return flush()
 		}
+		return nil
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return flush()
+}
+
+// sendPacked is sendScan's packed form: the entries' bytes are copied once,
+// into the message's data, and a message carries up to scanChunkBytes of
+// them whatever their number. Each message has buffers of its own (gRPC
+// does not promise to be done with a message when Send returns), sized
+// after the one before.
+func sendPacked(stream storepb.Store_ScanServer, r Range, scan func(context.Context, Range, func(Entry) error) error) error {
+	var (
+		p    *storepb.PackedEntries
+		n    = 64       // room for entries, as the last message needed
+		size = 64 << 10 // room for data, as the last message needed
+	)
+	fresh := func() {
+		p = &storepb.PackedEntries{
+			KeyLengths:   make([]uint32, 0, n),
+			ValueLengths: make([]uint32, 0, n),
+			Revisions:    make([]uint64, 0, n),
+			Data:         make([]byte, 0, size),
+		}
+	}
+	flush := func() error {
+		if p.Len() == 0 {
+			return nil
+		}
+		n, size = cap(p.Revisions), min(cap(p.Data), scanChunkBytes)
+		err := stream.Send(&storepb.ScanResponse{Packed: p})
+		fresh()
+		return err
+	}
+	fresh()
+	err := scan(stream.Context(), r, func(e Entry) error {
+		value := e.Value
+		if r.KeysOnly {
+			value = nil
+		}
+		if p.Len() > 0 && len(p.Data)+len(e.Key)+len(value) > scanChunkBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		p.Add(e.Key, value, e.Revision)
 		return nil
 	})
 	if err != nil {

@@ -131,7 +131,7 @@ func (p *Plugin) scan(ctx context.Context, snapshot uint64, r sdk.Range, fn func
 	defer cancel()
 	stream, err := p.rpc.Scan(ctx, &storepb.ScanRequest{
 		Prefix: r.Prefix, Start: r.Start, End: r.End, After: r.After,
-		Limit: uint64(r.Limit), KeysOnly: r.KeysOnly, Snapshot: snapshot,
+		Limit: uint64(r.Limit), KeysOnly: r.KeysOnly, Snapshot: snapshot, Packed: true,
 	})
 	if err != nil {
 		return fromStatus(err)
@@ -144,8 +144,23 @@ func (p *Plugin) scan(ctx context.Context, snapshot uint64, r sdk.Range, fn func
 		if err != nil {
 			return fromStatus(err)
 		}
+		// A plugin that predates packed scans sends entries.
 		for _, e := range resp.GetEntries() {
 			if err := fn(sdk.Entry{Key: e.GetKey(), Value: e.GetValue(), Revision: e.GetRevision()}); err != nil {
+				return err
+			}
+		}
+		if p := resp.GetPacked(); p != nil {
+			if _, err := p.Check(); err != nil {
+				return fmt.Errorf("scan: the plugin sent malformed entries: %w", err)
+			}
+			err := p.Each(func(key, value []byte, revision uint64) error {
+				if r.KeysOnly {
+					value = nil
+				}
+				return fn(sdk.Entry{Key: key, Value: value, Revision: revision})
+			})
+			if err != nil {
 				return err
 			}
 		}

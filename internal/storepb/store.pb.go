@@ -600,7 +600,11 @@ type ScanRequest struct {
 	KeysOnly bool                   `protobuf:"varint,6,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
 	// snapshot is the id of an open view (OpenSnapshot) to scan instead of
 	// the live store; 0 scans the live store.
-	Snapshot      uint64 `protobuf:"varint,7,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	Snapshot uint64 `protobuf:"varint,7,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// packed asks for the entries in ScanResponse.packed instead of
+	// ScanResponse.entries. A plugin that predates it ignores it and sends
+	// entries; a host reads either.
+	Packed        bool `protobuf:"varint,8,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -684,6 +688,13 @@ func (x *ScanRequest) GetSnapshot() uint64 {
 	return 0
 }
 
+func (x *ScanRequest) GetPacked() bool {
+	if x != nil {
+		return x.Packed
+	}
+	return false
+}
+
 type Entry struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -745,8 +756,11 @@ func (x *Entry) GetRevision() uint64 {
 }
 
 type ScanResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entries       []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*Entry               `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// packed carries the entries instead when the request asked for it;
+	// they follow those of entries, if a response has both.
+	Packed        *PackedEntries `protobuf:"bytes,2,opt,name=packed,proto3" json:"packed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -788,6 +802,86 @@ func (x *ScanResponse) GetEntries() []*Entry {
 	return nil
 }
 
+func (x *ScanResponse) GetPacked() *PackedEntries {
+	if x != nil {
+		return x.Packed
+	}
+	return nil
+}
+
+// PackedEntries is a run of scanned entries in a few flat fields, as Packed
+// is of mutations: entry i is key_lengths[i] bytes of key followed in data
+// by value_lengths[i] bytes of value (none for a keys-only scan), and
+// revisions[i]. The three counts are equal and data holds exactly the sum
+// of the lengths.
+type PackedEntries struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyLengths    []uint32               `protobuf:"varint,1,rep,packed,name=key_lengths,json=keyLengths,proto3" json:"key_lengths,omitempty"`
+	ValueLengths  []uint32               `protobuf:"varint,2,rep,packed,name=value_lengths,json=valueLengths,proto3" json:"value_lengths,omitempty"`
+	Revisions     []uint64               `protobuf:"varint,3,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	Data          []byte                 `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackedEntries) Reset() {
+	*x = PackedEntries{}
+	mi := &file_store_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackedEntries) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackedEntries) ProtoMessage() {}
+
+func (x *PackedEntries) ProtoReflect() protoreflect.Message {
+	mi := &file_store_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackedEntries.ProtoReflect.Descriptor instead.
+func (*PackedEntries) Descriptor() ([]byte, []int) {
+	return file_store_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PackedEntries) GetKeyLengths() []uint32 {
+	if x != nil {
+		return x.KeyLengths
+	}
+	return nil
+}
+
+func (x *PackedEntries) GetValueLengths() []uint32 {
+	if x != nil {
+		return x.ValueLengths
+	}
+	return nil
+}
+
+func (x *PackedEntries) GetRevisions() []uint64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *PackedEntries) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type StatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -796,7 +890,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_store_proto_msgTypes[12]
+	mi := &file_store_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +902,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[12]
+	mi := &file_store_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +915,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{12}
+	return file_store_proto_rawDescGZIP(), []int{13}
 }
 
 type StatsResponse struct {
@@ -835,7 +929,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_store_proto_msgTypes[13]
+	mi := &file_store_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +941,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[13]
+	mi := &file_store_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +954,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{13}
+	return file_store_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsResponse) GetKeys() uint64 {
@@ -894,7 +988,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1000,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[14]
+	mi := &file_store_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1013,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{14}
+	return file_store_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SnapshotRequest) GetId() uint64 {
@@ -943,7 +1037,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1049,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[15]
+	mi := &file_store_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1062,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{15}
+	return file_store_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotResponse) GetId() uint64 {
@@ -1000,7 +1094,7 @@ type CloseSnapshotResponse struct {
 
 func (x *CloseSnapshotResponse) Reset() {
 	*x = CloseSnapshotResponse{}
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1106,7 @@ func (x *CloseSnapshotResponse) String() string {
 func (*CloseSnapshotResponse) ProtoMessage() {}
 
 func (x *CloseSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[16]
+	mi := &file_store_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1119,7 @@ func (x *CloseSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CloseSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{16}
+	return file_store_proto_rawDescGZIP(), []int{17}
 }
 
 type LoadRequest struct {
@@ -1036,7 +1130,7 @@ type LoadRequest struct {
 
 func (x *LoadRequest) Reset() {
 	*x = LoadRequest{}
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1142,7 @@ func (x *LoadRequest) String() string {
 func (*LoadRequest) ProtoMessage() {}
 
 func (x *LoadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[17]
+	mi := &file_store_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1155,7 @@ func (x *LoadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadRequest.ProtoReflect.Descriptor instead.
 func (*LoadRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{17}
+	return file_store_proto_rawDescGZIP(), []int{18}
 }
 
 type LoadResponse struct {
@@ -1072,7 +1166,7 @@ type LoadResponse struct {
 
 func (x *LoadResponse) Reset() {
 	*x = LoadResponse{}
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1178,7 @@ func (x *LoadResponse) String() string {
 func (*LoadResponse) ProtoMessage() {}
 
 func (x *LoadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[18]
+	mi := &file_store_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1191,7 @@ func (x *LoadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadResponse.ProtoReflect.Descriptor instead.
 func (*LoadResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{18}
+	return file_store_proto_rawDescGZIP(), []int{19}
 }
 
 type CompactRequest struct {
@@ -1108,7 +1202,7 @@ type CompactRequest struct {
 
 func (x *CompactRequest) Reset() {
 	*x = CompactRequest{}
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1120,7 +1214,7 @@ func (x *CompactRequest) String() string {
 func (*CompactRequest) ProtoMessage() {}
 
 func (x *CompactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[19]
+	mi := &file_store_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1133,7 +1227,7 @@ func (x *CompactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
 func (*CompactRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{19}
+	return file_store_proto_rawDescGZIP(), []int{20}
 }
 
 type CompactResponse struct {
@@ -1144,7 +1238,7 @@ type CompactResponse struct {
 
 func (x *CompactResponse) Reset() {
 	*x = CompactResponse{}
-	mi := &file_store_proto_msgTypes[20]
+	mi := &file_store_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1250,7 @@ func (x *CompactResponse) String() string {
 func (*CompactResponse) ProtoMessage() {}
 
 func (x *CompactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[20]
+	mi := &file_store_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1263,7 @@ func (x *CompactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
 func (*CompactResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{20}
+	return file_store_proto_rawDescGZIP(), []int{21}
 }
 
 type CloseRequest struct {
@@ -1180,7 +1274,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_store_proto_msgTypes[21]
+	mi := &file_store_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1286,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[21]
+	mi := &file_store_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1299,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{21}
+	return file_store_proto_rawDescGZIP(), []int{22}
 }
 
 type CloseResponse struct {
@@ -1216,7 +1310,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_store_proto_msgTypes[22]
+	mi := &file_store_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1322,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_store_proto_msgTypes[22]
+	mi := &file_store_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1335,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_store_proto_rawDescGZIP(), []int{22}
+	return file_store_proto_rawDescGZIP(), []int{23}
 }
 
 var File_store_proto protoreflect.FileDescriptor
@@ -1287,7 +1381,7 @@ const file_store_proto_rawDesc = "" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xb2\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xca\x01\n" +
 	"\vScanRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\fR\x05start\x12\x10\n" +
@@ -1295,13 +1389,21 @@ const file_store_proto_rawDesc = "" +
 	"\x05after\x18\x04 \x01(\fR\x05after\x12\x14\n" +
 	"\x05limit\x18\x05 \x01(\x04R\x05limit\x12\x1b\n" +
 	"\tkeys_only\x18\x06 \x01(\bR\bkeysOnly\x12\x1a\n" +
-	"\bsnapshot\x18\a \x01(\x04R\bsnapshot\"K\n" +
+	"\bsnapshot\x18\a \x01(\x04R\bsnapshot\x12\x16\n" +
+	"\x06packed\x18\b \x01(\bR\x06packed\"K\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"D\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\x80\x01\n" +
 	"\fScanResponse\x124\n" +
-	"\aentries\x18\x01 \x03(\v2\x1a.slipstream.store.v2.EntryR\aentries\"\x0e\n" +
+	"\aentries\x18\x01 \x03(\v2\x1a.slipstream.store.v2.EntryR\aentries\x12:\n" +
+	"\x06packed\x18\x02 \x01(\v2\".slipstream.store.v2.PackedEntriesR\x06packed\"\x87\x01\n" +
+	"\rPackedEntries\x12\x1f\n" +
+	"\vkey_lengths\x18\x01 \x03(\rR\n" +
+	"keyLengths\x12#\n" +
+	"\rvalue_lengths\x18\x02 \x03(\rR\fvalueLengths\x12\x1c\n" +
+	"\trevisions\x18\x03 \x03(\x04R\trevisions\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\x0e\n" +
 	"\fStatsRequest\"X\n" +
 	"\rStatsResponse\x12\x12\n" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x14\n" +
@@ -1358,7 +1460,7 @@ func file_store_proto_rawDescGZIP() []byte {
 }
 
 var file_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_store_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_store_proto_goTypes = []any{
 	(Op)(0),                       // 0: slipstream.store.v2.Op
 	(*InfoRequest)(nil),           // 1: slipstream.store.v2.InfoRequest
@@ -1373,60 +1475,62 @@ var file_store_proto_goTypes = []any{
 	(*ScanRequest)(nil),           // 10: slipstream.store.v2.ScanRequest
 	(*Entry)(nil),                 // 11: slipstream.store.v2.Entry
 	(*ScanResponse)(nil),          // 12: slipstream.store.v2.ScanResponse
-	(*StatsRequest)(nil),          // 13: slipstream.store.v2.StatsRequest
-	(*StatsResponse)(nil),         // 14: slipstream.store.v2.StatsResponse
-	(*SnapshotRequest)(nil),       // 15: slipstream.store.v2.SnapshotRequest
-	(*SnapshotResponse)(nil),      // 16: slipstream.store.v2.SnapshotResponse
-	(*CloseSnapshotResponse)(nil), // 17: slipstream.store.v2.CloseSnapshotResponse
-	(*LoadRequest)(nil),           // 18: slipstream.store.v2.LoadRequest
-	(*LoadResponse)(nil),          // 19: slipstream.store.v2.LoadResponse
-	(*CompactRequest)(nil),        // 20: slipstream.store.v2.CompactRequest
-	(*CompactResponse)(nil),       // 21: slipstream.store.v2.CompactResponse
-	(*CloseRequest)(nil),          // 22: slipstream.store.v2.CloseRequest
-	(*CloseResponse)(nil),         // 23: slipstream.store.v2.CloseResponse
-	nil,                           // 24: slipstream.store.v2.OpenResponse.MetaEntry
-	nil,                           // 25: slipstream.store.v2.ApplyRequest.MetaEntry
-	nil,                           // 26: slipstream.store.v2.SnapshotResponse.MetaEntry
+	(*PackedEntries)(nil),         // 13: slipstream.store.v2.PackedEntries
+	(*StatsRequest)(nil),          // 14: slipstream.store.v2.StatsRequest
+	(*StatsResponse)(nil),         // 15: slipstream.store.v2.StatsResponse
+	(*SnapshotRequest)(nil),       // 16: slipstream.store.v2.SnapshotRequest
+	(*SnapshotResponse)(nil),      // 17: slipstream.store.v2.SnapshotResponse
+	(*CloseSnapshotResponse)(nil), // 18: slipstream.store.v2.CloseSnapshotResponse
+	(*LoadRequest)(nil),           // 19: slipstream.store.v2.LoadRequest
+	(*LoadResponse)(nil),          // 20: slipstream.store.v2.LoadResponse
+	(*CompactRequest)(nil),        // 21: slipstream.store.v2.CompactRequest
+	(*CompactResponse)(nil),       // 22: slipstream.store.v2.CompactResponse
+	(*CloseRequest)(nil),          // 23: slipstream.store.v2.CloseRequest
+	(*CloseResponse)(nil),         // 24: slipstream.store.v2.CloseResponse
+	nil,                           // 25: slipstream.store.v2.OpenResponse.MetaEntry
+	nil,                           // 26: slipstream.store.v2.ApplyRequest.MetaEntry
+	nil,                           // 27: slipstream.store.v2.SnapshotResponse.MetaEntry
 }
 var file_store_proto_depIdxs = []int32{
-	24, // 0: slipstream.store.v2.OpenResponse.meta:type_name -> slipstream.store.v2.OpenResponse.MetaEntry
-	25, // 1: slipstream.store.v2.ApplyRequest.meta:type_name -> slipstream.store.v2.ApplyRequest.MetaEntry
+	25, // 0: slipstream.store.v2.OpenResponse.meta:type_name -> slipstream.store.v2.OpenResponse.MetaEntry
+	26, // 1: slipstream.store.v2.ApplyRequest.meta:type_name -> slipstream.store.v2.ApplyRequest.MetaEntry
 	6,  // 2: slipstream.store.v2.ApplyRequest.packed:type_name -> slipstream.store.v2.Packed
 	11, // 3: slipstream.store.v2.ScanResponse.entries:type_name -> slipstream.store.v2.Entry
-	26, // 4: slipstream.store.v2.SnapshotResponse.meta:type_name -> slipstream.store.v2.SnapshotResponse.MetaEntry
-	1,  // 5: slipstream.store.v2.Store.Info:input_type -> slipstream.store.v2.InfoRequest
-	3,  // 6: slipstream.store.v2.Store.Open:input_type -> slipstream.store.v2.OpenRequest
-	5,  // 7: slipstream.store.v2.Store.Apply:input_type -> slipstream.store.v2.ApplyRequest
-	5,  // 8: slipstream.store.v2.Store.ApplyStream:input_type -> slipstream.store.v2.ApplyRequest
-	5,  // 9: slipstream.store.v2.Store.ApplyPipe:input_type -> slipstream.store.v2.ApplyRequest
-	8,  // 10: slipstream.store.v2.Store.Get:input_type -> slipstream.store.v2.GetRequest
-	10, // 11: slipstream.store.v2.Store.Scan:input_type -> slipstream.store.v2.ScanRequest
-	13, // 12: slipstream.store.v2.Store.Stats:input_type -> slipstream.store.v2.StatsRequest
-	20, // 13: slipstream.store.v2.Store.Compact:input_type -> slipstream.store.v2.CompactRequest
-	18, // 14: slipstream.store.v2.Store.BeginLoad:input_type -> slipstream.store.v2.LoadRequest
-	18, // 15: slipstream.store.v2.Store.EndLoad:input_type -> slipstream.store.v2.LoadRequest
-	15, // 16: slipstream.store.v2.Store.OpenSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
-	15, // 17: slipstream.store.v2.Store.CloseSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
-	22, // 18: slipstream.store.v2.Store.Close:input_type -> slipstream.store.v2.CloseRequest
-	2,  // 19: slipstream.store.v2.Store.Info:output_type -> slipstream.store.v2.InfoResponse
-	4,  // 20: slipstream.store.v2.Store.Open:output_type -> slipstream.store.v2.OpenResponse
-	7,  // 21: slipstream.store.v2.Store.Apply:output_type -> slipstream.store.v2.ApplyResponse
-	7,  // 22: slipstream.store.v2.Store.ApplyStream:output_type -> slipstream.store.v2.ApplyResponse
-	7,  // 23: slipstream.store.v2.Store.ApplyPipe:output_type -> slipstream.store.v2.ApplyResponse
-	9,  // 24: slipstream.store.v2.Store.Get:output_type -> slipstream.store.v2.GetResponse
-	12, // 25: slipstream.store.v2.Store.Scan:output_type -> slipstream.store.v2.ScanResponse
-	14, // 26: slipstream.store.v2.Store.Stats:output_type -> slipstream.store.v2.StatsResponse
-	21, // 27: slipstream.store.v2.Store.Compact:output_type -> slipstream.store.v2.CompactResponse
-	19, // 28: slipstream.store.v2.Store.BeginLoad:output_type -> slipstream.store.v2.LoadResponse
-	19, // 29: slipstream.store.v2.Store.EndLoad:output_type -> slipstream.store.v2.LoadResponse
-	16, // 30: slipstream.store.v2.Store.OpenSnapshot:output_type -> slipstream.store.v2.SnapshotResponse
-	17, // 31: slipstream.store.v2.Store.CloseSnapshot:output_type -> slipstream.store.v2.CloseSnapshotResponse
-	23, // 32: slipstream.store.v2.Store.Close:output_type -> slipstream.store.v2.CloseResponse
-	19, // [19:33] is the sub-list for method output_type
-	5,  // [5:19] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	13, // 4: slipstream.store.v2.ScanResponse.packed:type_name -> slipstream.store.v2.PackedEntries
+	27, // 5: slipstream.store.v2.SnapshotResponse.meta:type_name -> slipstream.store.v2.SnapshotResponse.MetaEntry
+	1,  // 6: slipstream.store.v2.Store.Info:input_type -> slipstream.store.v2.InfoRequest
+	3,  // 7: slipstream.store.v2.Store.Open:input_type -> slipstream.store.v2.OpenRequest
+	5,  // 8: slipstream.store.v2.Store.Apply:input_type -> slipstream.store.v2.ApplyRequest
+	5,  // 9: slipstream.store.v2.Store.ApplyStream:input_type -> slipstream.store.v2.ApplyRequest
+	5,  // 10: slipstream.store.v2.Store.ApplyPipe:input_type -> slipstream.store.v2.ApplyRequest
+	8,  // 11: slipstream.store.v2.Store.Get:input_type -> slipstream.store.v2.GetRequest
+	10, // 12: slipstream.store.v2.Store.Scan:input_type -> slipstream.store.v2.ScanRequest
+	14, // 13: slipstream.store.v2.Store.Stats:input_type -> slipstream.store.v2.StatsRequest
+	21, // 14: slipstream.store.v2.Store.Compact:input_type -> slipstream.store.v2.CompactRequest
+	19, // 15: slipstream.store.v2.Store.BeginLoad:input_type -> slipstream.store.v2.LoadRequest
+	19, // 16: slipstream.store.v2.Store.EndLoad:input_type -> slipstream.store.v2.LoadRequest
+	16, // 17: slipstream.store.v2.Store.OpenSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
+	16, // 18: slipstream.store.v2.Store.CloseSnapshot:input_type -> slipstream.store.v2.SnapshotRequest
+	23, // 19: slipstream.store.v2.Store.Close:input_type -> slipstream.store.v2.CloseRequest
+	2,  // 20: slipstream.store.v2.Store.Info:output_type -> slipstream.store.v2.InfoResponse
+	4,  // 21: slipstream.store.v2.Store.Open:output_type -> slipstream.store.v2.OpenResponse
+	7,  // 22: slipstream.store.v2.Store.Apply:output_type -> slipstream.store.v2.ApplyResponse
+	7,  // 23: slipstream.store.v2.Store.ApplyStream:output_type -> slipstream.store.v2.ApplyResponse
+	7,  // 24: slipstream.store.v2.Store.ApplyPipe:output_type -> slipstream.store.v2.ApplyResponse
+	9,  // 25: slipstream.store.v2.Store.Get:output_type -> slipstream.store.v2.GetResponse
+	12, // 26: slipstream.store.v2.Store.Scan:output_type -> slipstream.store.v2.ScanResponse
+	15, // 27: slipstream.store.v2.Store.Stats:output_type -> slipstream.store.v2.StatsResponse
+	22, // 28: slipstream.store.v2.Store.Compact:output_type -> slipstream.store.v2.CompactResponse
+	20, // 29: slipstream.store.v2.Store.BeginLoad:output_type -> slipstream.store.v2.LoadResponse
+	20, // 30: slipstream.store.v2.Store.EndLoad:output_type -> slipstream.store.v2.LoadResponse
+	17, // 31: slipstream.store.v2.Store.OpenSnapshot:output_type -> slipstream.store.v2.SnapshotResponse
+	18, // 32: slipstream.store.v2.Store.CloseSnapshot:output_type -> slipstream.store.v2.CloseSnapshotResponse
+	24, // 33: slipstream.store.v2.Store.Close:output_type -> slipstream.store.v2.CloseResponse
+	20, // [20:34] is the sub-list for method output_type
+	6,  // [6:20] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_store_proto_init() }
@@ -1440,7 +1544,7 @@ func file_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_store_proto_rawDesc), len(file_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -107,3 +107,47 @@ func (p *Packed) Each(fn func(op Op, key, value []byte, revision uint64)) {
 		data = data[k+v:]
 	}
 }
+
+// Add appends an entry to p, copying key and value into its data.
+func (p *PackedEntries) Add(key, value []byte, revision uint64) {
+	p.KeyLengths = append(p.KeyLengths, uint32(len(key)))
+	p.ValueLengths = append(p.ValueLengths, uint32(len(value)))
+	p.Revisions = append(p.Revisions, revision)
+	p.Data = append(append(p.Data, key...), value...)
+}
+
+// Len is the number of entries in p.
+func (p *PackedEntries) Len() int { return len(p.GetRevisions()) }
+
+// Check reports whether p is well formed: three counts that agree and
+// lengths that add up to exactly the data. It returns the number of entries.
+func (p *PackedEntries) Check() (int, error) {
+	n := len(p.GetRevisions())
+	if len(p.GetKeyLengths()) != n || len(p.GetValueLengths()) != n {
+		return 0, fmt.Errorf("packed entries: %d key lengths, %d value lengths, %d revisions",
+			len(p.GetKeyLengths()), len(p.GetValueLengths()), n)
+	}
+	total := uint64(0)
+	for i := range n {
+		total += uint64(p.KeyLengths[i]) + uint64(p.ValueLengths[i])
+	}
+	if total != uint64(len(p.GetData())) {
+		return 0, fmt.Errorf("packed entries: lengths add up to %d bytes, data holds %d", total, len(p.GetData()))
+	}
+	return n, nil
+}
+
+// Each calls fn for every entry of a p that Check accepted, in order, and
+// stops at the first error fn returns. Keys and values are slices of
+// p.Data, capped at their length.
+func (p *PackedEntries) Each(fn func(key, value []byte, revision uint64) error) error {
+	data := p.GetData()
+	for i := range p.GetRevisions() {
+		k, v := int(p.KeyLengths[i]), int(p.ValueLengths[i])
+		if err := fn(data[:k:k], data[k:k+v:k+v], p.Revisions[i]); err != nil {
+			return err
+		}
+		data = data[k+v:]
+	}
+	return nil
+}
