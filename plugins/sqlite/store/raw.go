@@ -2,6 +2,7 @@ package store
 
 /*
 #include <stdlib.h>
+#include <string.h>
 
 // The SQLite C API, as linked from github.com/mattn/go-sqlite3's copy of
 // the amalgamation (this package imports it): declared here rather than
@@ -20,6 +21,8 @@ int sqlite3_step(sqlite3_stmt *stmt);
 int sqlite3_reset(sqlite3_stmt *stmt);
 int sqlite3_clear_bindings(sqlite3_stmt *stmt);
 long long sqlite3_column_int64(sqlite3_stmt *stmt, int i);
+const void *sqlite3_column_blob(sqlite3_stmt *stmt, int i);
+int sqlite3_column_bytes(sqlite3_stmt *stmt, int i);
 const char *sqlite3_errmsg(sqlite3 *db);
 int sqlite3_extended_errcode(sqlite3 *db);
 void sqlite3_interrupt(sqlite3 *db);
@@ -120,6 +123,45 @@ static int slip_apply(sqlite3_stmt *find, sqlite3_stmt *insert, sqlite3_stmt *up
 	return rc;
 }
 
+// slip_scan copies rows of stmt, a scan whose columns are key, value and
+// revision (key and revision when keys_only), into the caller's arrays:
+// row i's key and value follow each other in buf, klen[i] and vlen[i]
+// bytes long. It steps stmt first unless a row is current already (held,
+// left by the call before), and stops when the statement is done, when max
+// rows are copied or when the current row does not fit in the cap bytes of
+// buf: then it returns SLIP_ROW with that row current, and *need its size.
+// Otherwise it returns SLIP_DONE or the first error. *n is the number of
+// rows copied.
+static int slip_scan(sqlite3_stmt *stmt, int keys_only, int held, char *buf, int cap,
+		int *klen, int *vlen, long long *rev, int max, int *n, int *need) {
+	int rc = held ? SLIP_ROW : sqlite3_step(stmt);
+	int used = 0;
+	*n = 0;
+	while (rc == SLIP_ROW) {
+		const void *k = sqlite3_column_blob(stmt, 0);
+		int kl = sqlite3_column_bytes(stmt, 0);
+		const void *v = 0;
+		int vl = 0;
+		if (!keys_only) {
+			v = sqlite3_column_blob(stmt, 1);
+			vl = sqlite3_column_bytes(stmt, 1);
+		}
+		if (*n == max || cap - used < kl + vl) {
+			*need = kl + vl;
+			return SLIP_ROW;
+		}
+		if (kl) memcpy(buf + used, k, kl);
+		if (vl) memcpy(buf + used + kl, v, vl);
+		used += kl + vl;
+		klen[*n] = kl;
+		vlen[*n] = vl;
+		rev[*n] = sqlite3_column_int64(stmt, keys_only ? 1 : 2);
+		(*n)++;
+		rc = sqlite3_step(stmt);
+	}
+	return rc;
+}
+
 // slip_wal is what the writer's WAL hook shares with Go: the WAL's size in
 // frames after the last commit.
 typedef struct {
@@ -177,19 +219,11 @@ const (
 // openRaw opens path, which Open has created and set to WAL, with the
 // writer's settings.
 func openRaw(path string, cfg Config) (*rawConn, error) {
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	var db *C.sqlite3
-	if rc := C.sqlite3_open_v2(cpath, &db, openReadWrite|openNoMutex, nil); rc != 0 {
-		err := fmt.Errorf("open %s: sqlite error %d", path, int(rc))
-		if db != nil {
-			err = fmt.Errorf("open %s: %s", path, C.GoString(C.sqlite3_errmsg(db)))
-			C.sqlite3_close_v2(db)
-		}
+	c, err := openConn(path, cfg)
+	if err != nil {
 		return nil, err
 	}
-	c := &rawConn{db: db, wal: (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))}
-	C.sqlite3_busy_timeout(db, C.int(cfg.BusyTimeout))
+	db := c.db
 	// When the writer starts the WAL over, a file that grew past the limit
 	// of writeBatch (a long read held the checkpoints back) shrinks back to
 	// it. A smaller limit would cost every cycle: rewriting the file in
@@ -203,6 +237,25 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 	// Setting the hook turns SQLite's automatic checkpoint off on this
 	// connection; no PRAGMA wal_autocheckpoint may run on it after this.
 	C.slip_set_wal_hook(db, c.wal)
+	return c, nil
+}
+
+// openConn opens path, which Open has created and set to WAL, with the
+// configured busy timeout.
+func openConn(path string, cfg Config) (*rawConn, error) {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var db *C.sqlite3
+	if rc := C.sqlite3_open_v2(cpath, &db, openReadWrite|openNoMutex, nil); rc != 0 {
+		err := fmt.Errorf("open %s: sqlite error %d", path, int(rc))
+		if db != nil {
+			err = fmt.Errorf("open %s: %s", path, C.GoString(C.sqlite3_errmsg(db)))
+			C.sqlite3_close_v2(db)
+		}
+		return nil, err
+	}
+	c := &rawConn{db: db, wal: (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))}
+	C.sqlite3_busy_timeout(db, C.int(cfg.BusyTimeout))
 	return c, nil
 }
 
@@ -419,6 +472,87 @@ func (c *rawConn) run2(q string) (int64, int64, error) {
 		return 0, 0, c.err(q)
 	}
 	return int64(C.sqlite3_column_int64(st, 0)), int64(C.sqlite3_column_int64(st, 1)), nil
+}
+
+// scanBuf holds the rows of one slip_scan call: keys and values back to
+// back in data, their lengths and revisions in the arrays.
+type scanBuf struct {
+	data       []byte
+	klen, vlen []C.int
+	rev        []C.longlong
+}
+
+// Sizes of a scanBuf: rows per cgo call, and the bytes they may take
+// unless one row alone is larger.
+const (
+	scanBufRows  = 1024
+	scanBufBytes = 256 << 10
+)
+
+// scan runs q, a query whose columns are a key, a value and a revision (a
+// key and a revision when keysOnly), with args ([]byte each) bound, and
+// calls fn for every row, with slices of a buffer reused once fn returns.
+// It copies up to scanBufRows rows per cgo call, where database/sql makes a
+// call and copies each value twice per row. A ctx that ends interrupts the
+// statement.
+func (c *rawConn) scan(ctx context.Context, q string, args []any, keysOnly bool, fn func(sdk.Entry) error) error {
+	cq := C.CString(q)
+	defer C.free(unsafe.Pointer(cq))
+	var st *C.sqlite3_stmt
+	if C.sqlite3_prepare_v2(c.db, cq, -1, &st, nil) != 0 {
+		return c.err("prepare " + q)
+	}
+	defer C.sqlite3_finalize(st)
+	for i, a := range args {
+		v, ok := a.([]byte)
+		if !ok {
+			return fmt.Errorf("sqlite: argument %d of %q has type %T", i+1, q, a)
+		}
+		p := C.CBytes(append(v[:len(v):len(v)], 0)) // never NULL, so never bound as NULL
+		defer C.free(p)
+		C.sqlite3_bind_blob(st, C.int(i+1), p, C.int(len(v)), nil)
+	}
+	defer c.interruptOn(ctx)()
+	b := scanBuf{
+		data: make([]byte, scanBufBytes),
+		klen: make([]C.int, scanBufRows), vlen: make([]C.int, scanBufRows),
+		rev: make([]C.longlong, scanBufRows),
+	}
+	keys, held := C.int(0), C.int(0)
+	if keysOnly {
+		keys = 1
+	}
+	for {
+		var n, need C.int
+		rc := C.slip_scan(st, keys, held, (*C.char)(unsafe.Pointer(&b.data[0])), C.int(len(b.data)),
+			&b.klen[0], &b.vlen[0], &b.rev[0], scanBufRows, &n, &need)
+		data := b.data
+		for i := range int(n) {
+			k, v := int(b.klen[i]), int(b.vlen[i])
+			e := sdk.Entry{Key: data[:k:k], Revision: uint64(b.rev[i])}
+			if !keysOnly {
+				e.Value = data[k : k+v : k+v]
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			data = data[k+v:]
+		}
+		switch rc {
+		case C.SLIP_DONE:
+			return nil
+		case C.SLIP_ROW:
+			held = 1
+			if n == 0 { // one row larger than the buffer
+				b.data = make([]byte, int(need))
+			}
+		default:
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return c.err("scan")
+		}
+	}
 }
 
 func (c *rawConn) close() error {

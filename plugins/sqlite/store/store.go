@@ -110,7 +110,7 @@ type Store struct {
 	get *sql.Stmt
 
 	viewsMu sync.Mutex
-	vdb     *sql.DB            // the views' connections (view.go), query-only; nil once closed
+	viewsTo *viewsConfig       // what views connect to (view.go); nil once closed
 	views   map[*view]struct{} // the open views
 }
 
@@ -183,22 +183,9 @@ func (s *Store) Open(ctx context.Context, dir string, config []byte) (sdk.State,
 		}
 		s.ckpt = startCheckpointer(conn, cfg.WALAutocheckpoint, s.log)
 	}
-	// The views' connections: one each, for as long as the view is open
-	// (view.go). Opening connects nothing yet.
-	vdb, err := sql.Open("sqlite3", dsn("&_query_only=1"))
-	if err != nil {
-		if s.ckpt != nil {
-			s.ckpt.close()
-			s.ckpt = nil
-		}
-		raw.close()
-		get.Close()
-		r.Close()
-		return sdk.State{}, fmt.Errorf("sqlite %s: %w", path, err)
-	}
-	vdb.SetMaxIdleConns(1)
+	// The views open connections of their own (view.go).
 	s.viewsMu.Lock()
-	s.vdb = vdb
+	s.viewsTo = &viewsConfig{path: path, cfg: cfg}
 	s.viewsMu.Unlock()
 	if st.Loading {
 		// A load under way when the store closed goes on as it ran.
@@ -487,8 +474,15 @@ func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error)
 }
 
 // scanRange is a Scan of r in one read transaction (q), which is in a bulk
-// load (loading) or not: the store's Scan, or a view's.
+// load (loading) or not.
 func scanRange(ctx context.Context, q querier, loading bool, r sdk.Range, fn func(sdk.Entry) error) error {
+	query, args := scanQuery(loading, r)
+	return scanRows(ctx, q, query, args, r.KeysOnly, fn)
+}
+
+// scanQuery is the query of a Scan of r and its arguments: its columns are
+// key, value and revision, or key and revision when r is keys only.
+func scanQuery(loading bool, r sdk.Range) (string, []any) {
 	cols := "key, value, revision"
 	if r.KeysOnly {
 		cols = "key, revision"
@@ -526,7 +520,7 @@ func scanRange(ctx context.Context, q querier, loading bool, r sdk.Range, fn fun
 	if loading {
 		from = loadingView(cond)
 	}
-	return scanRows(ctx, q, `SELECT `+cols+` FROM `+from+tail, args, r.KeysOnly, fn)
+	return `SELECT ` + cols + ` FROM ` + from + tail, args
 }
 
 // scanRows runs a Scan's query and calls fn for each row.

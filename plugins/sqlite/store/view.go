@@ -1,8 +1,8 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,12 +12,23 @@ import (
 )
 
 // A view (sdk.Snapshotter) is a read transaction held open on a connection
-// of its own until the view closes. In WAL mode a reader sees the database
-// as of the commit its transaction started at, whatever commits after it,
-// and neither waits for the writer nor makes it wait: Apply goes on. While
-// a view is open no checkpoint can copy into fold.db a commit made after
-// the view's, nor start the WAL over, so the WAL grows with every batch
-// until the view closes (see the package doc).
+// of its own, through the C API (raw.go), until the view closes. In WAL
+// mode a reader sees the database as of the commit its transaction started
+// at, whatever commits after it, and neither waits for the writer nor makes
+// it wait: Apply goes on. While a view is open no checkpoint can copy into
+// fold.db a commit made after the view's, nor start the WAL over, so the
+// WAL grows with every batch until the view closes (see the package doc).
+//
+// A view's Scan copies many rows per cgo call (rawConn.scan); through
+// database/sql, a scan of 1M keys for an export spent a third of its
+// plugin's CPU in database/sql and mattn/go-sqlite3 around each row's
+// sqlite3_step.
+
+// viewsConfig is what a view opens its connection to.
+type viewsConfig struct {
+	path string
+	cfg  Config
+}
 
 // Snapshot implements sdk.Snapshotter. The view's cursor and metadata are
 // read in its transaction, by its first statements: BEGIN itself reads
@@ -29,26 +40,24 @@ func (s *Store) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
 		return nil, err
 	}
 	s.viewsMu.Lock()
-	vdb := s.vdb
+	to := s.viewsTo
 	s.viewsMu.Unlock()
-	if vdb == nil {
+	if to == nil {
 		return nil, sdk.ErrClosed
 	}
-	// database/sql rolls a transaction back when its context ends; this
-	// one lives until the view's Close, not until the call's end.
-	tx, err := vdb.BeginTx(context.WithoutCancel(ctx), &sql.TxOptions{ReadOnly: true})
+	conn, err := openView(to.path, to.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: snapshot: %w", err)
 	}
-	v := &view{s: s, tx: tx}
+	v := &view{s: s, conn: conn}
 	if err := v.readState(ctx); err != nil {
-		_ = tx.Rollback()
+		_ = conn.close()
 		return nil, fmt.Errorf("sqlite: snapshot: %w", err)
 	}
 	s.viewsMu.Lock()
 	defer s.viewsMu.Unlock()
-	if s.vdb == nil { // Close ran meanwhile
-		_ = tx.Rollback()
+	if s.viewsTo == nil { // Close ran meanwhile
+		_ = conn.close()
 		return nil, sdk.ErrClosed
 	}
 	if s.views == nil {
@@ -58,20 +67,31 @@ func (s *Store) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
 	return v, nil
 }
 
-// closeViews closes the open views, then their connections; Close calls it.
+// openView opens a view's connection, query-only, with its read
+// transaction begun.
+func openView(path string, cfg Config) (*rawConn, error) {
+	c, err := openConn(path, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.exec(`PRAGMA query_only=1; BEGIN`); err != nil {
+		_ = c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// closeViews closes the open views; Close calls it.
 func (s *Store) closeViews() error {
 	s.viewsMu.Lock()
-	views, vdb := s.views, s.vdb
-	s.views, s.vdb = nil, nil
+	views := s.views
+	s.views, s.viewsTo = nil, nil
 	s.viewsMu.Unlock()
 	var errs []error
 	for v := range views {
 		if _, err := v.release(); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if vdb != nil {
-		errs = append(errs, vdb.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -85,19 +105,23 @@ type view struct {
 	state   sdk.State
 	loading bool // the view's snapshot is of a bulk load (load.go)
 
-	mu sync.Mutex // held by Scan and release: no rollback under a Scan
-	tx *sql.Tx    // nil once closed
+	mu   sync.Mutex // held by Scan and release: no rollback under a Scan
+	conn *rawConn   // in the view's transaction; nil once closed
 }
 
 // readState reads the cursor, the loading flag and the metadata in the
 // view's transaction; the first of these reads fixes its snapshot.
 func (v *view) readState(ctx context.Context) error {
-	if err := v.tx.QueryRowContext(ctx, `SELECT cursor, loading FROM state WHERE id = 1`).Scan(&v.state.Cursor, &v.loading); err != nil {
+	cursor, loading, err := v.conn.run2(`SELECT cursor, loading FROM state WHERE id = 1`)
+	if err != nil {
 		return err
 	}
-	meta, err := readMeta(ctx, v.tx)
-	v.state.Meta = meta
-	return err
+	v.state.Cursor, v.loading = uint64(cursor), loading != 0
+	v.state.Meta = map[string][]byte{}
+	return v.conn.scan(ctx, `SELECT name, value, 0 FROM meta`, nil, false, func(e sdk.Entry) error {
+		v.state.Meta[string(e.Key)] = bytes.Clone(e.Value)
+		return nil
+	})
 }
 
 func (v *view) State() sdk.State {
@@ -110,10 +134,14 @@ func (v *view) State() sdk.State {
 func (v *view) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.tx == nil {
+	if v.conn == nil {
 		return errViewClosed
 	}
-	return scanRange(ctx, v.tx, v.loading, r, fn)
+	query, args := scanQuery(v.loading, r)
+	if err := v.conn.scan(ctx, query, args, r.KeysOnly, fn); err != nil {
+		return fmt.Errorf("sqlite: scan: %w", err)
+	}
+	return nil
 }
 
 // Close ends the view's transaction; closing it again does nothing.
@@ -127,17 +155,17 @@ func (v *view) Close() error {
 	return err
 }
 
-// release rolls the view's transaction back unless it ended already, and
-// reports whether it was open.
+// release ends the view's transaction and closes its connection unless it
+// is closed already, and reports whether it was open.
 func (v *view) release() (bool, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.tx == nil {
+	if v.conn == nil {
 		return false, nil
 	}
-	err := v.tx.Rollback()
-	v.tx = nil
-	if err != nil && !errors.Is(err, sql.ErrTxDone) {
+	err := errors.Join(v.conn.exec(`ROLLBACK`), v.conn.close())
+	v.conn = nil
+	if err != nil {
 		return true, fmt.Errorf("sqlite: close snapshot: %w", err)
 	}
 	return true, nil

@@ -1,0 +1,83 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/slipstreamkv/slipstream/plugins/sqlite/store"
+	"github.com/slipstreamkv/slipstream/sdk"
+)
+
+// BenchmarkViewScan scans a whole view, as an export does: of a fold of
+// SQLITE_BENCH_KEYS keys (default 300,000) of 39 bytes with 200-byte
+// values, bulk-loaded in hash order, then closed and opened again. It
+// reports the time and the process's CPU time per entry.
+//
+//	go test -run '^$' -bench ViewScan -benchtime 3x ./plugins/sqlite/store
+func BenchmarkViewScan(b *testing.B) {
+	keys := 300_000
+	if s := os.Getenv("SQLITE_BENCH_KEYS"); s != "" {
+		keys, _ = strconv.Atoi(s)
+	}
+	ctx := context.Background()
+	dir := b.TempDir()
+	s := store.New()
+	if _, err := s.Open(ctx, dir, []byte(benchConfig())); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.BeginLoad(ctx); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	value := make([]byte, 200)
+	for i := 0; i < keys; i += 1000 {
+		batch := &sdk.Batch{Cursor: uint64(min(i+1000, keys))}
+		for j := i; j < min(i+1000, keys); j++ {
+			k := int(uint32(j * 2654435761))
+			for v := range value {
+				value[v] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[rng.IntN(62)]
+			}
+			batch.Mutations = append(batch.Mutations, sdk.Mutation{Op: sdk.OpPut,
+				Key:   fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%10000, k/10%100000, k%100_000_000),
+				Value: append([]byte(nil), value...), Revision: uint64(j + 1)})
+		}
+		if err := s.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.EndLoad(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	s = store.New()
+	if _, err := s.Open(ctx, dir, []byte(benchConfig())); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close(ctx)
+	cpu0 := cpuTime()
+	for b.Loop() {
+		v, err := s.Snapshot(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		if err := v.Scan(ctx, sdk.Range{}, func(sdk.Entry) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if err := v.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if n != keys {
+			b.Fatalf("scanned %d entries of %d", n, keys)
+		}
+	}
+	n := float64(b.N * keys)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/entry")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/n, "cpu-ns/entry")
+}
