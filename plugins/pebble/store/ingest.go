@@ -252,8 +252,10 @@ func (s *Store) writeTable(path string, format sstable.TableFormat, fill func(*s
 	if err != nil {
 		return err
 	}
-	w := sstable.NewWriter(&tableFile{f: f, w: bufio.NewWriterSize(f, 1<<20)}, s.opts.MakeWriterOptions(0, format))
+	tf := &tableFile{f: f, w: bufio.NewWriterSize(f, 1<<20)}
+	w := sstable.NewWriter(tf, s.opts.MakeWriterOptions(0, format))
 	if err := fill(w); err != nil {
+		tf.aborted = true // the table is removed: Close need not write or sync it
 		_ = w.Close()
 		return err
 	}
@@ -263,19 +265,26 @@ func (s *Store) writeTable(path string, format sstable.TableFormat, fill func(*s
 // tableFile is the file a table is written to, through a buffer of a
 // megabyte: pebble's own buffers 4 KiB, a write system call per block.
 type tableFile struct {
-	f *os.File
-	w *bufio.Writer
+	f       *os.File
+	w       *bufio.Writer
+	aborted bool // by writeTable: writes are dropped, Finish only closes
 }
 
 var _ objstorage.Writable = (*tableFile)(nil)
 
 func (t *tableFile) Write(p []byte) error {
+	if t.aborted {
+		return nil
+	}
 	_, err := t.w.Write(p)
 	return err
 }
 
 // Finish flushes, syncs and closes the file.
 func (t *tableFile) Finish() error {
+	if t.aborted {
+		return t.f.Close()
+	}
 	err := t.w.Flush()
 	if err == nil {
 		err = t.f.Sync()
@@ -299,6 +308,10 @@ func removeIngestDir(dir string) error {
 // settle ingests what a bulk load holds pending, so that a read sees every
 // batch applied before it began. It costs an atomic load when nothing is
 // pending, which is always outside a load. Call it before taking mu.
+//
+// The ingest is not bound by the read's context: a reader whose deadline
+// is shorter than an ingest would otherwise cut every attempt short, and
+// each would sort and write the buffer again.
 func (s *Store) settle(ctx context.Context) error {
 	if !s.hasPending.Load() {
 		return nil
@@ -308,7 +321,7 @@ func (s *Store) settle(ctx context.Context) error {
 		return err
 	}
 	defer release()
-	return s.ingestPending(ctx, db)
+	return s.ingestPending(context.WithoutCancel(ctx), db)
 }
 
 // applyLoading is Apply during a bulk load: the batch joins the pending

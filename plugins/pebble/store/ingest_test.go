@@ -225,3 +225,30 @@ func BenchmarkSortEntries(b *testing.B) {
 		}
 	})
 }
+
+// TestReadDuringLoadIngestsWhateverItsDeadline checks that a read with a
+// context already done still ingests the pending batches and sees them: a
+// reader's deadline must not cut short the ingest it waits for, which the
+// next read would start over.
+func TestReadDuringLoadIngestsWhateverItsDeadline(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), `{"sync": false}`)
+	defer s.Close(ctx)
+	if err := s.BeginLoad(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range sortedBatches(8, 1000) {
+		if err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	e, err := s.Get(done, []byte("key/00007999"))
+	if err != nil || e.Revision != 8000 {
+		t.Fatalf("Get with a done context during the load = %+v, %v; want the last key put", e, err)
+	}
+	if s.hasPending.Load() {
+		t.Fatal("the load still holds pending batches after the read")
+	}
+}

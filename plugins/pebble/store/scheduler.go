@@ -18,9 +18,11 @@ import (
 type scheduler struct {
 	mu           sync.Mutex
 	db           pebble.DBForCompaction
-	started      bool // start was called: grants may begin
+	started      bool // start was called, or holdLimit passed: grants may begin
+	registered   bool
 	unregistered bool
 	running      int
+	created      time.Time
 
 	poke chan struct{} // wakes grant up: a compaction ended, or start
 	stop chan struct{} // closed by Unregister
@@ -29,8 +31,14 @@ type scheduler struct {
 
 var _ pebble.CompactionScheduler = (*scheduler)(nil)
 
+// holdLimit bounds how long compactions are held if start never comes
+// while Open runs: a format migration inside pebble.Open that rewrites
+// tables (none between the format this store is created at and pebble's
+// newest) waits for compactions, and holding them for good would hang it.
+const holdLimit = 5 * time.Second
+
 func newScheduler() *scheduler {
-	return &scheduler{poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	return &scheduler{poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), created: time.Now()}
 }
 
 // start lets compactions run.
@@ -51,7 +59,21 @@ func (s *scheduler) wake() {
 // Register is called by pebble.Open.
 func (s *scheduler) Register(_ int, db pebble.DBForCompaction) {
 	s.db = db
+	s.mu.Lock()
+	s.registered = true
+	s.mu.Unlock()
 	go s.grant()
+}
+
+// abandon stops the granter of a database that pebble.Open failed to open
+// after registering it: no Close will unregister it.
+func (s *scheduler) abandon() {
+	s.mu.Lock()
+	live := s.registered && !s.unregistered
+	s.mu.Unlock()
+	if live {
+		s.Unregister()
+	}
 }
 
 // Unregister is called by DB.Close; no call into the database follows its
@@ -115,6 +137,9 @@ func (s *scheduler) grant() {
 func (s *scheduler) reserve() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.started && time.Since(s.created) > holdLimit {
+		s.started = true
+	}
 	if !s.started || s.unregistered || s.running >= s.db.GetAllowedWithoutPermission() {
 		return false
 	}

@@ -110,9 +110,6 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return sdk.State{}, fmt.Errorf("pebble: %w", err)
 	}
-	if err := removeIngestDir(dir); err != nil {
-		return sdk.State{}, err
-	}
 	cache := pebble.NewCache(cfg.CacheSize)
 	defer cache.Unref() // the database holds its own reference
 	opts := &pebble.Options{
@@ -142,9 +139,16 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	opts.EnsureDefaults() // the other levels inherit level 0's options
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		sched.abandon()
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	sched.start()
+	// Under pebble's lock file: another process that has the store open
+	// keeps its ingest's tables.
+	if err := removeIngestDir(dir); err != nil {
+		_ = db.Close()
+		return sdk.State{}, err
+	}
 	st, err := load(db)
 	if err != nil {
 		_ = db.Close()
