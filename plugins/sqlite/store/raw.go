@@ -494,7 +494,7 @@ const (
 // calls fn for every row, with slices of a buffer reused once fn returns.
 // It copies up to scanBufRows rows per cgo call, where database/sql makes a
 // call and copies each value twice per row. A ctx that ends interrupts the
-// statement.
+// statement, or stops the scan between two calls.
 func (c *rawConn) scan(ctx context.Context, q string, args []any, keysOnly bool, fn func(sdk.Entry) error) error {
 	cq := C.CString(q)
 	defer C.free(unsafe.Pointer(cq))
@@ -523,6 +523,11 @@ func (c *rawConn) scan(ctx context.Context, q string, args []any, keysOnly bool,
 		keys = 1
 	}
 	for {
+		// Between calls too: the interrupt runs on another goroutine and
+		// may come only after the scan has gone on for a while.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var n, need C.int
 		rc := C.slip_scan(st, keys, held, (*C.char)(unsafe.Pointer(&b.data[0])), C.int(len(b.data)),
 			&b.klen[0], &b.vlen[0], &b.rev[0], scanBufRows, &n, &need)
