@@ -31,7 +31,9 @@ func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.Clien
 	return nil, errors.New("a store plugin is not a client of the host")
 }
 
-// scanChunkBytes and scanChunkEntries bound one streamed Scan message.
+// scanChunkBytes bounds the entries of one streamed Scan message (unless
+// one entry alone is larger); scanChunkEntries bounds their number too when
+// they go as one Entry message each, not packed.
 const (
 	scanChunkBytes   = 1 << 20
 	scanChunkEntries = 1024
