@@ -6,15 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"path/filepath"
 	"testing"
 
 	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/storepb"
 	"github.com/slipstreamkv/slipstream/sdk"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // scanStore is a Store whose Scan passes fixed entries through one reused
@@ -51,32 +47,15 @@ func scanEntries(n int) []sdk.Entry {
 	return es
 }
 
-// serveServer serves srv on a socket, as serve does a Store's server.
+// serveServer serves srv on a socket, as serve does a Store's server, and
+// opens the store.
 func serveServer(t *testing.T, srv storepb.StoreServer) (*pluginhost.Plugin, storepb.StoreClient) {
 	t.Helper()
-	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "store.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(storepb.MaxMessageBytes), grpc.MaxSendMsgSize(storepb.MaxMessageBytes))
-	storepb.RegisterStoreServer(gs, srv)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("unix://"+lis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(storepb.MaxMessageBytes), grpc.MaxCallSendMsgSize(storepb.MaxMessageBytes)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	p, err := pluginhost.Connect(context.Background(), conn, "test store")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, rpc, _ := serveStoreServer(t, srv)
 	if _, err := p.Open(context.Background(), t.TempDir(), nil); err != nil {
 		t.Fatal(err)
 	}
-	return p, storepb.NewStoreClient(conn)
+	return p, rpc
 }
 
 func scanAll(t *testing.T, p *pluginhost.Plugin, r sdk.Range) []sdk.Entry {

@@ -64,12 +64,19 @@ func serve(t *testing.T, s sdk.Store, opts ...grpc.ServerOption) (*pluginhost.Pl
 // plugin process would.
 func serveStoppable(t *testing.T, s sdk.Store, opts ...grpc.ServerOption) (p *pluginhost.Plugin, rpc storepb.StoreClient, stop func()) {
 	t.Helper()
+	return serveStoreServer(t, sdk.NewServer(s), opts...)
+}
+
+// serveStoreServer is serveStoppable for any server of the protocol, the
+// SDK's or a stand-in for a plugin of another version.
+func serveStoreServer(t *testing.T, ss storepb.StoreServer, opts ...grpc.ServerOption) (p *pluginhost.Plugin, rpc storepb.StoreClient, stop func()) {
+	t.Helper()
 	lis, err := net.Listen("unix", filepath.Join(t.TempDir(), "store.sock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(append(opts, grpc.MaxRecvMsgSize(storepb.MaxMessageBytes), grpc.MaxSendMsgSize(storepb.MaxMessageBytes))...)
-	storepb.RegisterStoreServer(srv, sdk.NewServer(s))
+	storepb.RegisterStoreServer(srv, ss)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("unix://"+lis.Addr().String(),
