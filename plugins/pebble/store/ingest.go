@@ -307,7 +307,8 @@ func removeIngestDir(dir string) error {
 
 // settle ingests what a bulk load holds pending, so that a read sees every
 // batch applied before it began. It costs an atomic load when nothing is
-// pending, which is always outside a load. Call it before taking mu.
+// pending, which is always outside a load. reading calls it before it
+// takes mu; settle takes applyMu, which is taken before mu.
 //
 // The ingest is not bound by the read's context: a reader whose deadline
 // is shorter than an ingest would otherwise cut every attempt short, and

@@ -303,6 +303,17 @@ func get(r pebble.Reader, key []byte) ([]byte, error) {
 	return bytes.Clone(v), nil
 }
 
+// reading returns the database for a reader (Get, Scan, Stats, Compact,
+// Snapshot), read-locked, once it has ingested what a bulk load holds
+// pending (settle), so that the reader sees every batch applied before
+// it; the caller must RUnlock.
+func (s *Store) reading(ctx context.Context) (*pebble.DB, error) {
+	if err := s.settle(ctx); err != nil {
+		return nil, err
+	}
+	return s.open()
+}
+
 // open returns the database, read-locked; the caller must RUnlock.
 func (s *Store) open() (*pebble.DB, error) {
 	s.mu.RLock()
@@ -451,10 +462,7 @@ func (c counts) replace(prev, now int) counts {
 
 // Get returns the entry for key, or sdk.ErrNotFound.
 func (s *Store) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
-	if err := s.settle(ctx); err != nil {
-		return sdk.Entry{}, err
-	}
-	db, err := s.open()
+	db, err := s.reading(ctx)
 	if err != nil {
 		return sdk.Entry{}, err
 	}
@@ -476,10 +484,7 @@ func (s *Store) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 // Scan calls fn for each entry of r in key order. The entries alias the
 // iterator's memory and are valid only until fn returns.
 func (s *Store) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
-	if err := s.settle(ctx); err != nil {
-		return err
-	}
-	db, err := s.open()
+	db, err := s.reading(ctx)
 	if err != nil {
 		return err
 	}
@@ -537,9 +542,6 @@ func scanData(ctx context.Context, rd pebble.Reader, r sdk.Range, fn func(sdk.En
 // disk usage. During a bulk load, which keeps no counters, it counts the
 // data keys instead: exact, but a full scan.
 func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
-	if err := s.settle(ctx); err != nil {
-		return sdk.Stats{}, err
-	}
 	// A count after a load under way is the same pass over the same keys
 	// Stats would make: wait for it, and read the stats record it leaves.
 	s.countMu.Lock()
@@ -552,7 +554,7 @@ func (s *Store) Stats(ctx context.Context) (sdk.Stats, error) {
 			return sdk.Stats{}, ctx.Err()
 		}
 	}
-	db, err := s.open()
+	db, err := s.reading(ctx)
 	if err != nil {
 		return sdk.Stats{}, err
 	}
@@ -799,10 +801,7 @@ func (s *Store) stopCount() {
 // Compact compacts the whole data range, as after a bulk load: it flushes
 // the memtable and rewrites the data into the bottom level.
 func (s *Store) Compact(ctx context.Context) error {
-	if err := s.settle(ctx); err != nil {
-		return err
-	}
-	db, err := s.open()
+	db, err := s.reading(ctx)
 	if err != nil {
 		return err
 	}
@@ -857,10 +856,7 @@ func (s *Store) Close(context.Context) error {
 // they are those of the view's data. Apply goes on beside it; a view of a
 // store in a bulk load reads the load's data so far.
 func (s *Store) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
-	if err := s.settle(ctx); err != nil {
-		return nil, err
-	}
-	db, err := s.open()
+	db, err := s.reading(ctx)
 	if err != nil {
 		return nil, err
 	}
