@@ -9,7 +9,10 @@ import (
 
 // streamModel is a KV stream with History 1 and head eviction, and a
 // filtered consumer that scans it in order, skipping what is gone: the
-// behaviour of nats-server the floor guard must defend against. The
+// behaviour of nats-server the floor guard must defend against. A message
+// stored is counted toward the consumer's pending messages only once the
+// stream signals it (nats-server does that in a goroutine of its own), so
+// consumer info may leave out a message the stream already holds. The
 // consumer re-lists into an empty fold: with one message per key, the last
 // message of each key (DeliverLastPerSubject) is every message retained.
 type streamModel struct {
@@ -24,6 +27,9 @@ type streamModel struct {
 	guard   uint64 // the frontier: a cursor the fold may commit (a bookmark)
 	floor   uint64
 	expired bool
+	// unsignalled holds the messages stored but not yet counted toward the
+	// consumer's pending messages.
+	unsignalled map[uint64]bool
 }
 
 type msg struct {
@@ -34,7 +40,7 @@ type msg struct {
 
 func newStreamModel() *streamModel {
 	return &streamModel{msgs: map[uint64]msg{}, next: 1, pos: 1, fold: map[string]string{}, want: map[string]string{},
-		last: map[string]uint64{}}
+		last: map[string]uint64{}, unsignalled: map[uint64]bool{}}
 }
 
 func (m *streamModel) first() uint64 {
@@ -53,6 +59,7 @@ func (m *streamModel) publish(key, value string) {
 		}
 	}
 	m.msgs[m.next] = msg{key: key, value: value, scope: scope}
+	m.unsignalled[m.next] = true
 	if scope {
 		m.last[key] = m.next
 		if value == "" {
@@ -97,16 +104,42 @@ func (m *streamModel) take(held map[uint64]msg) {
 	m.deliv = max(m.deliv, s)
 }
 
+// signal counts the oldest message not yet counted toward the consumer's
+// pending messages, if any.
+func (m *streamModel) signal() {
+	var oldest uint64
+	for s := range m.unsignalled {
+		if oldest == 0 || s < oldest {
+			oldest = s
+		}
+	}
+	delete(m.unsignalled, oldest)
+}
+
+// caughtUp is consumer info's answer: nothing pending that it counts, and
+// everything it sent received.
 func (m *streamModel) caughtUp() bool {
 	if len(m.buffer) > 0 {
 		return false
 	}
 	for s, x := range m.msgs {
-		if s >= m.pos && x.scope {
+		if s >= m.pos && x.scope && !m.unsignalled[s] {
 			return false
 		}
 	}
 	return true
+}
+
+// firstInScope is a direct read of the stream: the first retained message
+// in scope at or after seq, 0 if none.
+func (m *streamModel) firstInScope(seq uint64) uint64 {
+	var first uint64
+	for s, x := range m.msgs {
+		if x.scope && s >= seq && (first == 0 || s < first) {
+			first = s
+		}
+	}
+	return first
 }
 
 // agrees says whether the fold holds the bucket: for each key, the value of
@@ -141,7 +174,7 @@ func (m *streamModel) owedAbove(seq uint64) bool {
 	return false
 }
 
-type advanceFunc func(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error)
+type advanceFunc func(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore, firstAfter uint64) (uint64, error)
 
 // startFunc is the floor of a re-list, from the stream's last sequence read
 // before creating the consumer and read again after.
@@ -172,17 +205,19 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 	// itself is busy in Check, so nothing is taken.
 	server := func(label string) {
 		for range rapid.IntRange(0, 3).Draw(t, label) {
-			switch rapid.IntRange(0, 2).Draw(t, label+" action") {
+			switch rapid.IntRange(0, 3).Draw(t, label+" action") {
 			case 0:
 				publish()
 			case 1:
 				m.evict()
 			case 2:
 				scan()
+			case 3:
+				m.signal()
 			}
 		}
 	}
-	// check is Check's three reads, with the world moving between them.
+	// check is Check's four reads, with the world moving between them.
 	check := func(quiet bool) {
 		if m.expired {
 			return
@@ -193,9 +228,16 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 		}
 		caughtUp := m.caughtUp()
 		if !quiet {
-			server("between consumer and stream info")
+			server("between consumer info and the direct read")
 		}
-		g, err := advance(m.guard, m.floor, m.deliv, caughtUp, lastBefore, m.first())
+		var owedFrom uint64
+		if caughtUp && lastBefore > m.deliv {
+			owedFrom = m.firstInScope(m.deliv + 1)
+		}
+		if !quiet {
+			server("between the direct read and stream info")
+		}
+		g, err := advance(m.guard, m.floor, m.deliv, caughtUp, owedFrom, lastBefore, m.first())
 		if err != nil {
 			m.expired = true
 			return
@@ -224,7 +266,7 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 	m.guard, m.floor = firstBefore-1, start(lastBefore, m.next-1)
 	steps := rapid.IntRange(1, 150).Draw(t, "steps")
 	for range steps {
-		switch rapid.IntRange(0, 5).Draw(t, "action") {
+		switch rapid.IntRange(0, 6).Draw(t, "action") {
 		case 0, 1:
 			publish()
 		case 2:
@@ -237,6 +279,8 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 			}
 		case 5:
 			check(false)
+		case 6:
+			m.signal()
 		}
 	}
 	// Drain: the consumer reads to the end and the fold takes everything.
@@ -246,6 +290,7 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 	for len(m.buffer) > 0 {
 		m.take(held)
 	}
+	clear(m.unsignalled)
 	check(true) // the last check, after the drain, with the world still
 	if m.expired {
 		return // the fold rebuilds: correct by construction
@@ -266,7 +311,7 @@ func TestFloorGuardModelCatchesMutations(t *testing.T) {
 	for name, broken := range map[string]advanceFunc{
 		// Checks the first sequence against the new frontier, so catch-up
 		// deliveries erase the evidence of a gap.
-		"checks-new-frontier": func(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
+		"checks-new-frontier": func(guard, floor, delivered uint64, caughtUp bool, _, lastBefore, firstAfter uint64) (uint64, error) {
 			frontier := max(guard, delivered)
 			if caughtUp {
 				frontier = max(frontier, lastBefore)
@@ -277,7 +322,7 @@ func TestFloorGuardModelCatchesMutations(t *testing.T) {
 			return frontier, nil
 		},
 		// Bookmarks without being caught up.
-		"bookmark-always": func(guard, floor, delivered uint64, _ bool, lastBefore, firstAfter uint64) (uint64, error) {
+		"bookmark-always": func(guard, floor, delivered uint64, _ bool, _, lastBefore, firstAfter uint64) (uint64, error) {
 			if !ResumeOK(max(guard, floor), firstAfter) {
 				return 0, ErrCursorExpired
 			}
@@ -285,9 +330,15 @@ func TestFloorGuardModelCatchesMutations(t *testing.T) {
 		},
 		// Hands the floor out as a bookmark: the fold would commit the
 		// end of a re-list before receiving it.
-		"floor-as-bookmark": func(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
-			frontier, err := Advance(guard, floor, delivered, caughtUp, lastBefore, firstAfter)
+		"floor-as-bookmark": func(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore, firstAfter uint64) (uint64, error) {
+			frontier, err := Advance(guard, floor, delivered, caughtUp, owedFrom, lastBefore, firstAfter)
 			return max(frontier, floor), err
+		},
+		// Takes consumer info's "nothing pending" as the proof, as the guard
+		// did before: a message the server has yet to count is bookmarked
+		// past.
+		"trusts-the-count": func(guard, floor, delivered uint64, caughtUp bool, _, lastBefore, firstAfter uint64) (uint64, error) {
+			return Advance(guard, floor, delivered, caughtUp, 0, lastBefore, firstAfter)
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -192,7 +192,8 @@ type Watch struct {
 	stream jetstream.Stream
 	cons   jetstream.Consumer
 	it     jetstream.MessagesContext
-	prefix string // "$KV.<bucket>."
+	prefix string   // "$KV.<bucket>."
+	scope  []string // the stream subjects the consumer delivers
 	// Identity is the stream this watch reads, as found by Start.
 	Identity Identity
 
@@ -252,7 +253,11 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		MaxResetAttempts:  -1,
 		InactiveThreshold: 30 * time.Second,
 	}
-	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", noBookmarks: off.NoBookmarks,
+	scope := occ.FilterSubjects
+	if len(scope) == 0 {
+		scope = []string{"$KV." + cfg.Bucket + ".>"}
+	}
+	w := &Watch{js: js, stream: stream, prefix: "$KV." + cfg.Bucket + ".", scope: scope, noBookmarks: off.NoBookmarks,
 		Identity: Identity{Stream: sinfo.Config.Name, Created: sinfo.Created.UTC()}}
 	if cfg.Cursor > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -471,7 +476,16 @@ func Operation(h nats.Header) sdk.Op {
 //  2. consumer info: nothing pending in scope, and every message the
 //     consumer sent has been received here. Then every message in scope at
 //     or below L was delivered, or removed before the consumer reached it;
-//  3. stream info again: the first sequence F. F <= frontier+1 proves that
+//  3. when the consumer says it is caught up, the first message in scope
+//     after the highest delivered revision, read from the stream itself
+//     (owedFrom): the bookmark stays below it. The consumer's count of what
+//     is pending cannot prove on its own that nothing is owed: nats-server
+//     counts a stored message toward its consumers in a goroutine of its
+//     own, so consumer info can say "nothing pending" about a message the
+//     stream info of step 1 already counted, and a bookmark at L would then
+//     commit a cursor past a change the fold has not applied (readers told
+//     the change is in, and after a crash the change skipped);
+//  4. stream info again: the first sequence F. F <= frontier+1 proves that
 //     nothing above the previous frontier was removed up to now, so nothing
 //     was removed before the consumer reached it.
 //
@@ -488,6 +502,14 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
+	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
+		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
+	var owedFrom uint64
+	if caughtUp && before.State.LastSeq > w.delivered {
+		if owedFrom, err = w.firstInScope(ctx, w.delivered+1); err != nil {
+			caughtUp = false // no bookmark without the proof; the next check tries again
+		}
+	}
 	after, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
@@ -499,14 +521,29 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 				info.Created.UTC().Format(time.RFC3339Nano), w.Identity.Created.Format(time.RFC3339Nano))
 		}
 	}
-	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
-		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
-	frontier, err := Advance(w.guard, w.floor, w.delivered, caughtUp, before.State.LastSeq, after.State.FirstSeq)
+	frontier, err := Advance(w.guard, w.floor, w.delivered, caughtUp, owedFrom, before.State.LastSeq, after.State.FirstSeq)
 	if err != nil {
 		return 0, err
 	}
 	w.guard = frontier
 	return frontier, nil
+}
+
+// firstInScope returns the sequence of the first message in the watch's
+// scope at or after seq that the stream holds, or 0 when it holds none.
+func (w *Watch) firstInScope(ctx context.Context, seq uint64) (uint64, error) {
+	var first uint64
+	for _, subj := range w.scope {
+		m, err := w.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("next message of %s from %d: %w", subj, seq, err)
+		case first == 0 || m.Sequence < first:
+			first = m.Sequence
+		}
+	}
+	return first, nil
 }
 
 // StreamLast is the stream's last sequence as the latest Check read it (0
@@ -517,19 +554,25 @@ func (w *Watch) StreamLast() uint64 { return w.last }
 // tested. guard is the frontier proven at the previous check; floor is the
 // watch's floor (startFloor); delivered is the highest revision handed out
 // since; caughtUp says the consumer reported nothing pending after
-// lastBefore was read and everything it sent was received; firstAfter is the
-// first sequence read after that. It returns the new frontier, or
+// lastBefore was read and everything it sent was received; owedFrom is the
+// first message in scope above delivered that the stream held after that
+// (0: none), which the consumer's report may not count yet; firstAfter is
+// the first sequence read after that. It returns the new frontier, or
 // ErrCursorExpired when retention may have removed a message in scope,
 // above the floor, before the consumer reached it. The frontier is a
 // position the fold may commit as its cursor: it never includes the floor.
-func Advance(guard, floor, delivered uint64, caughtUp bool, lastBefore, firstAfter uint64) (uint64, error) {
+func Advance(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore, firstAfter uint64) (uint64, error) {
 	if !ResumeOK(max(guard, floor), firstAfter) {
 		return 0, fmt.Errorf("%w (first sequence %d passed %d, the frontier delivered or not owed, while watching)",
 			ErrCursorExpired, firstAfter, max(guard, floor))
 	}
 	frontier := max(guard, delivered)
 	if caughtUp {
-		frontier = max(frontier, lastBefore)
+		bookmark := lastBefore
+		if owedFrom > delivered {
+			bookmark = min(bookmark, owedFrom-1)
+		}
+		frontier = max(frontier, bookmark)
 	}
 	return frontier, nil
 }
