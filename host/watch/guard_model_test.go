@@ -231,8 +231,8 @@ func checkGuard(t *rapid.T, start startFunc, advance advanceFunc) {
 			server("between consumer info and the direct read")
 		}
 		var owedFrom uint64
-		if caughtUp && lastBefore > m.deliv {
-			owedFrom = m.firstInScope(m.deliv + 1)
+		if from := max(m.guard, m.deliv) + 1; caughtUp && lastBefore >= from {
+			owedFrom = m.firstInScope(from)
 		}
 		if !quiet {
 			server("between the direct read and stream info")

@@ -477,8 +477,8 @@ func Operation(h nats.Header) sdk.Op {
 //     consumer sent has been received here. Then every message in scope at
 //     or below L was delivered, or removed before the consumer reached it;
 //  3. when the consumer says it is caught up, the first message in scope
-//     after the highest delivered revision, read from the stream itself
-//     (owedFrom): the bookmark stays below it. The consumer's count of what
+//     above the previous frontier and the highest delivered revision, read
+//     from the stream itself (owedFrom): the bookmark stays below it. The consumer's count of what
 //     is pending cannot prove on its own that nothing is owed: nats-server
 //     counts a stored message toward its consumers in a goroutine of its
 //     own, so consumer info can say "nothing pending" about a message the
@@ -504,9 +504,11 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	}
 	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
 		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
+	// Everything in scope up to the previous frontier is proven delivered:
+	// a quiet filtered fold reads only what the stream took since.
 	var owedFrom uint64
-	if caughtUp && before.State.LastSeq > w.delivered {
-		if owedFrom, err = w.firstInScope(ctx, w.delivered+1); err != nil {
+	if from := max(w.guard, w.delivered) + 1; caughtUp && before.State.LastSeq >= from {
+		if owedFrom, err = w.firstInScope(ctx, from); err != nil {
 			caughtUp = false // no bookmark without the proof; the next check tries again
 		}
 	}
@@ -555,9 +557,9 @@ func (w *Watch) StreamLast() uint64 { return w.last }
 // watch's floor (startFloor); delivered is the highest revision handed out
 // since; caughtUp says the consumer reported nothing pending after
 // lastBefore was read and everything it sent was received; owedFrom is the
-// first message in scope above delivered that the stream held after that
-// (0: none), which the consumer's report may not count yet; firstAfter is
-// the first sequence read after that. It returns the new frontier, or
+// first message in scope above guard and delivered that the stream held
+// after that (0: none), which the consumer's report may not count yet;
+// firstAfter is the first sequence read after that. It returns the new frontier, or
 // ErrCursorExpired when retention may have removed a message in scope,
 // above the floor, before the consumer reached it. The frontier is a
 // position the fold may commit as its cursor: it never includes the floor.
@@ -569,7 +571,7 @@ func Advance(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore
 	frontier := max(guard, delivered)
 	if caughtUp {
 		bookmark := lastBefore
-		if owedFrom > delivered {
+		if owedFrom > 0 {
 			bookmark = min(bookmark, owedFrom-1)
 		}
 		frontier = max(frontier, bookmark)
