@@ -139,11 +139,12 @@ type reader struct {
 	// in big batches instead of queueing one batch per update.
 	caughtUp bool
 
-	nextCheck     time.Time
-	nextAlive     time.Time
-	looped        atomic.Int64 // UnixNano of the loop's last turn (guardStream)
-	lastReconcile time.Time
-	progress      *progress
+	nextCheck       time.Time
+	bookmarkFailing bool // the last check could not read the stream for a bookmark
+	nextAlive       time.Time
+	looped          atomic.Int64 // UnixNano of the loop's last turn (guardStream)
+	lastReconcile   time.Time
+	progress        *progress
 	// offline: the NATS connection was down at the last look, and the
 	// state the fold had before it (restored when it is back).
 	offline   bool
@@ -327,6 +328,16 @@ func (r *reader) check() (bool, error) {
 	}
 	bookmark, err := r.w.Check(r.rctx)
 	f.sawLast(r.w.StreamLast())
+	// Said once while it lasts: a filtered fold without bookmarks falls
+	// behind the stream, and expires, when only other keys change.
+	switch berr := r.w.BookmarkError(); {
+	case berr != nil && !r.bookmarkFailing:
+		f.log.Warn("live check: no bookmark until the stream can be read", "err", berr)
+		r.bookmarkFailing = true
+	case berr == nil && r.bookmarkFailing:
+		f.log.Info("live check: bookmarks again")
+		r.bookmarkFailing = false
+	}
 	if err != nil {
 		if r.rctx.Err() != nil {
 			return true, nil

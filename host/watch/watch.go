@@ -12,6 +12,7 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -216,6 +217,8 @@ type Watch struct {
 	lastConsumer    string
 	lastConsumerSeq uint64
 	noBookmarks     bool
+	// readErr is why the latest Check's read of the stream failed.
+	readErr error
 
 	// stopCtx is the context whose end stops the iterator (stopWith);
 	// unstop undoes that.
@@ -471,20 +474,22 @@ func Operation(h nats.Header) sdk.Op {
 // to the highest delivered revision or, when the consumer is caught up, to
 // the stream's last sequence (a bookmark).
 //
-// Three reads, in this order:
+// Four reads, in this order:
 //  1. stream info: the last sequence L;
-//  2. consumer info: nothing pending in scope, and every message the
-//     consumer sent has been received here. Then every message in scope at
-//     or below L was delivered, or removed before the consumer reached it;
-//  3. when the consumer says it is caught up, the first message in scope
-//     above the previous frontier and the highest delivered revision, read
-//     from the stream itself (owedFrom): the bookmark stays below it. The consumer's count of what
-//     is pending cannot prove on its own that nothing is owed: nats-server
-//     counts a stored message toward its consumers in a goroutine of its
-//     own, so consumer info can say "nothing pending" about a message the
-//     stream info of step 1 already counted, and a bookmark at L would then
-//     commit a cursor past a change the fold has not applied (readers told
-//     the change is in, and after a crash the change skipped);
+//  2. the stream itself, from its leader: the first message in scope above
+//     the previous frontier and the highest revision delivered (owedFrom).
+//     A bookmark stays below it: the consumer's own count cannot prove that
+//     nothing is owed, as nats-server counts a stored message toward its
+//     consumers in a goroutine of its own, so consumer info may say
+//     "nothing pending" about a message step 1 already counted. A bookmark
+//     past it would commit a cursor past a change the fold has not applied
+//     (readers told the change is in, and after a crash the change
+//     skipped);
+//  3. consumer info: nothing pending in scope, and every message the
+//     consumer sent has been received here. Read after step 2: a message in
+//     scope at or below L that step 2 did not find was removed before it,
+//     so the consumer either sent it before (and step 3 sees it unreceived)
+//     or never will;
 //  4. stream info again: the first sequence F. F <= frontier+1 proves that
 //     nothing above the previous frontier was removed up to now, so nothing
 //     was removed before the consumer reached it.
@@ -498,20 +503,24 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
 	}
+	// Everything in scope up to the previous frontier is proven delivered:
+	// a quiet filtered fold reads only what the stream took since.
+	var owedFrom uint64
+	proven := !w.noBookmarks
+	if from := max(w.guard, w.delivered) + 1; proven && before.State.LastSeq >= from {
+		// Its own share of the time, so that the reads after it still
+		// have theirs when it times out.
+		rctx, rcancel := context.WithTimeout(ctx, CheckTimeout/3)
+		owedFrom, w.readErr = w.firstInScope(rctx, from)
+		rcancel()
+		proven = w.readErr == nil // no bookmark without the proof
+	}
 	ci, err := consumerInfo(ctx, w.cons, CheckTimeout)
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
-	caughtUp := ci.NumPending == 0 && !w.noBookmarks &&
+	caughtUp := proven && ci.NumPending == 0 &&
 		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
-	// Everything in scope up to the previous frontier is proven delivered:
-	// a quiet filtered fold reads only what the stream took since.
-	var owedFrom uint64
-	if from := max(w.guard, w.delivered) + 1; caughtUp && before.State.LastSeq >= from {
-		if owedFrom, err = w.firstInScope(ctx, from); err != nil {
-			caughtUp = false // no bookmark without the proof; the next check tries again
-		}
-	}
 	after, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
@@ -531,18 +540,77 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	return frontier, nil
 }
 
+// BookmarkError is why the latest Check could not read the stream for a
+// bookmark (nil when it could): the fold then commits no bookmark, and a
+// filtered fold whose keys stay quiet falls behind the stream.
+func (w *Watch) BookmarkError() error { return w.readErr }
+
+// msgGetRequest asks JetStream's STREAM.MSG.GET for the first message at
+// or after Seq whose subject matches NextFor.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+}
+
+// msgGetResponse is its answer: the message, or an error.
+type msgGetResponse struct {
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+	Message *struct {
+		Sequence uint64 `json:"seq"`
+	} `json:"message"`
+}
+
+// apiPrefix is the subject prefix of o's JetStream API requests, as nats.go
+// makes it (it keeps its own unexported).
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix == "":
+		return jetstream.DefaultAPIPrefix
+	case strings.HasSuffix(o.APIPrefix, "."):
+		return o.APIPrefix
+	default:
+		return o.APIPrefix + "."
+	}
+}
+
+// errCodeNoMessage is JetStream's error code for "no message found".
+const errCodeNoMessage = 10037
+
 // firstInScope returns the sequence of the first message in the watch's
-// scope at or after seq that the stream holds, or 0 when it holds none.
+// scope at or after seq that the stream holds, or 0 when it holds none. It
+// asks the stream's leader through STREAM.MSG.GET, not the direct get that
+// nats.go uses for a bucket: any replica, or a mirror, may answer a direct
+// get, and one that lags would not know the message.
 func (w *Watch) firstInScope(ctx context.Context, seq uint64) (uint64, error) {
+	subject := apiPrefix(w.js.Options()) + "STREAM.MSG.GET." + w.Identity.Stream
 	var first uint64
 	for _, subj := range w.scope {
-		m, err := w.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
+		req, err := json.Marshal(msgGetRequest{Seq: seq, NextFor: subj})
+		if err != nil {
+			return 0, err
+		}
+		msg, err := w.js.Conn().RequestWithContext(ctx, subject, req)
+		if err != nil {
 			return 0, fmt.Errorf("next message of %s from %d: %w", subj, seq, err)
-		case first == 0 || m.Sequence < first:
-			first = m.Sequence
+		}
+		var resp msgGetResponse
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return 0, fmt.Errorf("next message of %s from %d: %w", subj, seq, err)
+		}
+		switch {
+		case resp.Error != nil && resp.Error.ErrCode == errCodeNoMessage:
+		case resp.Error != nil:
+			return 0, fmt.Errorf("next message of %s from %d: %s (code %d)", subj, seq, resp.Error.Description, resp.Error.ErrCode)
+		case resp.Message == nil:
+			return 0, fmt.Errorf("next message of %s from %d: an answer with neither message nor error", subj, seq)
+		case first == 0 || resp.Message.Sequence < first:
+			first = resp.Message.Sequence
 		}
 	}
 	return first, nil
