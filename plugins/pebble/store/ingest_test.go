@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
@@ -250,5 +251,57 @@ func TestReadDuringLoadIngestsWhateverItsDeadline(t *testing.T) {
 	}
 	if s.hasPending.Load() {
 		t.Fatal("the load still holds pending batches after the read")
+	}
+}
+
+// TestBlockSizeReachesTheTables: the data blocks of the tables a load
+// writes, and of those a flush writes, are cut at block_size.
+func TestBlockSizeReachesTheTables(t *testing.T) {
+	ctx := context.Background()
+	meanBlock := func(config string, load bool) uint64 {
+		s := openStore(t, t.TempDir(), config)
+		defer s.Close(ctx)
+		if load {
+			if err := s.BeginLoad(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, b := range sortedBatches(20, 500) {
+			if err := s.Apply(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if load {
+			if err := s.EndLoad(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// An ingest that overlaps the memtable waits in it as a flushable.
+		if err := s.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		levels, err := s.db.SSTables(pebble.WithProperties())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size, blocks uint64
+		for _, level := range levels {
+			for _, tb := range level {
+				size += tb.Properties.DataSize
+				blocks += tb.Properties.NumDataBlocks
+			}
+		}
+		if blocks == 0 {
+			t.Fatalf("%s: no data blocks in %d levels", config, len(levels))
+		}
+		return size / blocks
+	}
+	for _, load := range []bool{true, false} {
+		small := meanBlock(`{"sync": false, "block_size": 4096}`, load)
+		large := meanBlock(`{"sync": false, "block_size": 65536}`, load)
+		if small > 4096 || large < 8*small {
+			t.Errorf("load %v: mean data block %d bytes at block_size 4096, %d at 65536; want at most 4096 and at least 8 times more",
+				load, small, large)
+		}
 	}
 }

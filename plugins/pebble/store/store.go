@@ -136,6 +136,10 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 	// Bloom filters (inherited by every level) let Apply learn cheaply that
 	// a key is new, which is most keys during a bootstrap.
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Pebble's default data block is 4 KiB. At 16 KiB a 1M-key bulk load
+	// took 13% less CPU, and the compactions after it a fifth less, for
+	// point lookups that missed the cache 5-10% slower (BENCHMARKS.md).
+	opts.Levels[0].BlockSize = cfg.BlockSize
 	opts.EnsureDefaults() // the other levels inherit level 0's options
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

@@ -24,8 +24,10 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{in: "", want: DefaultConfig()},
 		{in: "{}", want: DefaultConfig()},
-		{in: `{"sync": false, "cache_size": 1048576, "memtable_size": 8388608, "load_buffer": 1048576}`, want: Config{Sync: false, CacheSize: 1 << 20, MemtableSize: 8 << 20, LoadBuffer: 1 << 20}},
+		{in: `{"sync": false, "cache_size": 1048576, "memtable_size": 8388608, "load_buffer": 1048576, "block_size": 4096}`, want: Config{Sync: false, CacheSize: 1 << 20, MemtableSize: 8 << 20, LoadBuffer: 1 << 20, BlockSize: 4 << 10}},
 		{in: `{"load_buffer": 1048575}`, wantErr: "load_buffer must be between 1 MiB and 2 GiB"},
+		{in: `{"block_size": 1023}`, wantErr: "block_size must be between 1 KiB and 1 MiB"},
+		{in: `{"block_size": 1048577}`, wantErr: "block_size must be between 1 KiB and 1 MiB"},
 		{in: `{"cache_sise": 1}`, wantErr: `unknown field "cache_sise"`},
 		{in: `{"cache_size": 0}`, wantErr: "cache_size must be positive"},
 		{in: `{"sync": "yes"}`, wantErr: "cannot unmarshal"},
