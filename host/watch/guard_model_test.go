@@ -59,6 +59,10 @@ func (m *streamModel) publish(key, value string) {
 		}
 	}
 	m.msgs[m.next] = msg{key: key, value: value, scope: scope}
+	// Every message starts uncounted, those stored before the consumer
+	// exists too: the server counts what its store holds when it creates a
+	// consumer, so the model lags more than the server can, which only
+	// gives the guard more chances to go wrong.
 	m.unsignalled[m.next] = true
 	if scope {
 		m.last[key] = m.next
