@@ -15,6 +15,13 @@ import (
 // after a bulk load schedules a long one. A restart of a freshly loaded
 // store spent most of its Open waiting for it; with the compactions held
 // until Open has returned they run while the fold already follows.
+//
+// The store starts them at its first commit after Open, or catchUpGrace
+// after Open, whichever comes first: a restarted fold's first batch is its
+// catch-up, which the fold is not ready before, and the compactions a
+// previous run left owed took the CPU and the disk from it (in a profile of
+// a 1M-key resume, 200 ms of the plugin's 410 ms were compactions running
+// beside that batch).
 type scheduler struct {
 	mu           sync.Mutex
 	db           pebble.DBForCompaction
@@ -23,6 +30,8 @@ type scheduler struct {
 	unregistered bool
 	running      int
 	created      time.Time
+
+	timer *time.Timer // starts the compactions when the grace runs out
 
 	poke chan struct{} // wakes grant up: a compaction ended, or start
 	stop chan struct{} // closed by Unregister
@@ -41,12 +50,35 @@ func newScheduler() *scheduler {
 	return &scheduler{poke: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), created: time.Now()}
 }
 
+// catchUpGrace bounds how long after Open the compactions wait for the
+// store's first commit (startWithin).
+const catchUpGrace = time.Second
+
 // start lets compactions run.
 func (s *scheduler) start() {
 	s.mu.Lock()
+	was := s.started
 	s.started = true
 	s.mu.Unlock()
-	s.wake()
+	if !was {
+		s.wake()
+	}
+}
+
+// startWithin starts the compactions d from now, unless start comes first.
+func (s *scheduler) startWithin(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started && s.timer == nil {
+		s.timer = time.AfterFunc(d, s.start)
+	}
+}
+
+// isStarted reports whether compactions may run.
+func (s *scheduler) isStarted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
 }
 
 func (s *scheduler) wake() {
@@ -81,6 +113,9 @@ func (s *scheduler) abandon() {
 func (s *scheduler) Unregister() {
 	s.mu.Lock()
 	s.unregistered = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done

@@ -104,3 +104,37 @@ func TestCompactionsRunAfterOpen(t *testing.T) {
 	}
 	eventually(t, "a compaction of the flushed tables", func() bool { return s.db.Metrics().Compact.Count > 0 })
 }
+
+// TestSchedulerStartsWithinItsGrace: compactions held for a grace start
+// when it runs out, without a call to start.
+func TestSchedulerStartsWithinItsGrace(t *testing.T) {
+	db := &fakeDB{allowed: 1, waiting: 1}
+	s := newScheduler()
+	s.Register(1, db)
+	defer s.Unregister()
+	s.startWithin(300 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // past a tick of the granter
+	if n := db.scheduled(); n != 0 || s.isStarted() {
+		t.Fatalf("%d compactions scheduled, started %v, within the grace", n, s.isStarted())
+	}
+	eventually(t, "a compaction scheduled once the grace ran out", func() bool { return db.scheduled() == 1 })
+}
+
+// TestCompactionsWaitForTheFirstCommit: after Open the compactions wait
+// for the store's first commit, a restarted fold's catch-up, and start with
+// it.
+func TestCompactionsWaitForTheFirstCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), `{"sync": false}`)
+	defer s.Close(ctx)
+	if s.sched.isStarted() {
+		t.Fatal("compactions started at Open, before any commit")
+	}
+	b := &sdk.Batch{Cursor: 1, Mutations: []sdk.Mutation{{Op: sdk.OpPut, Key: []byte("k"), Value: []byte("v"), Revision: 1}}}
+	if err := s.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if !s.sched.isStarted() {
+		t.Fatal("compactions still held after the first commit")
+	}
+}

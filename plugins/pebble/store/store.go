@@ -22,11 +22,12 @@ import (
 type Store struct {
 	logger *slog.Logger
 
-	mu   sync.RWMutex // write-held by Open and Close, read-held by every other call
-	db   *pebble.DB
-	wo   *pebble.WriteOptions
-	dir  string
-	opts *pebble.Options // the tables of a load's ingest are written with them
+	mu    sync.RWMutex // write-held by Open and Close, read-held by every other call
+	db    *pebble.DB
+	wo    *pebble.WriteOptions
+	dir   string
+	opts  *pebble.Options // the tables of a load's ingest are written with them
+	sched *scheduler
 
 	// loadBuffer is how many bytes of a load's batches pending may hold
 	// before Apply ingests them.
@@ -146,7 +147,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		sched.abandon()
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
-	sched.start()
+	sched.startWithin(catchUpGrace) // or at the first commit (Apply)
 	// Under pebble's lock file: another process that has the store open
 	// keeps its ingest's tables.
 	if err := removeIngestDir(dir); err != nil {
@@ -159,7 +160,7 @@ func (s *Store) Open(_ context.Context, dir string, config []byte) (sdk.State, e
 		return sdk.State{}, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	s.db, s.wo, s.loading = db, pebble.NoSync, st.Loading
-	s.dir, s.opts, s.loadBuffer = dir, opts, cfg.LoadBuffer
+	s.dir, s.opts, s.loadBuffer, s.sched = dir, opts, cfg.LoadBuffer, sched
 	if cfg.Sync {
 		s.wo = pebble.Sync
 	}
@@ -409,6 +410,7 @@ func (s *Store) Apply(ctx context.Context, b *sdk.Batch) error {
 	if err := wb.Commit(s.wo); err != nil {
 		return fmt.Errorf("pebble: commit batch up to cursor %d: %w", b.Cursor, err)
 	}
+	s.sched.start() // the catch-up after Open is in (scheduler.go)
 	return nil
 }
 
