@@ -182,8 +182,18 @@ func TestNoBookmarkWithoutTheStreamRead(t *testing.T) {
 	if err != nil || b != 1 || w.BookmarkError() == nil {
 		t.Fatalf("Check with the read failing = %d, %v, bookmark error %v; want 1, no error, and the read's error", b, err, w.BookmarkError())
 	}
+	w.Identity.Stream = "KV_nothere"
+	if _, err := w.Check(ctx); err != nil || w.BookmarkError() == nil {
+		t.Fatalf("Check with the read failing again = %v, bookmark error %v", err, w.BookmarkError())
+	}
 	w.Identity.Stream = stream
 	if b, err = w.Check(ctx); err != nil || b != 3 || w.BookmarkError() != nil {
 		t.Fatalf("Check with the read working = %d, %v, bookmark error %v; want 3", b, err, w.BookmarkError())
+	}
+	// With nothing past the frontier there is nothing to read: the error
+	// of an earlier read does not linger.
+	w.readErr = errors.New("an earlier read's")
+	if _, err := w.Check(ctx); err != nil || w.BookmarkError() != nil {
+		t.Fatalf("Check with nothing to read = %v, bookmark error %v; want none", err, w.BookmarkError())
 	}
 }

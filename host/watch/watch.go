@@ -507,6 +507,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	// a quiet filtered fold reads only what the stream took since.
 	var owedFrom uint64
 	proven := !w.noBookmarks
+	w.readErr = nil
 	if from := max(w.guard, w.delivered) + 1; proven && before.State.LastSeq >= from {
 		// Its own share of the time, so that the reads after it still
 		// have theirs when it times out.
