@@ -83,17 +83,28 @@ func (p *Packed) Check() (int, error) {
 		return 0, fmt.Errorf("packed mutations: %d ops, %d key lengths, %d value lengths, %d revisions",
 			n, len(p.GetKeyLengths()), len(p.GetValueLengths()), len(p.GetRevisions()))
 	}
-	total := uint64(0)
 	for i := range n {
-		total += uint64(p.KeyLengths[i]) + uint64(p.ValueLengths[i])
 		if op := Op(p.Ops[i]); op != Op_OP_PUT && op != Op_OP_DELETE {
 			return 0, fmt.Errorf("packed mutations: mutation %d has op %d", i, p.Ops[i])
 		}
 	}
-	if total != uint64(len(p.GetData())) {
-		return 0, fmt.Errorf("packed mutations: lengths add up to %d bytes, data holds %d", total, len(p.GetData()))
+	if err := checkData(p.KeyLengths, p.ValueLengths, p.GetData()); err != nil {
+		return 0, fmt.Errorf("packed mutations: %w", err)
 	}
 	return n, nil
+}
+
+// checkData reports whether keys[i] and values[i] bytes, for every i, add
+// up to exactly the bytes of data (the two have one length).
+func checkData(keys, values []uint32, data []byte) error {
+	total := uint64(0)
+	for i := range keys {
+		total += uint64(keys[i]) + uint64(values[i])
+	}
+	if total != uint64(len(data)) {
+		return fmt.Errorf("lengths add up to %d bytes, data holds %d", total, len(data))
+	}
+	return nil
 }
 
 // Each calls fn for every mutation of a p that Check accepted, in order.
@@ -127,12 +138,8 @@ func (p *PackedEntries) Check() (int, error) {
 		return 0, fmt.Errorf("packed entries: %d key lengths, %d value lengths, %d revisions",
 			len(p.GetKeyLengths()), len(p.GetValueLengths()), n)
 	}
-	total := uint64(0)
-	for i := range n {
-		total += uint64(p.KeyLengths[i]) + uint64(p.ValueLengths[i])
-	}
-	if total != uint64(len(p.GetData())) {
-		return 0, fmt.Errorf("packed entries: lengths add up to %d bytes, data holds %d", total, len(p.GetData()))
+	if err := checkData(p.KeyLengths, p.ValueLengths, p.GetData()); err != nil {
+		return 0, fmt.Errorf("packed entries: %w", err)
 	}
 	return n, nil
 }
