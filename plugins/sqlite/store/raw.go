@@ -198,7 +198,7 @@ import (
 // interface conversion per value).
 type rawConn struct {
 	db     *C.sqlite3
-	wal    *C.slip_wal                // shared with the WAL hook; C memory
+	wal    *C.slip_wal                // shared with the WAL hook (writers only); C memory
 	stmts  map[string]*C.sqlite3_stmt // prepared statements, by text
 	packed packed                     // the last batch's rows (pack)
 }
@@ -236,6 +236,9 @@ func openRaw(path string, cfg Config) (*rawConn, error) {
 	}
 	// Setting the hook turns SQLite's automatic checkpoint off on this
 	// connection; no PRAGMA wal_autocheckpoint may run on it after this.
+	// Only the writers (the store's and the checkpointer's) keep the WAL's
+	// size: a view has no hook, and no slip_wal.
+	c.wal = (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))
 	C.slip_set_wal_hook(db, c.wal)
 	return c, nil
 }
@@ -254,7 +257,7 @@ func openConn(path string, cfg Config) (*rawConn, error) {
 		}
 		return nil, err
 	}
-	c := &rawConn{db: db, wal: (*C.slip_wal)(C.calloc(1, C.sizeof_slip_wal))}
+	c := &rawConn{db: db}
 	C.sqlite3_busy_timeout(db, C.int(cfg.BusyTimeout))
 	return c, nil
 }
