@@ -74,12 +74,6 @@ func (s *scheduler) startWithin(d time.Duration) {
 	}
 }
 
-// isStarted reports whether compactions may run.
-func (s *scheduler) isStarted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.started
-}
 
 func (s *scheduler) wake() {
 	select {

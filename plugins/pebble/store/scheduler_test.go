@@ -138,3 +138,10 @@ func TestCompactionsWaitForTheFirstCommit(t *testing.T) {
 		t.Fatal("compactions still held after the first commit")
 	}
 }
+
+// isStarted reports whether compactions may run.
+func (s *scheduler) isStarted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started
+}
