@@ -74,7 +74,6 @@ func (s *scheduler) startWithin(d time.Duration) {
 	}
 }
 
-
 func (s *scheduler) wake() {
 	select {
 	case s.poke <- struct{}{}:
