@@ -14,6 +14,24 @@ import (
 	"github.com/slipstreamkv/slipstream/sdk"
 )
 
+// benchKeys is the number of keys of the store benchmarks' folds:
+// SQLITE_BENCH_KEYS, 300,000 by default.
+func benchKeys() int {
+	if s := os.Getenv("SQLITE_BENCH_KEYS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 300_000
+}
+
+// benchKey is key j of the store benchmarks' folds: 39 bytes, in an order
+// that looks random (hash order), like a bucket's keys in stream order.
+func benchKey(j int) []byte {
+	k := int(uint32(j * 2654435761))
+	return fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%10000, k/10%100000, k%100_000_000)
+}
+
 // BenchmarkLoad measures a whole bulk load into an empty fold, BeginLoad to
 // EndLoad, as a bootstrap runs it: SQLITE_BENCH_KEYS keys (default 300,000)
 // of 39 bytes in hash order with 200-byte random values, in batches of
@@ -21,10 +39,7 @@ import (
 // the process's CPU time per key (user and system, which includes the
 // background checkpoints).
 func BenchmarkLoad(b *testing.B) {
-	keys := 300_000
-	if s := os.Getenv("SQLITE_BENCH_KEYS"); s != "" {
-		keys, _ = strconv.Atoi(s)
-	}
+	keys := benchKeys()
 	const size = 1000
 	rng := rand.New(rand.NewPCG(1, 2))
 	pool := make([]byte, 1<<20)
@@ -35,11 +50,9 @@ func BenchmarkLoad(b *testing.B) {
 	for i := 0; i < keys; i += size {
 		batch := &sdk.Batch{}
 		for j := i; j < min(i+size, keys); j++ {
-			k := int(uint32(j * 2654435761))
 			off := rng.IntN(len(pool) - 200)
 			batch.Mutations = append(batch.Mutations, sdk.Mutation{Op: sdk.OpPut,
-				Key:   fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%10000, k/10%100000, k%100_000_000),
-				Value: pool[off : off+200], Revision: uint64(j + 1)})
+				Key: benchKey(j), Value: pool[off : off+200], Revision: uint64(j + 1)})
 		}
 		batch.Cursor = uint64(min(i+size, keys))
 		batches = append(batches, batch)

@@ -2,10 +2,7 @@ package store_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/slipstreamkv/slipstream/plugins/sqlite/store"
@@ -19,10 +16,7 @@ import (
 //
 //	go test -run '^$' -bench ViewScan -benchtime 3x ./plugins/sqlite/store
 func BenchmarkViewScan(b *testing.B) {
-	keys := 300_000
-	if s := os.Getenv("SQLITE_BENCH_KEYS"); s != "" {
-		keys, _ = strconv.Atoi(s)
-	}
+	keys := benchKeys()
 	ctx := context.Background()
 	dir := b.TempDir()
 	s := store.New()
@@ -37,13 +31,11 @@ func BenchmarkViewScan(b *testing.B) {
 	for i := 0; i < keys; i += 1000 {
 		batch := &sdk.Batch{Cursor: uint64(min(i+1000, keys))}
 		for j := i; j < min(i+1000, keys); j++ {
-			k := int(uint32(j * 2654435761))
 			for v := range value {
 				value[v] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[rng.IntN(62)]
 			}
 			batch.Mutations = append(batch.Mutations, sdk.Mutation{Op: sdk.OpPut,
-				Key:   fmt.Appendf(nil, "route.t%04d.svc-%05d.endpoint.%08d", k%10000, k/10%100000, k%100_000_000),
-				Value: append([]byte(nil), value...), Revision: uint64(j + 1)})
+				Key: benchKey(j), Value: append([]byte(nil), value...), Revision: uint64(j + 1)})
 		}
 		if err := s.Apply(ctx, batch); err != nil {
 			b.Fatal(err)
