@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ type quickstart struct {
 	natsURL    string
 	httpAddr   string
 	cmd        *exec.Cmd
-	stderr     *bytes.Buffer
+	stderr     *lockedBuffer
 	exited     chan struct{}
 	pluginPath string
 }
@@ -101,7 +102,7 @@ func (q *quickstart) start() {
 func (q *quickstart) launch() {
 	q.t.Helper()
 	q.cmd = exec.Command(q.bin, "run", "--config", q.config)
-	q.stderr = &bytes.Buffer{}
+	q.stderr = &lockedBuffer{}
 	q.cmd.Stderr = q.stderr
 	if err := q.cmd.Start(); err != nil {
 		q.t.Fatal(err)
@@ -306,4 +307,23 @@ func resumedFromCursor(log string) bool {
 		}
 	}
 	return false
+}
+
+// lockedBuffer collects a child process's output while the test reads
+// it: os/exec writes from a goroutine of its own.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
