@@ -77,8 +77,9 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 const stuckAfter = 2 * watch.CheckTimeout
 
 // guardStream covers the reader while it is stuck out of its loop, where
-// it cannot check the stream: the ordered consumer's Next can hang without
-// end when its stream is deleted. Whenever the reader has not looped for
+// it cannot check the stream (a batch waiting for a store that does not
+// answer, a slow transform; watch.Next itself always returns within its
+// wait). Whenever the reader has not looped for
 // stuckAfter, it reads the stream's identity itself, and calls gone with
 // the error when the stream is gone or another one (a bucket deleted, or
 // deleted and created again); the session then ends with that error. A

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"reflect"
 	"strings"
 	"time"
 	"unsafe"
@@ -44,6 +43,10 @@ var (
 	ErrIdentityChanged = errors.New("stream was recreated")
 	// ErrNoUpdate is returned by Next when its wait elapsed.
 	ErrNoUpdate = errors.New("no update within the wait")
+	// ErrConsumerStopped is returned by Next when the consumer stopped
+	// for good (the connection closed) and everything it delivered has
+	// been handed out.
+	ErrConsumerStopped = errors.New("the consumer stopped")
 )
 
 // Update is one decoded stream message: the mutation it makes (OpPut,
@@ -117,7 +120,7 @@ var errNoAnswer = errors.New("no answer")
 // bounded runs fn for at most d (or until ctx ends). Some calls of the
 // ordered consumer block past their context: while it resets, it holds its
 // lock and retries creating the consumer for as long as the stream has no
-// leader, and Info and Messages wait for that lock. A call that outlives d
+// leader, and Info and Consume wait for that lock. A call that outlives d
 // goes on in the background (and may not end soon: Start's StartGate keeps
 // a fold from piling such calls up); abandon receives what it returns.
 func bounded[T any](ctx context.Context, d time.Duration, fn func() (T, error), abandon func(T)) (T, error) {
@@ -175,7 +178,8 @@ type Config struct {
 	// Cursor is the last applied revision; 0 means re-list (the last
 	// message of every key, then live updates).
 	Cursor uint64
-	// PullMaxMessages is the consumer's read-ahead; default 4096.
+	// PullMaxMessages is the consumer's read-ahead, and what the watch
+	// holds that Next has not handed out; default 4096.
 	PullMaxMessages int
 	// NamePrefix names the server-side consumers, for operators.
 	NamePrefix string
@@ -192,7 +196,17 @@ type Watch struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	cons   jetstream.Consumer
-	it     jetstream.MessagesContext
+	cc     jetstream.ConsumeContext
+	// in is where the consumer leaves messages for Next, and closed is
+	// closed once the consumer has stopped for good.
+	in     *inbox
+	closed <-chan struct{}
+	// taken is what Next last took from in; it hands out taken[next:]
+	// before it takes again.
+	taken []jetstream.Msg
+	next  int
+	// wait is Next's one timer, reset for each wait.
+	wait   *time.Timer
 	prefix string   // "$KV.<bucket>."
 	scope  []string // the stream subjects the consumer delivers
 	// Identity is the stream this watch reads, as found by Start.
@@ -219,11 +233,6 @@ type Watch struct {
 	noBookmarks     bool
 	// readErr is why the latest Check's read of the stream failed.
 	readErr error
-
-	// stopCtx is the context whose end stops the iterator (stopWith);
-	// unstop undoes that.
-	stopCtx context.Context
-	unstop  func() bool
 }
 
 // Start checks the cursor against the stream and creates the consumer.
@@ -294,18 +303,24 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if read <= 0 {
 		read = 4096
 	}
-	// Messages creates the consumer, retrying without end (and ignoring
+	// The consumer hands each message to the inbox from its own goroutine,
+	// and Next takes them in bulk: no timer or context per message, which
+	// the iterator (Messages) costs on every Next.
+	w.in = newInbox(read)
+	// Consume creates the consumer, retrying without end (and ignoring
 	// ctx) while the stream has no leader: bounded, so that the fold stalls
 	// with a reason and its next session tries afresh.
-	it, err := bounded(ctx, StartTimeout, func() (jetstream.MessagesContext, error) {
-		it, err := cons.Messages(jetstream.PullMaxMessages(read))
+	cc, err := bounded(ctx, StartTimeout, func() (jetstream.ConsumeContext, error) {
+		cc, err := cons.Consume(w.in.put, jetstream.PullMaxMessages(read))
 		release() // in time or abandoned, the creation is over
-		return it, err
-	}, func(it jetstream.MessagesContext) { it.Stop() })
+		return cc, err
+	}, func(cc jetstream.ConsumeContext) { cc.Stop() })
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: consume: %w", cfg.Bucket, err)
 	}
-	w.it = it
+	w.cc, w.closed = cc, cc.Closed()
+	w.wait = time.NewTimer(time.Hour)
+	w.wait.Stop()
 	// Re-check after creation: retention may have moved between the check
 	// and the consumer's creation, and the server says nothing if it did.
 	after, err := stream.Info(ctx)
@@ -323,8 +338,12 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 		w.Stop()
 		return nil, fmt.Errorf("bucket %s: consumer info: %w", cfg.Bucket, err)
 	}
-	w.InitialPending = ci.NumPending
-	if ci.NumPending == 0 && !off.NoBookmarks {
+	// The consumer has been delivering since it was created: what it sent
+	// was pending then. An ordered consumer that reset meanwhile counts
+	// only from where its predecessor stopped, so what the inbox got is a
+	// lower bound too. Zero means nothing in scope was there to deliver.
+	w.InitialPending = max(ci.NumPending+ci.Delivered.Consumer, w.in.received())
+	if w.InitialPending == 0 && !off.NoBookmarks {
 		// Nothing in scope was there to deliver: no message at or below
 		// the last sequence seen before creation is owed to the fold.
 		w.guard = max(w.guard, before.LastSeq)
@@ -375,50 +394,62 @@ func CheckCursor(cursor, first, last uint64) error {
 // It returns ctx's error once ctx ends, and the watch is then stopped.
 func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 	if err := ctx.Err(); err != nil {
+		w.stopConsuming()
 		return Update{}, err
 	}
-	// The wait is the iterator's own timer, not a context derived per
-	// call: a deadline context per message cost a third of the reader's
-	// CPU in a bootstrap. ctx ends the wait by stopping the iterator.
-	w.stopWith(ctx)
-	deadline := time.Now().Add(wait)
+	armed := false
+	defer func() {
+		if armed {
+			w.wait.Stop()
+		}
+	}()
 	for {
-		msg, err := w.it.Next(jetstream.NextMaxWait(max(time.Until(deadline), time.Millisecond)))
-		if err != nil {
-			if ctx.Err() != nil {
-				return Update{}, ctx.Err()
+		for w.next < len(w.taken) {
+			msg := w.taken[w.next]
+			w.taken[w.next] = nil
+			w.next++
+			md, err := msg.Metadata()
+			if err != nil {
+				return Update{}, fmt.Errorf("message without JetStream metadata: %w", err)
 			}
-			if errors.Is(err, nats.ErrTimeout) {
-				return Update{}, ErrNoUpdate
+			w.lastConsumer, w.lastConsumerSeq = md.Consumer, md.Sequence.Consumer
+			u, ok := w.decode(msg, md)
+			if !ok {
+				continue
 			}
-			return Update{}, err
+			w.delivered = max(w.delivered, u.Revision)
+			return u, nil
 		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return Update{}, fmt.Errorf("message without JetStream metadata: %w", err)
-		}
-		w.lastConsumer, w.lastConsumerSeq = md.Consumer, md.Sequence.Consumer
-		u, ok := w.decode(msg, md)
-		if !ok {
+		if w.taken, w.next = w.in.take(w.taken[:0]), 0; len(w.taken) > 0 {
 			continue
 		}
-		w.delivered = max(w.delivered, u.Revision)
-		return u, nil
+		if !armed {
+			w.wait.Reset(wait)
+			armed = true
+		}
+		select {
+		case <-w.in.ready:
+		case <-w.wait.C:
+			armed = false
+			return Update{}, ErrNoUpdate
+		case <-ctx.Done():
+			w.stopConsuming()
+			return Update{}, ctx.Err()
+		case <-w.closed:
+			// Whatever the consumer delivered before it stopped comes first.
+			if w.taken, w.next = w.in.take(w.taken[:0]), 0; len(w.taken) > 0 {
+				continue
+			}
+			return Update{}, ErrConsumerStopped
+		}
 	}
 }
 
-// stopWith arranges for the iterator to stop when ctx ends, once per
-// context: callers pass the same one to every Next.
-func (w *Watch) stopWith(ctx context.Context) {
-	// == panics on contexts of an uncomparable type: those are registered
-	// again on every call.
-	if t := reflect.TypeOf(ctx); t.Comparable() && reflect.TypeOf(w.stopCtx) == t && w.stopCtx == ctx {
-		return
-	}
-	if w.unstop != nil {
-		w.unstop()
-	}
-	w.stopCtx, w.unstop = ctx, context.AfterFunc(ctx, w.it.Stop)
+// stopConsuming stops the consumer's deliveries; a delivery waiting for
+// room in the inbox is dropped.
+func (w *Watch) stopConsuming() {
+	w.cc.Stop()
+	w.in.close()
 }
 
 func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bool) {
@@ -651,11 +682,8 @@ func Advance(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore
 // Stop ends the watch and deletes its server-side consumer, so that
 // restarts do not leave consumers behind until their inactivity threshold.
 func (w *Watch) Stop() {
-	if w.unstop != nil {
-		w.unstop()
-	}
-	if w.it != nil {
-		w.it.Stop()
+	if w.cc != nil {
+		w.stopConsuming()
 	}
 	if w.cons == nil {
 		return
