@@ -190,11 +190,17 @@ type following struct {
 // startFollowing starts the bootstrapped fold of be, waits until it has
 // caught up with the bucket, and serves the API over it.
 func (b *bench) startFollowing(ctx context.Context, be *backend) (*following, error) {
+	return b.startFollowingIn(ctx, be, viaPlugin)
+}
+
+// startFollowingIn is startFollowing with the store in mode: its plugin, or
+// linked into this process.
+func (b *bench) startFollowingIn(ctx context.Context, be *backend, mode launchMode) (*following, error) {
 	last, err := b.lastSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r, err := b.startFold(ctx, "follow-"+be.name, be, viaPlugin, b.foldDirs[be.name], nil, nil)
+	r, err := b.startFold(ctx, "follow-"+be.name, be, mode, b.foldDirs[be.name], nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -247,6 +253,16 @@ func (b *bench) follow(ctx context.Context, be *backend) (err error) {
 				return err
 			}
 			l.raw = raw
+			if round == 1 {
+				// The same fold with its store linked in: what the plugin
+				// process adds to the latency.
+				if err, f = f.stop(), nil; err != nil {
+					return err
+				}
+				if l.inproc50, l.inproc99, err = b.inProcessLatency(ctx, be); err != nil {
+					return err
+				}
+			}
 			rounds = append(rounds, l)
 		}
 		b.liveRows(be, rounds)

@@ -383,6 +383,9 @@ type liveRound struct {
 	http50, http99     time.Duration
 	direct50, direct99 time.Duration // in the first round only
 	direct             bool
+	// The HTTP latency with the store linked into this process, in the
+	// first round only.
+	inproc50, inproc99 time.Duration
 	rate               float64
 }
 
@@ -429,6 +432,30 @@ func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiS
 	return res, nil
 }
 
+// inProcessLatency starts be's fold with its store linked into this
+// process and measures its put-to-visible latency through the HTTP API.
+func (b *bench) inProcessLatency(ctx context.Context, be *backend) (p50, p99 time.Duration, err error) {
+	f, err := b.startFollowingIn(ctx, be, inProcess)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { err = errors.Join(err, f.stop()) }()
+	client := httpClient(2)
+	defer client.CloseIdleConnections()
+	hot := b.hotKey()
+	s0 := f.r.applyStats()
+	var lat []time.Duration
+	err = labelled(ctx, "live-inproc-"+be.name, func(ctx context.Context) (err error) {
+		lat, err = b.latencyPhase(ctx, hot, waitObserver(client, f.api.keyURL(hot)))
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s live latency in process via HTTP: %w", be.name, err)
+	}
+	b.logLatency(be, "HTTP GET ?min_cursor, store in process", lat, f.r.applyStats().since(s0))
+	return percentile(lat, 0.50), percentile(lat, 0.99), nil
+}
+
 func (b *bench) logLatency(be *backend, via string, lat []time.Duration, stats string) {
 	b.logf("  %-18s put→visible via %s p50 %s p99 %s max %s (%d puts) [%s]", "live-"+be.name, via,
 		fmtMs(percentile(lat, 0.50)), fmtMs(percentile(lat, 0.99)), fmtMs(lat[len(lat)-1]), len(lat), stats)
@@ -467,6 +494,15 @@ func (b *bench) liveRows(be *backend, rounds []liveRound) {
 			value:    fmt.Sprintf("%s (%s) [n=1]", fmtMs(l.direct99), fmtMs(l.direct50)),
 			baseline: fmt.Sprintf("%s (%s) [n=1] watcher receive, same round", fmtMs(l.raw.p99), fmtMs(l.raw.p50)),
 			ratio:    fmtDelta(l.direct99 - l.raw.p99), target: "—", result: "—",
+		})
+	}
+	if l := rounds[0]; l.inproc99 > 0 {
+		b.add(row{
+			group:    groupLive,
+			scenario: fmt.Sprintf("reference: put→visible via HTTP GET ?min_cursor, %s linked in-process (no plugin process), %d puts/s for %v: p99 (p50); the first round only", be.name, b.o.liveRate, b.o.liveFor),
+			value:    fmt.Sprintf("%s (%s) [n=1]", fmtMs(l.inproc99), fmtMs(l.inproc50)),
+			baseline: fmt.Sprintf("%s (%s) [n=1] watcher receive, same round", fmtMs(l.raw.p99), fmtMs(l.raw.p50)),
+			ratio:    fmtDelta(l.inproc99 - l.raw.p99), target: "—", result: "—",
 		})
 	}
 	rate := col(func(l liveRound) float64 { return l.rate })
