@@ -1,91 +1,149 @@
 package watch
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// inbox hands messages from the consumer's goroutine (put, the Consume
+// inbox hands messages from the consumer's goroutines (put, the Consume
 // handler) to the watch's reader (take). A message costs a lock and an
 // append; the reader takes everything queued at once and sleeps only when
-// nothing is. It holds at most limit messages: put waits for room, which
-// keeps the consumer from asking the server for more meanwhile (nats.go
-// counts a message as pending until its handler returns).
+// nothing is. It holds at most limit messages and limitBytes of payload
+// (one message whatever its size): put waits for room, which keeps the
+// consumer from asking the server for more meanwhile (nats.go counts a
+// message as pending until its handler returns).
+//
+// Puts are queued in the order they began, even while they wait for room:
+// after an ordered consumer's reset, the handler of the old consumer may
+// still be waiting when the new one's delivers the messages that follow.
+// A message whose stream sequence is not above the last one queued fails
+// the inbox instead (a handler that lost the race before it reached put):
+// Next then ends the watch, and the fold starts again from its cursor.
 type inbox struct {
-	mu     sync.Mutex
-	msgs   []jetstream.Msg
-	limit  int
-	closed bool
-	total  uint64 // messages ever queued
-	// ready has a token when msgs became non-empty since the reader last
-	// looked; room has one when the reader took the queue.
+	mu         sync.Mutex
+	msgs       []delivery
+	bytes      int
+	limit      int
+	limitBytes int
+	lastSeq    uint64 // stream sequence of the last message queued
+	total      uint64 // messages ever queued
+	closed     bool
+	err        error // why the consumer cannot go on; Next returns it
+
+	// Tickets keep the puts in order: each takes the next and waits until
+	// it is served and there is room.
+	next, serving uint64
+	waiting       int // puts waiting on cond
+	cond          sync.Cond
+
+	// ready has a token when msgs became non-empty, or err was set, since
+	// the reader last looked.
 	ready chan struct{}
-	room  chan struct{}
-	done  chan struct{} // closed by close
 }
 
-func newInbox(limit int) *inbox {
-	return &inbox{
-		msgs: make([]jetstream.Msg, 0, limit), limit: limit,
-		ready: make(chan struct{}, 1), room: make(chan struct{}, 1), done: make(chan struct{}),
-	}
+// delivery is one message and its metadata, read once by put.
+type delivery struct {
+	msg jetstream.Msg
+	md  *jetstream.MsgMetadata
+	err error // the metadata could not be read
 }
 
-// put queues m, waiting while the inbox is full; after close it drops m.
+func newInbox(limit, limitBytes int) *inbox {
+	in := &inbox{limit: limit, limitBytes: limitBytes, msgs: make([]delivery, 0, limit), ready: make(chan struct{}, 1)}
+	in.cond.L = &in.mu
+	return in
+}
+
+// put queues m, waiting for its turn and for room; after close it drops m.
 func (in *inbox) put(m jetstream.Msg) {
+	d := delivery{msg: m}
+	d.md, d.err = m.Metadata()
 	in.mu.Lock()
-	for len(in.msgs) >= in.limit && !in.closed {
-		in.mu.Unlock()
-		select {
-		case <-in.room:
-		case <-in.done:
-		}
-		in.mu.Lock()
+	defer in.mu.Unlock()
+	ticket := in.next
+	in.next++
+	for !in.closed && (ticket != in.serving || in.full()) {
+		in.waiting++
+		in.cond.Wait()
+		in.waiting--
 	}
-	if in.closed {
-		in.mu.Unlock()
+	in.serving++
+	if in.waiting > 0 {
+		in.cond.Broadcast() // the next ticket's turn
+	}
+	if in.closed || in.err != nil {
 		return
 	}
-	in.msgs = append(in.msgs, m)
-	in.total++
-	first := len(in.msgs) == 1
-	in.mu.Unlock()
-	if first {
-		select {
-		case in.ready <- struct{}{}:
-		default:
+	if d.err == nil {
+		if seq := d.md.Sequence.Stream; seq <= in.lastSeq {
+			in.fail(fmt.Errorf("%w: stream sequence %d delivered after %d", errOutOfOrder, seq, in.lastSeq))
+			return
+		} else {
+			in.lastSeq = seq
 		}
 	}
+	in.msgs = append(in.msgs, d)
+	in.bytes += len(m.Data())
+	in.total++
+	if len(in.msgs) == 1 {
+		in.signal()
+	}
 }
 
-// take returns everything queued, in order, and leaves buf (empty, and
-// not the slice returned before) as the queue.
-func (in *inbox) take(buf []jetstream.Msg) []jetstream.Msg {
+// full says whether a put must wait for the reader; mu held.
+func (in *inbox) full() bool {
+	return len(in.msgs) >= in.limit || (len(in.msgs) > 0 && in.bytes >= in.limitBytes)
+}
+
+// take returns everything queued, in order, leaving buf (emptied, and
+// not the slice returned before) as the queue, and the inbox's error once
+// nothing is queued.
+func (in *inbox) take(buf []delivery) ([]delivery, error) {
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	msgs := in.msgs
 	if len(msgs) == 0 {
-		in.mu.Unlock()
-		return buf
+		return buf, in.err
 	}
-	in.msgs = buf[:0]
-	in.mu.Unlock()
-	select {
-	case in.room <- struct{}{}:
-	default:
+	in.msgs, in.bytes = buf[:0], 0
+	if in.waiting > 0 {
+		in.cond.Broadcast()
 	}
-	return msgs
+	return msgs, nil
 }
 
-// close ends the inbox: a put waiting for room returns, and later ones
-// drop their message.
+// fail records why the consumer cannot go on; mu held. The first reason
+// stays.
+func (in *inbox) fail(err error) {
+	if in.err == nil {
+		in.err = err
+		in.signal()
+	}
+}
+
+// failed is fail for callers without mu: the consumer's error handler.
+func (in *inbox) failed(err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.fail(err)
+}
+
+func (in *inbox) signal() {
+	select {
+	case in.ready <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the inbox: puts waiting return, and later ones drop their
+// message. What is queued can still be taken.
 func (in *inbox) close() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if !in.closed {
-		in.closed = true
-		close(in.done)
-	}
+	in.closed = true
+	in.cond.Broadcast()
 }
 
 // received is how many messages were ever queued.

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -8,33 +9,145 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// testMsg is a jetstream.Msg that only has a subject: the inbox carries
-// messages without looking at them.
+// testMsg is a jetstream.Msg with a subject, a stream sequence and data:
+// the inbox looks at nothing else.
 type testMsg struct {
 	jetstream.Msg
 	subject string
+	seq     uint64
+	data    []byte
 }
 
 func (m testMsg) Subject() string { return m.subject }
+func (m testMsg) Data() []byte    { return m.data }
+func (m testMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+}
+
+// nth is the test's message i: subject si, stream sequence i+1.
+func nth(i int) testMsg { return testMsg{subject: fmt.Sprintf("s%d", i), seq: uint64(i) + 1} }
 
 // TestInboxOrderAndBound: messages come out in the order they went in,
 // across takes; a put into a full inbox waits until the reader takes, and
 // one waiting when the inbox closes returns and drops its message.
 func TestInboxOrderAndBound(t *testing.T) {
-	in := newInbox(3)
+	in := newInbox(3, 1<<20)
 	const n = 50
 	go func() {
 		for i := range n {
-			in.put(testMsg{subject: fmt.Sprintf("s%d", i)})
+			in.put(nth(i))
 		}
 	}()
-	var got []jetstream.Msg
-	var buf []jetstream.Msg
+	got := drain(t, in, n, 3)
+	for i, d := range got {
+		if want := fmt.Sprintf("s%d", i); d.msg.Subject() != want {
+			t.Fatalf("message %d is %s, want %s", i, d.msg.Subject(), want)
+		}
+	}
+	if in.received() != n {
+		t.Fatalf("received() = %d, want %d", in.received(), n)
+	}
+
+	// Full: the fourth put waits, and close releases it without queueing.
+	full := newInbox(3, 1<<20)
+	for i := range 3 {
+		full.put(nth(i))
+	}
+	returned := make(chan struct{})
+	go func() { full.put(nth(3)); close(returned) }()
+	select {
+	case <-returned:
+		t.Fatal("a put into a full inbox returned before anything was taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	full.close()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("close did not release a put waiting for room")
+	}
+	if left, _ := full.take(nil); len(left) != 3 {
+		t.Fatalf("after close the inbox holds %d messages, want the 3 queued before", len(left))
+	}
+}
+
+// TestInboxKeepsWaitingPutsInOrder: a put that waits for room (an ordered
+// consumer's old handler) keeps its place ahead of a put that comes after
+// it (the new consumer's handler), however the reader's take wakes them.
+func TestInboxKeepsWaitingPutsInOrder(t *testing.T) {
+	for round := range 200 {
+		in := newInbox(1, 1<<20)
+		in.put(nth(0))
+		first := make(chan struct{})
+		go func() { close(first); in.put(nth(1)) }() // waits: full
+		<-first
+		for !waiting(in, 1) {
+			time.Sleep(10 * time.Microsecond)
+		}
+		go in.put(nth(2)) // the ticket after
+		for !waiting(in, 2) {
+			time.Sleep(10 * time.Microsecond)
+		}
+		got := drain(t, in, 3, 1)
+		for i, d := range got {
+			if want := fmt.Sprintf("s%d", i); d.msg.Subject() != want {
+				t.Fatalf("round %d: message %d is %s, want %s", round, i, d.msg.Subject(), want)
+			}
+		}
+	}
+}
+
+// TestInboxFailsOutOfOrder: a message at or below the last stream sequence
+// queued fails the inbox once what was queued is taken, and the payload
+// bound holds any number of small messages.
+func TestInboxFailsOutOfOrder(t *testing.T) {
+	in := newInbox(10, 1<<20)
+	in.put(nth(4))
+	in.put(nth(2)) // a handler that lost the race to put
+	in.put(nth(5)) // dropped: the inbox has failed
+	got, err := in.take(nil)
+	if len(got) != 1 || err != nil {
+		t.Fatalf("take = %d messages, %v; want the one queued first and no error yet", len(got), err)
+	}
+	if got, err = in.take(nil); len(got) != 0 || !errors.Is(err, errOutOfOrder) {
+		t.Fatalf("take = %d messages, %v; want none and %v", len(got), err, errOutOfOrder)
+	}
+
+	big := newInbox(100, 10)
+	big.put(testMsg{subject: "a", seq: 1, data: make([]byte, 6)})
+	big.put(testMsg{subject: "b", seq: 2, data: make([]byte, 6)}) // reaches the bound
+	returned := make(chan struct{})
+	go func() { big.put(testMsg{subject: "c", seq: 3, data: make([]byte, 6)}); close(returned) }()
+	select {
+	case <-returned:
+		t.Fatal("a put past the inbox's bytes returned before anything was taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got, _ := big.take(nil); len(got) != 2 {
+		t.Fatalf("took %d, want 2", len(got))
+	}
+	<-returned
+}
+
+// waiting says whether n puts wait in the inbox.
+func waiting(in *inbox, n int) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.waiting == n
+}
+
+// drain takes n messages from in, never more than most at a time.
+func drain(t *testing.T, in *inbox, n, most int) []delivery {
+	t.Helper()
+	var got, buf []delivery
 	deadline := time.Now().Add(10 * time.Second)
 	for len(got) < n && time.Now().Before(deadline) {
-		buf = in.take(buf[:0])
-		if len(buf) > 3 {
-			t.Fatalf("took %d messages from an inbox of 3", len(buf))
+		var err error
+		if buf, err = in.take(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+		if len(buf) > most {
+			t.Fatalf("took %d messages from an inbox of %d", len(buf), most)
 		}
 		got = append(got, buf...)
 		if len(buf) == 0 {
@@ -47,34 +160,5 @@ func TestInboxOrderAndBound(t *testing.T) {
 	if len(got) != n {
 		t.Fatalf("took %d of %d messages", len(got), n)
 	}
-	for i, m := range got {
-		if want := fmt.Sprintf("s%d", i); m.Subject() != want {
-			t.Fatalf("message %d is %s, want %s", i, m.Subject(), want)
-		}
-	}
-	if in.received() != n {
-		t.Fatalf("received() = %d, want %d", in.received(), n)
-	}
-
-	// Full: the fourth put waits, and close releases it without queueing.
-	full := newInbox(3)
-	for i := range 3 {
-		full.put(testMsg{subject: fmt.Sprintf("f%d", i)})
-	}
-	returned := make(chan struct{})
-	go func() { full.put(testMsg{subject: "f3"}); close(returned) }()
-	select {
-	case <-returned:
-		t.Fatal("a put into a full inbox returned before anything was taken")
-	case <-time.After(50 * time.Millisecond):
-	}
-	full.close()
-	select {
-	case <-returned:
-	case <-time.After(5 * time.Second):
-		t.Fatal("close did not release a put waiting for room")
-	}
-	if left := full.take(nil); len(left) != 3 {
-		t.Fatalf("after close the inbox holds %d messages, want the 3 queued before", len(left))
-	}
+	return got
 }

@@ -42,7 +42,8 @@ var (
 	// watch. Its sequences mean something else now. Rebuild.
 	ErrIdentityChanged = errors.New("stream was recreated")
 	// ErrNoUpdate is returned by Next when its wait elapsed.
-	ErrNoUpdate = errors.New("no update within the wait")
+	ErrNoUpdate   = errors.New("no update within the wait")
+	errOutOfOrder = errors.New("the consumer delivered out of order")
 	// ErrConsumerStopped is returned by Next when the consumer stopped
 	// for good (the connection closed) and everything it delivered has
 	// been handed out.
@@ -110,6 +111,13 @@ func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Ident
 // answers it; the client's own request timeout (10 s by default) would keep
 // a caught-up fold reporting itself synced all that while, folding nothing.
 const CheckTimeout = 3 * time.Second
+
+// pullBytes bounds each pull of the consumer, and inboxBytes the payload
+// the inbox holds (PullMaxMessages bounds both in messages).
+const (
+	pullBytes  = 16 << 20
+	inboxBytes = 16 << 20
+)
 
 // StartTimeout bounds creating the consumer in Start.
 const StartTimeout = 10 * time.Second
@@ -203,7 +211,7 @@ type Watch struct {
 	closed <-chan struct{}
 	// taken is what Next last took from in; it hands out taken[next:]
 	// before it takes again.
-	taken []jetstream.Msg
+	taken []delivery
 	next  int
 	// wait is Next's one timer, reset for each wait.
 	wait   *time.Timer
@@ -227,9 +235,11 @@ type Watch struct {
 	// delivered is the highest revision handed out by Next.
 	delivered uint64
 	// lastConsumer and lastConsumerSeq identify the last message received,
-	// to tell whether the consumer's reported position has reached us.
+	// to tell whether the consumer's reported position has reached us, and
+	// handled is its stream sequence (Next handed it out, or skipped it).
 	lastConsumer    string
 	lastConsumerSeq uint64
+	handled         uint64
 	noBookmarks     bool
 	// readErr is why the latest Check's read of the stream failed.
 	readErr error
@@ -274,7 +284,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	if cfg.Cursor > 0 {
 		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		occ.OptStartSeq = cfg.Cursor + 1
-		w.guard, w.delivered = cfg.Cursor, cfg.Cursor
+		w.guard, w.delivered, w.handled = cfg.Cursor, cfg.Cursor, cfg.Cursor
 	} else if before.FirstSeq > 0 {
 		// A re-list takes what the stream holds: nothing below the first
 		// retained message is owed to the fold.
@@ -305,16 +315,19 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	}
 	// The consumer hands each message to the inbox from its own goroutine,
 	// and Next takes them in bulk: no timer or context per message, which
-	// the iterator (Messages) costs on every Next.
-	w.in = newInbox(read)
+	// the iterator (Messages) costs on every Next. Each pull asks for at
+	// most pullBytes, so that what nats.go holds while the inbox is full
+	// stays under its slow-consumer limit (64 MiB a subscription).
+	w.in = newInbox(read, inboxBytes)
 	// Consume creates the consumer, retrying without end (and ignoring
 	// ctx) while the stream has no leader: bounded, so that the fold stalls
 	// with a reason and its next session tries afresh.
 	cc, err := bounded(ctx, StartTimeout, func() (jetstream.ConsumeContext, error) {
-		cc, err := cons.Consume(w.in.put, jetstream.PullMaxMessages(read))
+		cc, err := cons.Consume(w.in.put, jetstream.PullMaxMessagesWithBytesLimit(read, pullBytes),
+			jetstream.ConsumeErrHandler(w.consumeError))
 		release() // in time or abandoned, the creation is over
 		return cc, err
-	}, func(cc jetstream.ConsumeContext) { cc.Stop() })
+	}, func(cc jetstream.ConsumeContext) { cc.Stop(); w.in.close() })
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: consume: %w", cfg.Bucket, err)
 	}
@@ -394,7 +407,7 @@ func CheckCursor(cursor, first, last uint64) error {
 // It returns ctx's error once ctx ends, and the watch is then stopped.
 func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 	if err := ctx.Err(); err != nil {
-		w.stopConsuming()
+		w.stopConsuming(true)
 		return Update{}, err
 	}
 	armed := false
@@ -405,23 +418,26 @@ func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 	}()
 	for {
 		for w.next < len(w.taken) {
-			msg := w.taken[w.next]
-			w.taken[w.next] = nil
+			d := w.taken[w.next]
+			w.taken[w.next] = delivery{}
 			w.next++
-			md, err := msg.Metadata()
-			if err != nil {
-				return Update{}, fmt.Errorf("message without JetStream metadata: %w", err)
+			if d.err != nil {
+				return Update{}, fmt.Errorf("message without JetStream metadata: %w", d.err)
 			}
-			w.lastConsumer, w.lastConsumerSeq = md.Consumer, md.Sequence.Consumer
-			u, ok := w.decode(msg, md)
+			w.lastConsumer, w.lastConsumerSeq, w.handled = d.md.Consumer, d.md.Sequence.Consumer, d.md.Sequence.Stream
+			u, ok := w.decode(d.msg, d.md)
 			if !ok {
 				continue
 			}
 			w.delivered = max(w.delivered, u.Revision)
 			return u, nil
 		}
-		if w.taken, w.next = w.in.take(w.taken[:0]), 0; len(w.taken) > 0 {
+		var err error
+		if w.taken, err = w.in.take(w.taken[:0]); len(w.taken) > 0 {
+			w.next = 0
 			continue
+		} else if err != nil {
+			return Update{}, err
 		}
 		if !armed {
 			w.wait.Reset(wait)
@@ -433,23 +449,43 @@ func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 			armed = false
 			return Update{}, ErrNoUpdate
 		case <-ctx.Done():
-			w.stopConsuming()
+			w.stopConsuming(true)
 			return Update{}, ctx.Err()
 		case <-w.closed:
 			// Whatever the consumer delivered before it stopped comes first.
-			if w.taken, w.next = w.in.take(w.taken[:0]), 0; len(w.taken) > 0 {
+			if w.taken, err = w.in.take(w.taken[:0]); len(w.taken) > 0 {
+				w.next = 0
 				continue
+			} else if err != nil {
+				return Update{}, err
 			}
 			return Update{}, ErrConsumerStopped
 		}
 	}
 }
 
+// consumeError hears the consumer's errors. A bad request ends its pulls
+// for good, and the ordered consumer does not reset for it: the watch
+// ends, and the fold starts another. The ordered consumer handles the
+// others itself, resetting where it must.
+func (w *Watch) consumeError(_ jetstream.ConsumeContext, err error) {
+	if errors.Is(err, jetstream.ErrBadRequest) {
+		w.in.failed(fmt.Errorf("consumer: %w", err))
+	}
+}
+
 // stopConsuming stops the consumer's deliveries; a delivery waiting for
 // room in the inbox is dropped.
-func (w *Watch) stopConsuming() {
-	w.cc.Stop()
+// Next does not wait for it (async): stopping takes the ordered consumer's
+// lock, which a reset holds while it retries with no stream leader. Stop
+// waits, so that the consumer is stopped before it is deleted.
+func (w *Watch) stopConsuming(async bool) {
 	w.in.close()
+	if async {
+		go w.cc.Stop()
+	} else {
+		w.cc.Stop()
+	}
 }
 
 func (w *Watch) decode(msg jetstream.Msg, md *jetstream.MsgMetadata) (Update, bool) {
@@ -551,8 +587,7 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("consumer info: %w", err)
 	}
-	caughtUp := proven && ci.NumPending == 0 &&
-		(ci.Delivered.Consumer == 0 || (ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq))
+	caughtUp := proven && ci.NumPending == 0 && w.tookAllSent(ci)
 	after, err := w.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream info: %w", err)
@@ -570,6 +605,18 @@ func (w *Watch) Check(ctx context.Context) (bookmark uint64, err error) {
 	}
 	w.guard = frontier
 	return frontier, nil
+}
+
+// tookAllSent says whether Next has handed out everything that the
+// consumer ci describes sent, and everything its predecessors sent: after
+// a reset the ordered consumer starts at the stream sequence after the
+// last message the one before delivered, which may still be waiting in
+// the inbox while the new one has sent nothing.
+func (w *Watch) tookAllSent(ci *jetstream.ConsumerInfo) bool {
+	if ci.Delivered.Consumer == 0 {
+		return ci.Config.OptStartSeq == 0 || ci.Config.OptStartSeq <= w.handled+1
+	}
+	return ci.Name == w.lastConsumer && ci.Delivered.Consumer == w.lastConsumerSeq
 }
 
 // BookmarkError is why the latest Check could not read the stream for a
@@ -683,7 +730,7 @@ func Advance(guard, floor, delivered uint64, caughtUp bool, owedFrom, lastBefore
 // restarts do not leave consumers behind until their inactivity threshold.
 func (w *Watch) Stop() {
 	if w.cc != nil {
-		w.stopConsuming()
+		w.stopConsuming(false)
 	}
 	if w.cons == nil {
 		return
