@@ -487,23 +487,22 @@ func (b *bench) liveRows(be *backend, rounds []liveRound) {
 		ratio:    fmtDelta(time.Duration(diff)) + rangeOf(pairwise(http99, raw99, sub), deltaOf),
 		target:   "≤ raw + 2 ms", result: verdict(time.Duration(diff) <= liveP99Slack),
 	})
-	if l := rounds[0]; l.direct {
+	// Reference rows of the first round, against its raw watcher.
+	firstRound := func(scenario string, p99, p50 time.Duration) {
+		raw := rounds[0].raw
 		b.add(row{
 			group:    groupLive,
-			scenario: fmt.Sprintf("put→visible via fold.Get, %s, %d puts/s for %v: p99 (p50); the first round only", be.name, b.o.liveRate, b.o.liveFor),
-			value:    fmt.Sprintf("%s (%s) [n=1]", fmtMs(l.direct99), fmtMs(l.direct50)),
-			baseline: fmt.Sprintf("%s (%s) [n=1] watcher receive, same round", fmtMs(l.raw.p99), fmtMs(l.raw.p50)),
-			ratio:    fmtDelta(l.direct99 - l.raw.p99), target: "—", result: "—",
+			scenario: fmt.Sprintf("%s, %d puts/s for %v: p99 (p50); the first round only", scenario, b.o.liveRate, b.o.liveFor),
+			value:    fmt.Sprintf("%s (%s) [n=1]", fmtMs(p99), fmtMs(p50)),
+			baseline: fmt.Sprintf("%s (%s) [n=1] watcher receive, same round", fmtMs(raw.p99), fmtMs(raw.p50)),
+			ratio:    fmtDelta(p99 - raw.p99), target: "—", result: "—",
 		})
 	}
+	if l := rounds[0]; l.direct {
+		firstRound("put→visible via fold.Get, "+be.name, l.direct99, l.direct50)
+	}
 	if l := rounds[0]; l.inproc99 > 0 {
-		b.add(row{
-			group:    groupLive,
-			scenario: fmt.Sprintf("reference: put→visible via HTTP GET ?min_cursor, %s linked in-process (no plugin process), %d puts/s for %v: p99 (p50); the first round only", be.name, b.o.liveRate, b.o.liveFor),
-			value:    fmt.Sprintf("%s (%s) [n=1]", fmtMs(l.inproc99), fmtMs(l.inproc50)),
-			baseline: fmt.Sprintf("%s (%s) [n=1] watcher receive, same round", fmtMs(l.raw.p99), fmtMs(l.raw.p50)),
-			ratio:    fmtDelta(l.inproc99 - l.raw.p99), target: "—", result: "—",
-		})
+		firstRound("reference: put→visible via HTTP GET ?min_cursor, "+be.name+" linked in-process (no plugin process)", l.inproc99, l.inproc50)
 	}
 	rate := col(func(l liveRound) float64 { return l.rate })
 	rawRate := col(func(l liveRound) float64 { return l.raw.rate })
