@@ -237,6 +237,9 @@ type Fold struct {
 	// pendingG and lastG are set per update and per check.
 	pendingG, lastG prometheus.Gauge
 
+	// lastQuickRestart is when (UnixNano) a consumer reset last restarted
+	// a session at once (quickRestart).
+	lastQuickRestart atomic.Int64
 	// applyGate is read-held by every batch from its Apply (or its send on
 	// the pipe) until its commit is recorded. An export of a store that has
 	// no consistent views write-holds it: no batch is applied meanwhile.

@@ -233,6 +233,11 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 			return nil
 		case r.rctx.Err() != nil:
 			return nil
+		case errors.Is(err, watch.ErrConsumerReset) && f.quickRestart():
+			// A reconnect or a leader change: the next session starts at
+			// once from the committed cursor, unless it keeps happening.
+			f.log.Info("the consumer was reset; following again from the committed cursor", "err", err)
+			return errRestart
 		default:
 			return fmt.Errorf("watch: %w", err)
 		}
@@ -250,6 +255,19 @@ func (r *reader) run(want map[string][]byte, reconcileFirst bool) error {
 		}
 	}
 }
+
+// quickRestart says whether a session ended by a consumer reset may start
+// the next at once: at most once per resetCalm, so that a consumer that
+// keeps being reset stalls the fold with backoff and a reason instead of
+// making a new one in a tight loop.
+func (f *Fold) quickRestart() bool {
+	now := time.Now().UnixNano()
+	last := f.lastQuickRestart.Load()
+	return now-last >= int64(resetCalm) && f.lastQuickRestart.CompareAndSwap(last, now)
+}
+
+// resetCalm is how far apart two quick restarts for consumer resets must be.
+const resetCalm = 10 * time.Second
 
 // livenessPoll bounds how long a store plugin's death goes unnoticed by a
 // session that has nothing to write.

@@ -2,7 +2,9 @@ package fold_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -95,5 +97,48 @@ func TestServerRestartsDuringLiveWatch(t *testing.T) {
 	h.verified()
 	testenv.Eventually(t, 10*time.Second, "a single consumer on the stream", func() bool {
 		return len(consumers(t, js, "flaky")) == 1
+	})
+}
+
+// TestConsumerDeletedDuringLiveWatch deletes the fold's consumer on the
+// server, again and again, while the bucket is written. Each deletion
+// resets the ordered consumer; the watch refuses the new consumer's
+// messages (what the old one sent last may not have reached it), and the
+// fold follows again from its committed cursor. It ends equal to the
+// bucket, with one consumer left on the stream.
+func TestConsumerDeletedDuringLiveWatch(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "reset"})
+	ctx := context.Background()
+	h := newHarness(t, js, "reset", nil, t.TempDir())
+	log := &messages{}
+	h.cfg.Logger = slog.New(log)
+	h.cfg.RetryMin, h.cfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	putAll(t, js, "reset", 200, "k", "v")
+	h.start()
+	_, last := lastSeq(t, js, "reset")
+	h.waitSynced(last)
+	for round := range 6 {
+		for _, name := range consumers(t, js, "reset") {
+			if err := js.DeleteConsumer(ctx, "KV_reset", name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				t.Fatal(err)
+			}
+		}
+		for i := range 30 {
+			if _, err := kv.Put(ctx, fmt.Sprintf("k%06d", (round*37+i)%200), []byte(fmt.Sprint(round))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, last = lastSeq(t, js, "reset")
+	h.waitSynced(last)
+	diff(t, h.contents(), testenv.Contents(t, kv, ""))
+	if log.count("the consumer was reset; following again from the committed cursor") == 0 {
+		t.Error("no session ended for a consumer reset: the deletions did not reach the path under test")
+	}
+	testenv.Eventually(t, 10*time.Second, "a single consumer on the stream", func() bool {
+		return len(consumers(t, js, "reset")) == 1
 	})
 }

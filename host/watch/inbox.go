@@ -15,12 +15,14 @@ import (
 // consumer from asking the server for more meanwhile (nats.go counts a
 // message as pending until its handler returns).
 //
-// Puts are queued in the order they began, even while they wait for room:
-// after an ordered consumer's reset, the handler of the old consumer may
-// still be waiting when the new one's delivers the messages that follow.
-// A message whose stream sequence is not above the last one queued fails
-// the inbox instead (a handler that lost the race before it reached put):
-// Next then ends the watch, and the fold starts again from its cursor.
+// The inbox takes the messages of one consumer: the first whose message
+// it queues. After an ordered consumer's reset, nats.go has already counted
+// as delivered a message whose handler may not have reached put yet, and
+// the new consumer starts after it; so the first message of another
+// consumer fails the inbox (ErrConsumerReset) instead of being queued, and
+// the fold starts again from the cursor it committed. A message whose
+// stream sequence is not above the last one queued fails it too. Puts are
+// queued in the order they began, even while they wait for room.
 type inbox struct {
 	mu         sync.Mutex
 	msgs       []delivery
@@ -28,6 +30,7 @@ type inbox struct {
 	limit      int
 	limitBytes int
 	lastSeq    uint64 // stream sequence of the last message queued
+	consumer   string // the consumer whose messages are queued
 	total      uint64 // messages ever queued
 	closed     bool
 	err        error // why the consumer cannot go on; Next returns it
@@ -77,11 +80,15 @@ func (in *inbox) put(m jetstream.Msg) {
 		return
 	}
 	if d.err == nil {
-		if seq := d.md.Sequence.Stream; seq <= in.lastSeq {
+		switch seq := d.md.Sequence.Stream; {
+		case in.consumer != "" && d.md.Consumer != in.consumer:
+			in.fail(fmt.Errorf("%w (consumer %s after %s)", ErrConsumerReset, d.md.Consumer, in.consumer))
+			return
+		case seq <= in.lastSeq:
 			in.fail(fmt.Errorf("%w: stream sequence %d delivered after %d", errOutOfOrder, seq, in.lastSeq))
 			return
-		} else {
-			in.lastSeq = seq
+		default:
+			in.consumer, in.lastSeq = d.md.Consumer, seq
 		}
 	}
 	in.msgs = append(in.msgs, d)

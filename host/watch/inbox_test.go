@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"testing"
@@ -13,15 +14,16 @@ import (
 // the inbox looks at nothing else.
 type testMsg struct {
 	jetstream.Msg
-	subject string
-	seq     uint64
-	data    []byte
+	subject  string
+	seq      uint64
+	data     []byte
+	consumer string // "c_1" when empty
 }
 
 func (m testMsg) Subject() string { return m.subject }
 func (m testMsg) Data() []byte    { return m.data }
 func (m testMsg) Metadata() (*jetstream.MsgMetadata, error) {
-	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
+	return &jetstream.MsgMetadata{Consumer: cmp.Or(m.consumer, "c_1"), Sequence: jetstream.SequencePair{Stream: m.seq}}, nil
 }
 
 // nth is the test's message i: subject si, stream sequence i+1.
@@ -127,6 +129,24 @@ func TestInboxFailsOutOfOrder(t *testing.T) {
 		t.Fatalf("took %d, want 2", len(got))
 	}
 	<-returned
+}
+
+// TestInboxRefusesAResetConsumer: the first message of another consumer
+// (an ordered consumer's reset) fails the inbox once what the first one
+// delivered is taken, whatever comes after it.
+func TestInboxRefusesAResetConsumer(t *testing.T) {
+	in := newInbox(10, 1<<20)
+	in.put(nth(0))
+	in.put(nth(1))
+	in.put(testMsg{subject: "s5", seq: 6, consumer: "c_2"})
+	in.put(nth(2)) // the old consumer's handler, late: dropped
+	got, err := in.take(nil)
+	if len(got) != 2 || err != nil {
+		t.Fatalf("take = %d messages, %v; want the first consumer's 2 and no error yet", len(got), err)
+	}
+	if got, err = in.take(nil); len(got) != 0 || !errors.Is(err, ErrConsumerReset) {
+		t.Fatalf("take = %d messages, %v; want none and %v", len(got), err, ErrConsumerReset)
+	}
 }
 
 // waiting says whether n puts wait in the inbox.

@@ -44,6 +44,12 @@ var (
 	// ErrNoUpdate is returned by Next when its wait elapsed.
 	ErrNoUpdate   = errors.New("no update within the wait")
 	errOutOfOrder = errors.New("the consumer delivered out of order")
+	// ErrConsumerReset is returned by Next, once everything queued before
+	// it is handed out, when the ordered consumer was replaced (a
+	// reconnect, a lost heartbeat, a deleted consumer): what the old one
+	// delivered last may not have reached the watch, so the fold must
+	// start again from the cursor it committed.
+	ErrConsumerReset = errors.New("the consumer was reset")
 	// ErrConsumerStopped is returned by Next when the consumer stopped
 	// for good (the connection closed) and everything it delivered has
 	// been handed out.
@@ -112,8 +118,9 @@ func Describe(ctx context.Context, js jetstream.JetStream, bucket string) (Ident
 // a caught-up fold reporting itself synced all that while, folding nothing.
 const CheckTimeout = 3 * time.Second
 
-// pullBytes bounds each pull of the consumer, and inboxBytes the payload
-// the inbox holds (PullMaxMessages bounds both in messages).
+// pullBytes bounds each pull of the consumer (raised to the server's largest
+// message when that is larger), and inboxBytes the payload the inbox holds
+// (PullMaxMessages bounds both in messages).
 const (
 	pullBytes  = 16 << 20
 	inboxBytes = 16 << 20
@@ -319,11 +326,17 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	// most pullBytes, so that what nats.go holds while the inbox is full
 	// stays under its slow-consumer limit (64 MiB a subscription).
 	w.in = newInbox(read, inboxBytes)
+	// A pull must have room for the largest message the server takes, or
+	// the server refuses to send it and nats.go asks again without end.
+	pull := pullBytes
+	if nc := js.Conn(); nc != nil {
+		pull = max(pull, int(nc.MaxPayload())+64<<10)
+	}
 	// Consume creates the consumer, retrying without end (and ignoring
 	// ctx) while the stream has no leader: bounded, so that the fold stalls
 	// with a reason and its next session tries afresh.
 	cc, err := bounded(ctx, StartTimeout, func() (jetstream.ConsumeContext, error) {
-		cc, err := cons.Consume(w.in.put, jetstream.PullMaxMessagesWithBytesLimit(read, pullBytes),
+		cc, err := cons.Consume(w.in.put, jetstream.PullMaxMessagesWithBytesLimit(read, pull),
 			jetstream.ConsumeErrHandler(w.consumeError))
 		release() // in time or abandoned, the creation is over
 		return cc, err
@@ -356,7 +369,11 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	// only from where its predecessor stopped, so what the inbox got is a
 	// lower bound too. Zero means nothing in scope was there to deliver.
 	w.InitialPending = max(ci.NumPending+ci.Delivered.Consumer, w.in.received())
-	if w.InitialPending == 0 && !off.NoBookmarks {
+	// A consumer that starts where this one was asked to is the first
+	// (a reset's starts after what its predecessor delivered, and a
+	// predecessor that delivered nothing started here too).
+	first := ci.Config.DeliverPolicy == occ.DeliverPolicy && ci.Config.OptStartSeq == occ.OptStartSeq
+	if w.InitialPending == 0 && first && !off.NoBookmarks {
 		// Nothing in scope was there to deliver: no message at or below
 		// the last sequence seen before creation is owed to the fold.
 		w.guard = max(w.guard, before.LastSeq)
@@ -477,8 +494,9 @@ func (w *Watch) consumeError(_ jetstream.ConsumeContext, err error) {
 // stopConsuming stops the consumer's deliveries; a delivery waiting for
 // room in the inbox is dropped.
 // Next does not wait for it (async): stopping takes the ordered consumer's
-// lock, which a reset holds while it retries with no stream leader. Stop
-// waits, so that the consumer is stopped before it is deleted.
+// lock, which a reset holds while it retries with no stream leader. nats.go
+// marks the consumer stopped before it takes that lock, so a reset's retry
+// creates no consumer after it.
 func (w *Watch) stopConsuming(async bool) {
 	w.in.close()
 	if async {
