@@ -4,9 +4,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
 // BenchmarkHTTPFloor measures what net/http alone costs a read, on both
@@ -48,7 +48,7 @@ func BenchmarkHTTPFloor(b *testing.B) {
 			hc := &http.Client{Transport: t}
 			defer t.CloseIdleConnections()
 			b.SetParallelism(4) // 8 readers on 2 cores, as the reads rows
-			cpu0 := cpuTime()
+			cpu0 := testenv.ProcessCPU()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -66,16 +66,7 @@ func BenchmarkHTTPFloor(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/req")
+			b.ReportMetric(float64(testenv.ProcessCPU()-cpu0)/float64(b.N)/1e3, "cpu-µs/req")
 		})
 	}
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

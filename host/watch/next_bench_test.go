@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,7 +45,7 @@ func BenchmarkNext(b *testing.B) {
 		b.Fatal("the bucket's puts were not acknowledged within a minute")
 	}
 	b.Run("watch", func(b *testing.B) {
-		cpu0 := processCPU(b)
+		cpu0 := testenv.ProcessCPU()
 		for range b.N {
 			w, err := watch.Start(ctx, js, watch.Config{Bucket: "b"})
 			if err != nil {
@@ -62,10 +61,10 @@ func BenchmarkNext(b *testing.B) {
 			w.Stop()
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
-		b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/key")
+		b.ReportMetric(float64((testenv.ProcessCPU()-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/key")
 	})
 	b.Run("raw", func(b *testing.B) {
-		cpu0 := processCPU(b)
+		cpu0 := testenv.ProcessCPU()
 		for range b.N {
 			kw, err := kv.WatchAll(ctx)
 			if err != nil {
@@ -84,16 +83,6 @@ func BenchmarkNext(b *testing.B) {
 			_ = kw.Stop()
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
-		b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/key")
+		b.ReportMetric(float64((testenv.ProcessCPU()-cpu0).Nanoseconds())/float64(b.N*n), "cpu-ns/key")
 	})
-}
-
-// processCPU is the CPU time this process (the embedded server included)
-// has used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,10 +6,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 	"github.com/slipstreamkv/slipstream/plugins/sqlite/store"
 	"github.com/slipstreamkv/slipstream/sdk"
 )
@@ -65,7 +65,7 @@ func BenchmarkLoad(b *testing.B) {
 		if _, err := s.Open(ctx, b.TempDir(), []byte(benchConfig())); err != nil {
 			b.Fatal(err)
 		}
-		cpu0 := cpuTime()
+		cpu0 := testenv.ProcessCPU()
 		start := time.Now()
 		if err := s.BeginLoad(ctx); err != nil {
 			b.Fatal(err)
@@ -75,14 +75,14 @@ func BenchmarkLoad(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		end, cpu1 := time.Now(), cpuTime()
+		end, cpu1 := time.Now(), testenv.ProcessCPU()
 		if err := s.EndLoad(ctx); err != nil {
 			b.Fatal(err)
 		}
 		wall += time.Since(start)
 		endLoad += time.Since(end)
-		cpu += cpuTime() - cpu0
-		endCPU += cpuTime() - cpu1
+		cpu += testenv.ProcessCPU() - cpu0
+		endCPU += testenv.ProcessCPU() - cpu1
 		b.StopTimer()
 		if err := s.Close(ctx); err != nil {
 			b.Fatal(err)
@@ -94,13 +94,4 @@ func BenchmarkLoad(b *testing.B) {
 	b.ReportMetric(float64(endLoad.Milliseconds())/float64(b.N), "endload-ms")
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/key")
 	b.ReportMetric(float64(endCPU.Milliseconds())/float64(b.N), "endload-cpu-ms")
-}
-
-// cpuTime is the process's CPU time so far, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
