@@ -21,8 +21,10 @@ import (
 // the new consumer starts after it; so the first message of another
 // consumer fails the inbox (ErrConsumerReset) instead of being queued, and
 // the fold starts again from the cursor it committed. A message whose
-// stream sequence is not above the last one queued fails it too. Puts are
-// queued in the order they began, even while they wait for room.
+// stream sequence is not above the last one queued fails it too. nats.go
+// calls one consumer's handler from one goroutine, so the puts of the
+// consumer the inbox takes come in order; whatever order the puts of two
+// consumers take, the second consumer's messages are never queued.
 type inbox struct {
 	mu         sync.Mutex
 	msgs       []delivery
@@ -35,11 +37,8 @@ type inbox struct {
 	closed     bool
 	err        error // why the consumer cannot go on; Next returns it
 
-	// Tickets keep the puts in order: each takes the next and waits until
-	// it is served and there is room.
-	next, serving uint64
-	waiting       int // puts waiting on cond
-	cond          sync.Cond
+	waiting int       // puts waiting for room on cond
+	cond    sync.Cond // signalled when the reader takes, or the inbox closes
 
 	// ready has a token when msgs became non-empty, or err was set, since
 	// the reader last looked.
@@ -59,22 +58,16 @@ func newInbox(limit, limitBytes int) *inbox {
 	return in
 }
 
-// put queues m, waiting for its turn and for room; after close it drops m.
+// put queues m, waiting for room; after close it drops m.
 func (in *inbox) put(m jetstream.Msg) {
 	d := delivery{msg: m}
 	d.md, d.err = m.Metadata()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	ticket := in.next
-	in.next++
-	for !in.closed && (ticket != in.serving || in.full()) {
+	for !in.closed && in.full() {
 		in.waiting++
 		in.cond.Wait()
 		in.waiting--
-	}
-	in.serving++
-	if in.waiting > 0 {
-		in.cond.Broadcast() // the next ticket's turn
 	}
 	if in.closed || in.err != nil {
 		return

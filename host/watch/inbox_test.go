@@ -73,29 +73,45 @@ func TestInboxOrderAndBound(t *testing.T) {
 	}
 }
 
-// TestInboxKeepsWaitingPutsInOrder: a put that waits for room (an ordered
-// consumer's old handler) keeps its place ahead of a put that comes after
-// it (the new consumer's handler), however the reader's take wakes them.
-func TestInboxKeepsWaitingPutsInOrder(t *testing.T) {
+// TestInboxAcrossAReset: the old consumer's handler waits for room when
+// the new consumer's (after a reset) delivers the message that follows;
+// however the reader's take wakes them, the new consumer's message is
+// never handed out, what is handed out is in order, and the inbox ends
+// with ErrConsumerReset.
+func TestInboxAcrossAReset(t *testing.T) {
 	for round := range 200 {
 		in := newInbox(1, 1<<20)
 		in.put(nth(0))
-		first := make(chan struct{})
-		go func() { close(first); in.put(nth(1)) }() // waits: full
-		<-first
+		go in.put(nth(1)) // the old consumer: waits, the inbox is full
 		for !waiting(in, 1) {
 			time.Sleep(10 * time.Microsecond)
 		}
-		go in.put(nth(2)) // the ticket after
+		go in.put(testMsg{subject: "s2", seq: 3, consumer: "c_2"}) // the new one
 		for !waiting(in, 2) {
 			time.Sleep(10 * time.Microsecond)
 		}
-		got := drain(t, in, 3, 1)
+		var got []delivery
+		var err error
+		deadline := time.Now().Add(10 * time.Second)
+		for err == nil && time.Now().Before(deadline) {
+			var took []delivery
+			if took, err = in.take(nil); len(took) == 0 && err == nil {
+				select {
+				case <-in.ready:
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			got = append(got, took...)
+		}
+		if !errors.Is(err, ErrConsumerReset) {
+			t.Fatalf("round %d: the inbox ended with %v, want %v", round, err, ErrConsumerReset)
+		}
 		for i, d := range got {
-			if want := fmt.Sprintf("s%d", i); d.msg.Subject() != want {
-				t.Fatalf("round %d: message %d is %s, want %s", round, i, d.msg.Subject(), want)
+			if want := fmt.Sprintf("s%d", i); d.msg.Subject() != want || d.md.Consumer != "c_1" {
+				t.Fatalf("round %d: message %d is %s of %s, want %s of c_1", round, i, d.msg.Subject(), d.md.Consumer, want)
 			}
 		}
+		in.close()
 	}
 }
 
