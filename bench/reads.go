@@ -17,14 +17,18 @@ import (
 	"github.com/slipstreamkv/slipstream/client"
 	"github.com/slipstreamkv/slipstream/host/api"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/front"
+	"github.com/valyala/fasthttp"
 )
 
 // maxReadsPerClient bounds a read phase by count as well as by time.
 const maxReadsPerClient = 5_000_000
 
-// apiServer is the host's HTTP API over one fold, on a loopback port.
+// apiServer is the host's HTTP API over one fold, on a loopback port,
+// served as the service serves it (host/front).
 type apiServer struct {
-	srv  *http.Server
+	srv  *front.Server
+	addr string // host:port
 	base string
 	done chan error
 }
@@ -35,8 +39,10 @@ func serveAPI(f *fold.Fold) (*apiServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	routes := api.New([]*fold.Fold{f}, prometheus.NewRegistry(), api.Options{Producer: "bench"})
 	a := &apiServer{
-		srv:  &http.Server{Handler: api.Handler([]*fold.Fold{f}, prometheus.NewRegistry(), api.Options{Producer: "bench"}), ReadHeaderTimeout: 10 * time.Second},
+		srv:  front.New(front.Options{Read: routes.Read, HTTP: routes.HTTP}),
+		addr: ln.Addr().String(),
 		base: "http://" + ln.Addr().String(),
 		done: make(chan error, 1),
 	}
@@ -48,20 +54,41 @@ func serveAPI(f *fold.Fold) (*apiServer, error) {
 // escaping).
 func (a *apiServer) keyURL(key string) string { return a.base + "/v1/folds/bench/keys/" + key }
 
-// close shuts the server down and waits for Serve to return.
+// close shuts the server down and waits for Serve to return. A client
+// still holding a connection mid-request past the shutdown's 5 seconds
+// has it closed: the measurement is over, and that is not a failure of
+// the run.
 func (a *apiServer) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := a.srv.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		// A client still holds a connection mid-request: close it hard.
-		// The measurement is over; this is not a failure of the run.
-		err = a.srv.Close()
+		err = nil
 	}
 	if serr := <-a.done; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
 	return err
+}
+
+// pipelinedGet reads keys of a's fold as GET requests that the readers
+// share over one connection, pipelined (fasthttp's PipelineClient): the
+// way nats.go's readers share one connection for kv.Get.
+func pipelinedGet(a *apiServer) func(ctx context.Context, key string) error {
+	pc := &fasthttp.PipelineClient{Addr: a.addr, MaxConns: 1, MaxPendingRequests: 1024}
+	return func(ctx context.Context, key string) error {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(a.keyURL(key))
+		if err := pc.DoTimeout(req, resp, 10*time.Second); err != nil {
+			return err
+		}
+		if resp.StatusCode() != http.StatusOK {
+			return fmt.Errorf("GET %s: %d %s", key, resp.StatusCode(), resp.Body())
+		}
+		return checkValue(resp.Body())
+	}
 }
 
 // httpClient keeps enough idle connections for n concurrent clients, so
@@ -132,6 +159,9 @@ func (b *bench) readPhase(ctx context.Context, label string, set keySet, get fun
 		cpu0 := selfCPU()
 		start := time.Now()
 		deadline := start.Add(o.readFor)
+		// A read that has not answered 10 s after the phase fails the run.
+		ctx, cancel := context.WithDeadline(ctx, deadline.Add(10*time.Second))
+		defer cancel()
 		for c := range o.readClients {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(uint64(c), 7))
@@ -218,10 +248,9 @@ func (b *bench) foldReads(ctx context.Context, be *backend, r *foldRun, a *apiSe
 		}
 		return checkValue(body)
 	}
-	// The Go client, given a transport that keeps a connection per reader
-	// (see BENCHMARKS.md: its default keeps two) and no timeout, as its
-	// documentation asks.
-	cl, err := client.New(a.base, client.WithHTTPClient(&http.Client{Transport: readTransport(o.readClients)}))
+	// The Go client as an application makes it: its Gets share its
+	// pipelined connections.
+	cl, err := client.New(a.base)
 	if err != nil {
 		return err
 	}
@@ -249,8 +278,8 @@ func (b *bench) foldReads(ctx context.Context, be *backend, r *foldRun, a *apiSe
 	}
 	series := map[string][]readPair{}
 	for i, sets := range [][]variant{
-		{{"http", hot, httpRead}, {"client", hot, clientRead}},
-		{{"http", all, httpRead}},
+		{{"pipelined", hot, pipelinedGet(a)}, {"http", hot, httpRead}, {"client", hot, clientRead}},
+		{{"http", all, httpRead}, {"client", all, clientRead}},
 	} {
 		if i == 0 && !first {
 			continue
@@ -277,11 +306,6 @@ func (b *bench) foldReads(ctx context.Context, be *backend, r *foldRun, a *apiSe
 	}
 	b.readRows(be, hot, series)
 	return nil
-}
-
-// readTransport keeps an idle connection for each of n readers.
-func readTransport(n int) *http.Transport {
-	return &http.Transport{MaxIdleConns: 2 * n, MaxIdleConnsPerHost: 2 * n, DisableCompression: true}
 }
 
 // warmCache reads every key of set once through the fold (fold.Lookup,
@@ -341,9 +365,11 @@ func (b *bench) readRows(be *backend, hot keySet, series map[string][]readPair) 
 		name, what string
 		target     bool
 	}{
-		{"hot-http", "GET /v1/folds/{fold}/keys/{key}", true},
+		{"hot-pipelined", "GET /v1/folds/{fold}/keys/{key} pipelined on one shared connection", true},
+		{"hot-http", "GET /v1/folds/{fold}/keys/{key}, a connection per client (net/http)", false},
 		{"hot-client", "client.Get (Go client)", true},
-		{"uniform-http", "GET /v1/folds/{fold}/keys/{key}", false},
+		{"uniform-http", "GET /v1/folds/{fold}/keys/{key}, a connection per client (net/http)", false},
+		{"uniform-client", "client.Get (Go client)", false},
 	} {
 		ps := series[v.name]
 		if len(ps) == 0 {

@@ -3,6 +3,10 @@
 //
 // A Client reads keys (Get, BatchGet), pages through them (Scan), reports
 // the folds' status (Status, Folds) and follows their changes (Watch).
+// Share one Client between goroutines: its Gets without read options go
+// pipelined over one connection, where the service answers those that
+// arrive together with one write, which makes a read cost a fraction of a
+// request on a connection of its own.
 //
 // # Positions
 //
@@ -34,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The headers of the API that the client reads and sends.
@@ -48,6 +54,9 @@ type Client struct {
 	base  string // scheme://host[:port][/path], without a trailing slash
 	hc    *http.Client
 	token string
+	// pipe carries the plain Gets (no read options), pipelined; nil with
+	// WithHTTPClient, whose client carries every request.
+	pipe *fasthttp.PipelineClient
 }
 
 // Option configures a Client (New).
@@ -60,7 +69,10 @@ type settings struct {
 }
 
 // WithHTTPClient sends the requests through hc instead of a client of the
-// package's own. Give it no Timeout: a Watch streams for as long as it
+// package's own, Get's included: without it, a Get without read options
+// goes through a connection that the Client's Gets share, pipelined, which
+// costs the service and the application several times less per read than
+// a request on a connection of its own. Give hc no Timeout: a Watch streams for as long as it
 // runs (reads are bounded by their context instead), and a timeout cuts
 // the stream, which Watch then resumes, over and over.
 func WithHTTPClient(hc *http.Client) Option {
@@ -133,6 +145,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = idleConns
 		c.hc = &http.Client{Transport: t}
+		c.pipe = newPipe(u, s.tls)
 	}
 	if s.tls != nil {
 		t, ok := c.hc.Transport.(*http.Transport)

@@ -110,6 +110,9 @@ func (w *wireEntry) entry() Entry {
 // which carries the position the answer reflects.
 func (c *Client) Get(ctx context.Context, fold, key string, opts ...ReadOption) (Entry, Position, error) {
 	s := readOptions(opts)
+	if c.pipe != nil && s.minCursor == 0 {
+		return c.getPipelined(ctx, fold, key)
+	}
 	resp, err := c.do(ctx, http.MethodGet, foldPath(fold, "/keys/"+url.PathEscape(key)), s.query(nil), nil, http.StatusOK, nil)
 	if err != nil {
 		var e *Error
@@ -123,12 +126,7 @@ func (c *Client) Get(ctx context.Context, fold, key string, opts ...ReadOption) 
 	if err != nil {
 		return Entry{}, Position{}, fmt.Errorf("slipstream: get %s: %w", key, err)
 	}
-	at, _ := positionOf(resp.Header)
-	rev, err := strconv.ParseUint(resp.Header.Get(revisionHeader), 10, 64)
-	if err != nil {
-		return Entry{}, at, fmt.Errorf("slipstream: get %s: bad %s header %q", key, revisionHeader, resp.Header.Get(revisionHeader))
-	}
-	return Entry{Key: key, Value: value, Revision: rev}, at, nil
+	return entryOf(key, value, resp.Header)
 }
 
 // BatchGet reads keys (1 to 1000) from fold at one position, and answers

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/slipstreamkv/slipstream/host/objstore"
 	"github.com/slipstreamkv/slipstream/host/reconcile"
 	"github.com/slipstreamkv/slipstream/sdk"
+	"github.com/valyala/fasthttp"
 )
 
 // Headers of GET .../artifact: the exported cursor and content hash.
@@ -51,8 +53,23 @@ type Options struct {
 	Stopping context.Context
 }
 
+// Routes are the API as two servers serve it (host/front serves them
+// on one port): HTTP answers every request of the API; Read answers the
+// plain key reads alone, GET /v1/folds/{fold}/keys/{key} without a query,
+// on a fasthttp server, with the same answers as HTTP, and reports false,
+// having written nothing, for any other request.
+type Routes struct {
+	HTTP http.Handler
+	Read func(*fasthttp.RequestCtx) bool
+}
+
 // Handler returns the API over folds, with /metrics from g.
 func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler {
+	return New(folds, g, o).HTTP
+}
+
+// New returns the API over folds, with /metrics from g, in its two halves.
+func New(folds []*fold.Fold, g prometheus.Gatherer, o Options) Routes {
 	a := &api{folds: map[string]*fold.Fold{}, order: folds, producer: o.Producer, tempDir: o.TempDir, publish: o.Publish, stopping: o.Stopping, reload: o.Reload}
 	for _, f := range folds {
 		a.folds[f.Name()] = f
@@ -78,7 +95,7 @@ func Handler(folds []*fold.Fold, g prometheus.Gatherer, o Options) http.Handler 
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	return mux
+	return Routes{HTTP: mux, Read: a.fastRead}
 }
 
 type api struct {
@@ -99,9 +116,17 @@ type Error struct {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
+	_, _ = w.Write(jsonBody(v))
+}
+
+// jsonBody is v as every answer of the API writes it: indented, with a
+// final newline.
+func jsonBody(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = enc.Encode(v) // the API's answers are types that encode
+	return b.Bytes()
 }
 
 func fail(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, Error{Error: msg}) }
@@ -109,10 +134,13 @@ func fail(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, Erro
 func (a *api) fold(w http.ResponseWriter, r *http.Request) (*fold.Fold, bool) {
 	f, ok := a.folds[r.PathValue("fold")]
 	if !ok {
-		fail(w, http.StatusNotFound, "no fold named "+strconv.Quote(r.PathValue("fold")))
+		fail(w, http.StatusNotFound, noFold(r.PathValue("fold")))
 	}
 	return f, ok
 }
+
+// noFold is the message of a 404 for a fold the API does not have.
+func noFold(name string) string { return "no fold named " + strconv.Quote(name) }
 
 func statusCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), 5*time.Second)
@@ -152,17 +180,26 @@ func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// readError maps a read failure to a status code.
+// readError answers a read that failed (readFailure).
 func readError(w http.ResponseWriter, err error) {
+	code, msg, passing := readFailure(err)
+	if passing {
+		w.Header().Set("Retry-After", "1")
+	}
+	fail(w, code, msg)
+}
+
+// readFailure maps a read's error to its status code and message; passing
+// is set when the client should retry (with Retry-After: 1).
+func readFailure(err error) (code int, msg string, passing bool) {
 	switch {
 	case errors.Is(err, fold.ErrNotReady), errors.Is(err, fold.ErrStoreUnavailable):
 		// Passing: the fold is bootstrapping or restarting its plugin.
-		w.Header().Set("Retry-After", "1")
-		fail(w, http.StatusServiceUnavailable, err.Error())
+		return http.StatusServiceUnavailable, err.Error(), true
 	case errors.Is(err, sdk.ErrNotFound):
-		fail(w, http.StatusNotFound, "key not found")
+		return http.StatusNotFound, "key not found", false
 	default:
-		fail(w, http.StatusBadGateway, "store: "+err.Error())
+		return http.StatusBadGateway, "store: " + err.Error(), false
 	}
 }
 

@@ -14,31 +14,66 @@ import (
 // the token sent; no answer repeats what was sent. token must not be
 // empty.
 func RequireToken(h http.Handler, token string) http.Handler {
-	if token == "" {
-		panic("api: RequireToken with an empty token")
-	}
-	// Comparing digests keeps the comparison's time independent of the
-	// sent token's length as well as of its content.
-	want := sha256.Sum256([]byte(token))
+	return requireToken(h, newTokenCheck(token))
+}
+
+// WithToken puts both halves of the API behind token, as RequireToken
+// does: a plain key read without it is left to the HTTP half, which
+// answers 401.
+func (r Routes) WithToken(token string) Routes {
+	t := newTokenCheck(token)
+	return Routes{HTTP: requireToken(r.HTTP, t), Read: requireTokenFast(r.Read, t)}
+}
+
+func requireToken(h http.Handler, t tokenCheck) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/livez" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			h.ServeHTTP(w, r)
 			return
 		}
-		sent, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
+		switch t.check(r.Header.Get("Authorization")) {
+		case tokenMissing:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="slipstream"`)
 			fail(w, http.StatusUnauthorized, "missing bearer token: send the header Authorization: Bearer TOKEN")
-			return
-		}
-		got := sha256.Sum256([]byte(sent))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		case tokenInvalid:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="slipstream", error="invalid_token"`)
 			fail(w, http.StatusUnauthorized, "invalid bearer token")
-			return
+		default:
+			h.ServeHTTP(w, r)
 		}
-		h.ServeHTTP(w, r)
 	})
+}
+
+// tokenCheck holds the digest of the token that requests must carry.
+// Comparing digests keeps the comparison's time independent of the sent
+// token's length as well as of its content.
+type tokenCheck struct{ want [sha256.Size]byte }
+
+func newTokenCheck(token string) tokenCheck {
+	if token == "" {
+		panic("api: RequireToken with an empty token")
+	}
+	return tokenCheck{want: sha256.Sum256([]byte(token))}
+}
+
+// The outcomes of tokenCheck.check.
+const (
+	tokenValid = iota
+	tokenMissing
+	tokenInvalid
+)
+
+// check judges an Authorization header.
+func (t tokenCheck) check(header string) int {
+	sent, ok := bearer(header)
+	if !ok {
+		return tokenMissing
+	}
+	got := sha256.Sum256([]byte(sent))
+	if subtle.ConstantTimeCompare(got[:], t.want[:]) != 1 {
+		return tokenInvalid
+	}
+	return tokenValid
 }
 
 // bearer returns the credentials of an Authorization header of the Bearer

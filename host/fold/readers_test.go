@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/slipstreamkv/slipstream/host/api"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/front"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
@@ -38,8 +39,9 @@ func TestReadersSurvivePluginDeath(t *testing.T) {
 	h := newHarness(t, js, "cfg", nil, t.TempDir())
 	h.start()
 	h.waitSynced(last)
-	web := httptest.NewServer(api.Handler([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
-	defer web.Close()
+	// Served as the service serves it: these plain key reads are the fast
+	// server's.
+	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
 
 	for round := range 3 {
 		p := h.lastPlugin()
@@ -49,7 +51,7 @@ func TestReadersSurvivePluginDeath(t *testing.T) {
 		killed := time.Now()
 		var unavailable int
 		testenv.Eventually(t, 15*time.Second, "a read answered again after the plugin died", func() bool {
-			code, body := get(t, web.URL+"/v1/folds/test/keys/route.a")
+			code, body := get(t, web+"/v1/folds/test/keys/route.a")
 			switch code {
 			case http.StatusOK:
 				if body != "hello" {
@@ -75,6 +77,26 @@ func TestReadersSurvivePluginDeath(t *testing.T) {
 	if st := h.f.Status(ctx); st.Generation != 1 {
 		t.Errorf("generation %d: a plugin death rebuilt the fold instead of reopening it", st.Generation)
 	}
+}
+
+// serveFront serves routes as the service does (host/front) on a loopback
+// port until the test ends, and returns its base URL.
+func serveFront(t *testing.T, routes api.Routes) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := front.New(front.Options{Read: routes.Read, HTTP: routes.HTTP})
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		<-done
+	})
+	return "http://" + ln.Addr().String()
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -56,9 +56,28 @@ func TestAPITokenOverTLS(t *testing.T) {
 	r.waitReady(1)
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	// A connection's first plain key read is the fast server's; a request
+	// of another kind hands the connection to net/http. Every check below
+	// runs on a connection of each.
+	for _, fresh := range []bool{true, false} {
+		if fresh {
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}
+		} else {
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxConnsPerHost: 1}
+		}
+		checkToken(t, client, r.svc.HTTPAddr(), token)
+	}
+	if n := fastReadsOver(t, client, r.svc.HTTPAddr(), token); n < 1 {
+		t.Errorf("the fast server answered %d key reads with the token, want some", n)
+	}
+}
+
+// checkToken is TestAPITokenOverTLS's reads through client.
+func checkToken(t *testing.T, client *http.Client, addr, token string) {
+	t.Helper()
 	get := func(scheme, path, auth string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, scheme+"://"+r.svc.HTTPAddr()+path, nil)
+		req, err := http.NewRequest(http.MethodGet, scheme+"://"+addr+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,9 +113,25 @@ func TestAPITokenOverTLS(t *testing.T) {
 		t.Errorf("plain HTTP to the TLS API: %d %q", code, body)
 	}
 	// A client that does not trust the certificate gets no answer at all.
-	if _, err := http.Get("https://" + r.svc.HTTPAddr() + "/livez"); err == nil {
+	if _, err := http.Get("https://" + addr + "/livez"); err == nil {
 		t.Error("a client without the certificate's CA connected")
 	}
+}
+
+// fastReadsOver is the service's count of the fast server's key reads,
+// read through client with the token.
+func fastReadsOver(t *testing.T, client *http.Client, addr, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return countOf(t, resp, "slipstream_http_fast_reads_total")
 }
 
 // TestAPIBadKeyPair: a tls_key that does not match tls_cert fails the

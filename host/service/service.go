@@ -30,8 +30,10 @@ import (
 	"github.com/slipstreamkv/slipstream/host/config"
 	"github.com/slipstreamkv/slipstream/host/connect"
 	"github.com/slipstreamkv/slipstream/host/fold"
+	"github.com/slipstreamkv/slipstream/host/front"
 	"github.com/slipstreamkv/slipstream/host/objstore"
 	"github.com/slipstreamkv/slipstream/internal/pluginhost"
+	"github.com/valyala/fasthttp"
 )
 
 // PluginPrefix is the file name prefix of store plugin binaries.
@@ -71,7 +73,7 @@ type Service struct {
 	// handler built over them; reloadMu serializes reloads.
 	mu       sync.Mutex
 	folds    []*foldRun
-	handler  atomic.Pointer[http.Handler]
+	handler  atomic.Pointer[api.Routes]
 	reloadMu sync.Mutex
 	// Set by Run: the context folds run under, and what waits for them.
 	runCtx context.Context
@@ -125,7 +127,7 @@ func (s *Service) start(ctx context.Context) error {
 				_ = l.Close()
 				return fmt.Errorf("http api: tls_cert and tls_key: %w", err)
 			}
-			l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+			l = front.TLSListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		}
 		s.listener = l
 	}
@@ -367,15 +369,29 @@ func (s *Service) Run(ctx context.Context) error {
 		s.launch(fr)
 	}
 	s.mu.Unlock()
-	var srv *http.Server
+	var srv *front.Server
 	httpErr := make(chan error, 1)
 	if s.listener != nil {
 		s.mu.Lock()
 		s.buildHandler()
 		s.mu.Unlock()
-		srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			(*s.handler.Load()).ServeHTTP(w, r)
-		}), ReadHeaderTimeout: 10 * time.Second}
+		srv = front.New(front.Options{
+			Read: func(ctx *fasthttp.RequestCtx) bool { return s.handler.Load().Read(ctx) },
+			HTTP: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s.handler.Load().HTTP.ServeHTTP(w, r)
+			}),
+			Log: s.log,
+		})
+		s.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "slipstream_http_fast_reads_total",
+				Help: "Key reads (GET of a key, no query) answered by the API's fast server.",
+			}, func() float64 { n, _ := srv.Counts(); return float64(n) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "slipstream_http_handovers_total",
+				Help: "API connections the fast server handed to net/http, at their first request of another kind.",
+			}, func() float64 { _, n := srv.Counts(); return float64(n) }),
+		)
 		s.serving = true
 		go func() { httpErr <- srv.Serve(s.listener) }()
 		tlsOn := s.cfg.HTTP.TLSCert != ""
@@ -437,12 +453,12 @@ func (s *Service) buildHandler() {
 	for i, fr := range s.folds {
 		folds[i] = fr.f
 	}
-	h := api.Handler(folds, s.reg, api.Options{
+	h := api.New(folds, s.reg, api.Options{
 		Producer: s.opts.Producer, TempDir: filepath.Join(s.cfg.DataDir, "tmp"), Publish: s.Publish,
 		Reload: func(ctx context.Context) (any, error) { return s.ReloadFile(ctx) }, Stopping: s.runCtx,
 	})
 	if s.cfg.HTTP.Token != "" {
-		h = api.RequireToken(h, string(s.cfg.HTTP.Token))
+		h = h.WithToken(string(s.cfg.HTTP.Token))
 	}
 	s.handler.Store(&h)
 }
