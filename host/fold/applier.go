@@ -27,6 +27,7 @@ type applier struct {
 	g   *generation
 
 	pipe pluginhost.BatchPipe // nil until first used
+	hand *handoff             // told when the applier waits for a batch
 
 	// Between a send and the drain after it: the completer's queue, the
 	// end of the completer, and its error once ended.
@@ -52,7 +53,13 @@ func (a *applier) contained(batches <-chan *batch) (err error) {
 
 func (a *applier) run(batches <-chan *batch) error {
 	defer a.close()
-	for b := range batches {
+	for {
+		a.hand.free()
+		b, ok := <-batches
+		a.hand.busy()
+		if !ok {
+			break
+		}
 		if a.pipeable(b) {
 			if err := a.send(b); err != nil {
 				return err

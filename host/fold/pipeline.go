@@ -33,10 +33,11 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 	defer stopReading()
 	applyCh := make(chan *batch, 1)
 	applierDone := make(chan struct{})
+	hand := &handoff{wake: w.Wake}
 	var applyErr error
 	go func() {
 		defer close(applierDone)
-		a := &applier{f: f, ctx: ctx, g: tgt}
+		a := &applier{f: f, ctx: ctx, g: tgt, hand: hand}
 		if err := a.contained(applyCh); err != nil {
 			applyErr = err
 			stopReading()
@@ -54,7 +55,7 @@ func (f *Fold) follow(ctx context.Context, tgt *generation, w *watch.Watch, curs
 		}
 	}()
 	r := &reader{
-		f: f, tgt: tgt, w: w, ctx: ctx, rctx: rctx, applyCh: applyCh, applierDone: applierDone,
+		f: f, tgt: tgt, w: w, ctx: ctx, rctx: rctx, applyCh: applyCh, applierDone: applierDone, hand: hand,
 		high: cursor, sent: cursor,
 		nextCheck: time.Now().Add(f.cfg.CheckEvery), lastReconcile: time.Now(),
 		progress: newProgress(w.InitialPending),
@@ -128,6 +129,7 @@ type reader struct {
 	rctx        context.Context // ends also when the applier fails
 	applyCh     chan<- *batch
 	applierDone <-chan struct{}
+	hand        *handoff
 
 	changes  []sdk.Mutation // received, not yet flushed
 	size     int
@@ -310,13 +312,47 @@ func (r *reader) receive(u watch.Update) (bool, error) {
 }
 
 // applierPoll is how often a caught-up reader whose open batch waits for a
-// busy applier looks again.
+// busy applier looks again, should the applier's wake-up be missed.
 const applierPoll = time.Millisecond
 
-// flushIfIdle hands a caught-up batch to the applier when no other batch
-// is waiting for it; otherwise the batch keeps growing.
+// handoff tells the reader when the applier is free for a caught-up batch.
+// A caught-up batch goes to the applier only when the applier waits for
+// one: queued behind the batch being committed, it would wait a whole
+// commit before its own, while the changes after it would start another
+// batch. Kept open instead, it takes in what arrives meanwhile, and leaves
+// the moment the applier is free, which wakes the reader.
+type handoff struct {
+	idle   atomic.Bool // the applier waits for a batch
+	wanted atomic.Bool // the reader holds a caught-up batch for it
+	wake   func()      // wakes the reader's wait for updates
+}
+
+// free is the applier's: it is about to wait for a batch.
+func (h *handoff) free() {
+	h.idle.Store(true)
+	if h.wanted.Swap(false) {
+		h.wake()
+	}
+}
+
+// busy is the applier's: it has a batch.
+func (h *handoff) busy() { h.idle.Store(false) }
+
+// ready is the reader's: whether the applier waits for a batch. When not,
+// the applier's next free wakes the reader. (Both sides write their flag
+// before they read the other's, so one of them sees the other.)
+func (h *handoff) ready() bool {
+	if h.idle.Load() {
+		return true
+	}
+	h.wanted.Store(true)
+	return h.idle.Load()
+}
+
+// flushIfIdle hands a caught-up batch to the applier when it waits for
+// one and no other batch is queued; otherwise the batch keeps growing.
 func (r *reader) flushIfIdle() (bool, error) {
-	if !r.caughtUp || len(r.changes) == 0 || len(r.applyCh) > 0 {
+	if !r.caughtUp || len(r.changes) == 0 || len(r.applyCh) > 0 || !r.hand.ready() {
 		return true, nil
 	}
 	return r.flush(true)

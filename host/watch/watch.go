@@ -206,7 +206,8 @@ type Config struct {
 	StartGate chan struct{}
 }
 
-// Watch is one running consumer. It is used by one goroutine.
+// Watch is one running consumer. It is used by one goroutine, but for
+// Wake.
 type Watch struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
@@ -221,7 +222,10 @@ type Watch struct {
 	taken []delivery
 	next  int
 	// wait is Next's one timer, reset for each wait.
-	wait   *time.Timer
+	wait *time.Timer
+	// wake has a token when Wake was called since Next last returned
+	// ErrNoUpdate for it.
+	wake   chan struct{}
 	prefix string   // "$KV.<bucket>."
 	scope  []string // the stream subjects the consumer delivers
 	// Identity is the stream this watch reads, as found by Start.
@@ -347,6 +351,7 @@ func Start(ctx context.Context, js jetstream.JetStream, cfg Config) (*Watch, err
 	w.cc, w.closed = cc, cc.Closed()
 	w.wait = time.NewTimer(time.Hour)
 	w.wait.Stop()
+	w.wake = make(chan struct{}, 1)
 	// Re-check after creation: retention may have moved between the check
 	// and the consumer's creation, and the server says nothing if it did.
 	after, err := stream.Info(ctx)
@@ -465,6 +470,8 @@ func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 		case <-w.wait.C:
 			armed = false
 			return Update{}, ErrNoUpdate
+		case <-w.wake:
+			return Update{}, ErrNoUpdate
 		case <-ctx.Done():
 			w.stopConsuming(true)
 			return Update{}, ctx.Err()
@@ -478,6 +485,17 @@ func (w *Watch) Next(ctx context.Context, wait time.Duration) (Update, error) {
 			}
 			return Update{}, ErrConsumerStopped
 		}
+	}
+}
+
+// Wake makes Next, waiting with nothing to hand out, return ErrNoUpdate
+// at once (or the next call that would wait, if none is waiting). Any
+// goroutine may call it: the fold's applier does when it becomes free for
+// a batch the reader holds.
+func (w *Watch) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -1,0 +1,47 @@
+package fold
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestHandoffWakesTheReader: a reader told the applier is busy is woken
+// when it becomes free, whatever the interleaving; one told it is free
+// needs no wake.
+func TestHandoffWakesTheReader(t *testing.T) {
+	var woken atomic.Int64
+	h := &handoff{wake: func() { woken.Add(1) }}
+	h.busy()
+	if h.ready() {
+		t.Fatal("ready while the applier is busy")
+	}
+	h.free()
+	if woken.Load() != 1 {
+		t.Fatalf("%d wakes after the applier became free for a waiting reader, want 1", woken.Load())
+	}
+	if !h.ready() {
+		t.Fatal("not ready while the applier waits")
+	}
+	h.busy()
+	h.free()
+	if woken.Load() != 1 {
+		t.Fatalf("%d wakes: the applier woke a reader that held nothing", woken.Load())
+	}
+
+	// Concurrently: every round the reader finds the applier not ready is
+	// followed by a wake once the applier is free.
+	for range 2000 {
+		woken.Store(0)
+		h := &handoff{wake: func() { woken.Add(1) }}
+		h.busy()
+		var wg sync.WaitGroup
+		var ready bool
+		wg.Go(func() { ready = h.ready() })
+		wg.Go(func() { h.free() })
+		wg.Wait()
+		if !ready && woken.Load() == 0 {
+			t.Fatal("the reader was told to wait and never woken: a lost wake-up")
+		}
+	}
+}
