@@ -17,7 +17,7 @@ import (
 // take as it is (a path to clean, which it redirects; an escaped fold
 // name), it leaves alone and reports false.
 func (a *api) fastRead(ctx *fasthttp.RequestCtx) bool {
-	if !ctx.IsGet() {
+	if !plainGet(&ctx.Request.Header) {
 		return false
 	}
 	name, key, ok := keyReadPath(ctx.Request.Header.RequestURI())
@@ -59,6 +59,17 @@ func setFastPosition(h *fasthttp.ResponseHeader, at fold.Position) {
 	h.SetBytesV(CursorHeader, strconv.AppendUint(num[:0], at.Cursor, 10))
 }
 
+// plainGet reports whether a request is a GET that net/http reads as
+// fasthttp did: HTTP/1.1, a Host, no body, no Expect. fasthttp's parser is
+// more lenient than net/http's in corners (a version other than 1.1, a
+// Transfer-Encoding it drops): those requests go to net/http.
+func plainGet(h *fasthttp.RequestHeader) bool {
+	// ContentLength is -2 without a Content-Length header, -1 when chunked.
+	cl := h.ContentLength()
+	return h.IsGet() && h.IsHTTP11() && len(h.Host()) > 0 && (cl == 0 || cl == -2) &&
+		h.Peek("Expect") == nil && h.Peek("Transfer-Encoding") == nil
+}
+
 var (
 	foldsPath = []byte("/v1/folds/")
 	keysPath  = []byte("/keys/")
@@ -71,7 +82,7 @@ var (
 // in the key but for a trailing slash), which it answers with a redirect.
 func keyReadPath(uri []byte) (name, key []byte, ok bool) {
 	rest, ok := bytes.CutPrefix(uri, foldsPath)
-	if !ok || bytes.ContainsAny(rest, "?#") {
+	if !ok || !pathBytes(rest) {
 		return nil, nil, false
 	}
 	slash := bytes.IndexByte(rest, '/')
@@ -98,6 +109,22 @@ func keyReadPath(uri []byte) (name, key []byte, ok bool) {
 		key = []byte(s)
 	}
 	return name, key, true
+}
+
+// pathBytes reports whether p holds only the bytes of an RFC 3986 path
+// (unreserved, sub-delims, ':', '@', '/' and '%'): no query or fragment,
+// and nothing that net/url would escape again, which makes ServeMux see
+// another path (an escaped slash then separates segments).
+func pathBytes(p []byte) bool {
+	for _, c := range p {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/%"), c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // cleanKey reports whether the path ending in key is one that ServeMux

@@ -28,8 +28,12 @@ import (
 // request's headers (and its request line) must fit in readBuffer, a
 // request body (buffered before it is handed over) in maxBody.
 const (
-	readBuffer  = 64 << 10
-	maxBody     = 8 << 20
+	readBuffer = 64 << 10
+	// maxBody is the API's largest (a batchGet's 4 MiB) with room for
+	// net/http to refuse what is over it with its own answer. fasthttp
+	// reads a body before the token is checked: this bounds what an
+	// unauthenticated client can make it hold.
+	maxBody     = 4<<20 + 64<<10
 	readTimeout = 10 * time.Second // a request's headers and body
 	idleTimeout = 5 * time.Minute  // a connection between two requests
 )
@@ -87,6 +91,7 @@ func New(o Options) *Server {
 		DisablePreParseMultipartForm: true,
 		KeepHijackedConns:            true,
 		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true, // a malformed request's bytes may hold a token
 		Logger:                       fastLogger{log},
 	}
 	return s
@@ -141,6 +146,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	// fasthttp answered a 100-continue itself; net/http must not again.
 	h := &ctx.Request.Header
 	h.Del("Expect")
+	h.SetNoDefaultContentType(true)
 	body := ctx.Request.Body()
 	if len(body) > 0 || h.ContentLength() < 0 {
 		h.SetContentLength(len(body))
