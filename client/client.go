@@ -38,8 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // The headers of the API that the client reads and sends.
@@ -56,7 +54,7 @@ type Client struct {
 	token string
 	// pipe carries the plain Gets (no read options), pipelined; nil with
 	// WithHTTPClient, whose client carries every request.
-	pipe *fasthttp.PipelineClient
+	pipe *pipe
 }
 
 // Option configures a Client (New).

@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,4 +114,91 @@ func fastReads(t *testing.T, addr string) int {
 	}
 	t.Fatal("no slipstream_http_fast_reads_total in /metrics")
 	return 0
+}
+
+// TestPipelinedGetFailures: a plain Get fails at once, with the cause,
+// when the service cannot be reached or its certificate is not trusted;
+// it ends at its context's cancellation even with a deadline far off, and
+// cancelled Gets leave no goroutine behind each; a connection the server
+// closes between Gets is replaced without the caller seeing it.
+func TestPipelinedGetFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	c, err := client.New(refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, _, err := c.Get(context.Background(), "f", "k"); err == nil || !strings.Contains(err.Error(), "refused") || time.Since(start) > 5*time.Second {
+		t.Errorf("Get from a closed port: %v after %v, want connection refused at once", err, time.Since(start))
+	}
+
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsSrv.Close()
+	c, err = client.New(tlsSrv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Get(ctxT(t, 10*time.Second), "f", "k"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Get from a server with an untrusted certificate: %v, want the certificate's error", err)
+	}
+
+	// A server that reads requests and never answers.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, conn); conn.Close() }()
+		}
+	}()
+	c, err = client.New(silent.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	if _, _, err := c.Get(ctx, "f", "k"); !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+		t.Errorf("cancelled Get: %v after %v, want context.Canceled at the cancellation", err, time.Since(start))
+	}
+	before := runtime.NumGoroutine()
+	for range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Millisecond, cancel)
+		_, _, _ = c.Get(ctx, "f", "k")
+	}
+	if after := runtime.NumGoroutine(); after > before+20 {
+		t.Errorf("%d goroutines after 200 cancelled Gets, %d before", after, before)
+	}
+
+	// A server that answers one request per connection, then closes it.
+	var conns atomic.Int64
+	once := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Slipstream-Revision", "7")
+		_, _ = io.WriteString(w, r.URL.EscapedPath())
+	}))
+	defer once.Close()
+	c, err = client.New(once.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		got, _, err := c.Get(ctxT(t, 10*time.Second), "f", "k"+strconv.Itoa(i))
+		if err != nil || string(got.Value) != "/v1/folds/f/keys/k"+strconv.Itoa(i) {
+			t.Fatalf("Get %d over a connection the server closes after each answer: %q, %v", i, got.Value, err)
+		}
+	}
 }
