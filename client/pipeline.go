@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"sync"
 )
@@ -191,6 +192,15 @@ func (pc *pipeConn) send(req []byte) (*pipeCall, bool, error) {
 		return call, fresh, nil
 	}
 	pc.writing = true
+	// Let the goroutines that are ready to run (those whose answers just
+	// came, typically) queue their requests first: they leave together. In
+	// make bench's reads (8 goroutines, 2026-12-07 20:31-20:33 UTC) this
+	// made 80.5k-83.8k reads/s at 14.9-15.9 µs of CPU each, against
+	// 64.4k-64.7k at 20.0-20.8 µs writing at once. A program whose other
+	// goroutines keep the CPU busy pays for it with a wait for a turn.
+	pc.mu.Unlock()
+	runtime.Gosched()
+	pc.mu.Lock()
 	for len(pc.out) > 0 && pc.err == nil {
 		buf := pc.out
 		pc.out = pc.spare[:0]
