@@ -70,7 +70,8 @@ type settings struct {
 // package's own, Get's included: without it, a Get without read options
 // goes through a connection that the Client's Gets share, pipelined, which
 // costs the service and the application several times less per read than
-// a request on a connection of its own. Give hc no Timeout: a Watch streams for as long as it
+// a request on a connection of its own. That connection goes to the
+// service directly, never through an HTTP proxy. Give hc no Timeout: a Watch streams for as long as it
 // runs (reads are bounded by their context instead), and a timeout cuts
 // the stream, which Watch then resumes, over and over.
 func WithHTTPClient(hc *http.Client) Option {
