@@ -91,6 +91,11 @@ func WithToken(token string) Option {
 		if token == "" {
 			return errors.New("client: WithToken with an empty token")
 		}
+		for _, c := range []byte(token) {
+			if c < 0x20 || c == 0x7f {
+				return errors.New("client: WithToken: the token holds a control character")
+			}
+		}
 		s.token = token
 		return nil
 	}
@@ -161,6 +166,17 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		c.hc = &hc
 	}
 	return c, nil
+}
+
+// Close closes the Client's idle connections, the pipelined one of its
+// Gets included; a Get made later opens another. A Client that is dropped
+// without Close keeps that connection until the service closes it (after
+// 5 minutes idle).
+func (c *Client) Close() {
+	if c.pipe != nil {
+		c.pipe.close()
+	}
+	c.hc.CloseIdleConnections()
 }
 
 // Position is where a read or a change stream stands: every commit up to

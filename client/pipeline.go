@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // A Client's plain Gets (no read options) share one connection, on which
@@ -27,6 +28,22 @@ import (
 // make bench's reads (8 goroutines, 300k keys, 2026-12-07, with fasthttp's
 // PipelineClient) two gave 1.65-1.67× kv.Get's reads/s, one 2.06-2.30×.
 
+// Bounds of the pipe.
+const (
+	// pipeWriteTimeout bounds one write: a service that stops reading
+	// ends the connection.
+	pipeWriteTimeout = 10 * time.Second
+	// pipeStuck: a Get whose context ends while the oldest request on its
+	// connection has waited this long for an answer drops the connection,
+	// so that the Gets after it do not queue behind an answer that may
+	// never come (a half-open connection).
+	pipeStuck = 2 * time.Second
+	// pipeRetries is how many times a Get is sent again after a
+	// connection that had answered fails under it; a Get queued behind an
+	// answer that closed the connection is sent again without counting.
+	pipeRetries = 2
+)
+
 // pipe is the connection of a Client's plain Gets, dialled when first
 // needed and again after it fails.
 type pipe struct {
@@ -35,8 +52,9 @@ type pipe struct {
 	tls    *tls.Config // nil for http://
 	prefix string      // the base URL's path, before every request's
 
-	mu   sync.Mutex
-	conn *pipeConn
+	mu      sync.Mutex
+	conn    *pipeConn
+	dialing chan struct{} // closed when the dial under way ends
 }
 
 // newPipe returns the pipe of the service at u, whose TLS configuration
@@ -58,6 +76,7 @@ func newPipe(u *url.URL, cfg *tls.Config) *pipe {
 		if p.tls.ServerName == "" {
 			p.tls.ServerName = u.Hostname()
 		}
+		p.tls.NextProtos = []string{"http/1.1"} // the pipe speaks HTTP/1.1 only
 	}
 	return p
 }
@@ -73,53 +92,64 @@ type pipeConn struct {
 	err     error       // why the connection ended; no call is queued after
 	spare   []byte      // the buffer out had before the last write
 	writing bool        // a send is writing out
-	reused  bool        // a call's response was read on it
+	answers int         // responses read on it
 }
 
 // pipeCall is one Get waiting for its response.
 type pipeCall struct {
 	done chan pipeResult // buffered: an abandoned call's result is dropped
+	sent time.Time
 }
 
 type pipeResult struct {
-	resp  *http.Response // the body read into body
-	body  []byte
-	err   error
-	fresh bool // the call was sent on a connection no response had come on
+	resp *http.Response // the body read into body
+	body []byte
+	err  error
+	// retry says the request may be sent again: the connection answered
+	// others before it failed, or the answer before this call's closed it
+	// (free: it was never read).
+	retry, free bool
 }
 
 var getRequest = &http.Request{Method: http.MethodGet}
 
 // get sends GET path on the pipe and waits for the answer or ctx. A
-// connection that fails under a request sent on it after earlier answers
-// (the server closed it while idle) is retried once on a new one, as the
-// request is a read.
+// connection that fails under a request, after it had answered others
+// (the service closed it while idle, or shut down), is replaced and the
+// request sent again, as it is a read.
 func (p *pipe) get(ctx context.Context, path, token string) (*http.Response, []byte, error) {
-	for attempt := 0; ; attempt++ {
+	req := p.request(path, token)
+	for retries := 0; ; {
 		pc, err := p.connection(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
-		call, fresh, err := pc.send(p.request(path, token))
+		call, err := pc.send(req)
+		var r pipeResult
 		if err != nil {
-			p.drop(pc)
-			if attempt == 0 && !fresh {
-				continue
-			}
-			return nil, nil, err
-		}
-		select {
-		case r := <-call.done:
-			if r.err != nil {
-				p.drop(pc)
-				if attempt == 0 && !r.fresh && ctx.Err() == nil {
-					continue
+			r = pipeResult{err: err, free: true} // never written on pc
+		} else {
+			select {
+			case r = <-call.done:
+			case <-ctx.Done():
+				if pc.stuck() {
+					p.drop(pc, errors.New("no answer for "+pipeStuck.String()))
 				}
-				return nil, nil, r.err
+				return nil, nil, ctx.Err()
 			}
+		}
+		if r.err == nil {
 			return r.resp, r.body, nil
-		case <-ctx.Done():
+		}
+		p.drop(pc, r.err)
+		switch {
+		case ctx.Err() != nil:
 			return nil, nil, ctx.Err()
+		case r.free:
+		case r.retry && retries < pipeRetries:
+			retries++
+		default:
+			return nil, nil, r.err
 		}
 	}
 }
@@ -140,12 +170,39 @@ func (p *pipe) request(path, token string) []byte {
 }
 
 // connection returns the open connection, dialling one if there is none.
+// A Get that finds a dial under way waits for it, or for its own ctx.
 func (p *pipe) connection(ctx context.Context) (*pipeConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.conn != nil {
-		return p.conn, nil
+	for {
+		p.mu.Lock()
+		if pc := p.conn; pc != nil {
+			p.mu.Unlock()
+			return pc, nil
+		}
+		if wait := p.dialing; wait != nil {
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		p.dialing = done
+		p.mu.Unlock()
+		pc, err := p.dial(ctx)
+		p.mu.Lock()
+		p.dialing = nil
+		if err == nil {
+			p.conn = pc
+		}
+		p.mu.Unlock()
+		close(done)
+		return pc, err
 	}
+}
+
+func (p *pipe) dial(ctx context.Context) (*pipeConn, error) {
 	var c net.Conn
 	var err error
 	if p.tls != nil {
@@ -158,38 +215,53 @@ func (p *pipe) connection(ctx context.Context) (*pipeConn, error) {
 	}
 	pc := &pipeConn{c: c}
 	go pc.readLoop()
-	p.conn = pc
 	return pc, nil
 }
 
-// drop forgets pc, if it is still the pipe's connection, and closes it.
-func (p *pipe) drop(pc *pipeConn) {
+// drop forgets pc, if it is still the pipe's connection, and ends it.
+func (p *pipe) drop(pc *pipeConn, why error) {
 	p.mu.Lock()
 	if p.conn == pc {
 		p.conn = nil
 	}
 	p.mu.Unlock()
-	pc.fail(errors.New("connection closed"))
+	pc.fail(why)
+}
+
+// close ends the pipe's connection.
+func (p *pipe) close() {
+	p.mu.Lock()
+	pc := p.conn
+	p.conn = nil
+	p.mu.Unlock()
+	if pc != nil {
+		pc.fail(errors.New("the client was closed"))
+	}
+}
+
+// stuck says whether the oldest request on pc has waited pipeStuck.
+func (pc *pipeConn) stuck() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return len(pc.calls) > 0 && time.Since(pc.calls[0].sent) >= pipeStuck
 }
 
 // send queues a request and its call, and writes it unless another send
 // is writing, which then writes it too: the requests that gather while one
-// write is under way leave in the next. fresh says that no response has
-// been read on the connection yet.
-func (pc *pipeConn) send(req []byte) (*pipeCall, bool, error) {
-	call := &pipeCall{done: make(chan pipeResult, 1)}
+// write is under way leave in the next.
+func (pc *pipeConn) send(req []byte) (*pipeCall, error) {
+	call := &pipeCall{done: make(chan pipeResult, 1), sent: time.Now()}
 	pc.mu.Lock()
-	fresh := !pc.reused
 	if pc.err != nil {
 		err := pc.err
 		pc.mu.Unlock()
-		return nil, fresh, err
+		return nil, err
 	}
 	pc.out = append(pc.out, req...)
 	pc.calls = append(pc.calls, call)
 	if pc.writing {
 		pc.mu.Unlock()
-		return call, fresh, nil
+		return call, nil
 	}
 	pc.writing = true
 	// Let the goroutines that are ready to run (those whose answers just
@@ -205,18 +277,19 @@ func (pc *pipeConn) send(req []byte) (*pipeCall, bool, error) {
 		buf := pc.out
 		pc.out = pc.spare[:0]
 		pc.mu.Unlock()
+		_ = pc.c.SetWriteDeadline(time.Now().Add(pipeWriteTimeout))
 		_, err := pc.c.Write(buf)
 		pc.mu.Lock()
 		pc.spare = buf
 		if err != nil {
 			pc.mu.Unlock()
 			pc.fail(err) // call's result is the error
-			return call, fresh, nil
+			return call, nil
 		}
 	}
 	pc.writing = false
 	pc.mu.Unlock()
-	return call, fresh, nil
+	return call, nil
 }
 
 // readLoop reads the responses, each to the oldest call waiting.
@@ -224,6 +297,12 @@ func (pc *pipeConn) readLoop() {
 	br := bufio.NewReader(pc.c)
 	for {
 		resp, err := http.ReadResponse(br, getRequest)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			err = errors.New("the server switched protocols")
+		}
+		if err == nil && resp.StatusCode < 200 {
+			continue // an interim answer (103 Early Hints): the final one follows
+		}
 		var body []byte
 		if err == nil {
 			body, err = io.ReadAll(resp.Body)
@@ -242,34 +321,37 @@ func (pc *pipeConn) readLoop() {
 		call := pc.calls[0]
 		pc.calls[0] = nil
 		pc.calls = pc.calls[1:]
-		fresh := !pc.reused
-		pc.reused = true
+		pc.answers++
 		closing := resp.Close
 		pc.mu.Unlock()
-		call.done <- pipeResult{resp: resp, body: body, fresh: fresh}
+		call.done <- pipeResult{resp: resp, body: body}
 		if closing {
 			// The server closes the connection after this answer: the
-			// calls queued behind it are retried on a new one.
-			pc.fail(errors.New("the server closed the connection"))
+			// calls queued behind it were not read, and go again.
+			pc.end(errors.New("the server closed the connection"), true)
 			return
 		}
 	}
 }
 
 // fail ends the connection: every call still waiting gets err.
-func (pc *pipeConn) fail(err error) {
+func (pc *pipeConn) fail(err error) { pc.end(err, false) }
+
+// end ends the connection; free says the calls waiting were not read by
+// the server (they may go again without counting as a retry).
+func (pc *pipeConn) end(err error, free bool) {
 	pc.mu.Lock()
 	if pc.err != nil {
 		pc.mu.Unlock()
 		return
 	}
 	pc.err = err
-	calls, fresh := pc.calls, !pc.reused
+	calls, retry := pc.calls, pc.answers > 0
 	pc.calls, pc.out = nil, nil
 	pc.mu.Unlock()
 	_ = pc.c.Close()
 	for _, call := range calls {
-		call.done <- pipeResult{err: fmt.Errorf("slipstream: %w", err), fresh: fresh}
+		call.done <- pipeResult{err: fmt.Errorf("slipstream: %w", err), retry: retry, free: free}
 	}
 }
 

@@ -91,6 +91,19 @@ func TestPipelinedGets(t *testing.T) {
 	if got, _, err := c.Get(context.Background(), "f", keys[1]); err != nil || string(got.Value) != "value of "+keys[1] {
 		t.Errorf("Get without a deadline: %q, %v", got.Value, err)
 	}
+	// Gets that the fast server would hand to net/http (with the shared
+	// connection) go another way; the Gets after them stay fast.
+	_, _, _ = c.Get(ctx, "f", "")
+	_, _, _ = c.Get(ctx, "a fold", "p.000")
+	before = fastReads(t, e.api)
+	for _, k := range keys[:10] {
+		if _, _, err := c.Get(ctx, "f", k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fastReads(t, e.api) - before; got != 10 {
+		t.Errorf("the fast server answered %d of 10 Gets after Gets it does not take", got)
+	}
 }
 
 // fastReads is the service's count of the key reads its fast server

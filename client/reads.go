@@ -110,7 +110,7 @@ func (w *wireEntry) entry() Entry {
 // which carries the position the answer reflects.
 func (c *Client) Get(ctx context.Context, fold, key string, opts ...ReadOption) (Entry, Position, error) {
 	s := readOptions(opts)
-	if c.pipe != nil && s.minCursor == 0 {
+	if c.pipe != nil && s.minCursor == 0 && fastPath(fold, key) {
 		return c.getPipelined(ctx, fold, key)
 	}
 	resp, err := c.do(ctx, http.MethodGet, foldPath(fold, "/keys/"+url.PathEscape(key)), s.query(nil), nil, http.StatusOK, nil)
@@ -127,6 +127,13 @@ func (c *Client) Get(ctx context.Context, fold, key string, opts ...ReadOption) 
 		return Entry{}, Position{}, fmt.Errorf("slipstream: get %s: %w", key, err)
 	}
 	return entryOf(key, value, resp.Header)
+}
+
+// fastPath says whether the service's fast server answers a Get of key
+// from fold: a request it leaves to net/http would take the pipe's
+// connection with it, for good.
+func fastPath(fold, key string) bool {
+	return key != "" && fold != "" && fold != "." && fold != ".." && url.PathEscape(fold) == fold
 }
 
 // BatchGet reads keys (1 to 1000) from fold at one position, and answers
