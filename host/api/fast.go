@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/valyala/fasthttp"
@@ -119,7 +120,7 @@ func pathBytes(p []byte) bool {
 	for _, c := range p {
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/%"), c) >= 0:
+		case strings.IndexByte("-._~!$&'()*+,;=:@/%", c) >= 0:
 		default:
 			return false
 		}

@@ -148,7 +148,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	h.Del("Expect")
 	h.SetNoDefaultContentType(true)
 	body := ctx.Request.Body()
-	if len(body) > 0 || h.ContentLength() < 0 {
+	if len(body) > 0 || h.ContentLength() == -1 { // -1: it came chunked
 		h.SetContentLength(len(body))
 	}
 	first := append(append([]byte(nil), h.Header()...), body...)
