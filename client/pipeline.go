@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -90,6 +91,7 @@ type pipeConn struct {
 	out     []byte      // requests not yet written
 	calls   []*pipeCall // calls whose response has not been read, oldest first
 	err     error       // why the connection ended; no call is queued after
+	werr    error       // why writing failed; the reader ends the connection
 	spare   []byte      // the buffer out had before the last write
 	writing bool        // a send is writing out
 	answers int         // responses read on it
@@ -252,8 +254,7 @@ func (pc *pipeConn) stuck() bool {
 func (pc *pipeConn) send(req []byte) (*pipeCall, error) {
 	call := &pipeCall{done: make(chan pipeResult, 1), sent: time.Now()}
 	pc.mu.Lock()
-	if pc.err != nil {
-		err := pc.err
+	if err := cmp.Or(pc.err, pc.werr); err != nil {
 		pc.mu.Unlock()
 		return nil, err
 	}
@@ -282,8 +283,20 @@ func (pc *pipeConn) send(req []byte) (*pipeCall, error) {
 		pc.mu.Lock()
 		pc.spare = buf
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				pc.mu.Unlock()
+				pc.fail(err) // the service stopped reading: call's result is the error
+				return call, nil
+			}
+			// The service closed the connection, perhaps after answers
+			// still to be read (one that says it closes makes the calls
+			// behind it free to go again): no more writes, and the reader
+			// ends the connection when it has read what came.
+			pc.werr = err
+			pc.out = nil
+			pc.writing = false
 			pc.mu.Unlock()
-			pc.fail(err) // call's result is the error
 			return call, nil
 		}
 	}
