@@ -41,8 +41,14 @@ const (
 	pipeStuck = 2 * time.Second
 	// pipeRetries is how many times a Get is sent again after a
 	// connection that had answered fails under it; a Get queued behind an
-	// answer that closed the connection is sent again without counting.
-	pipeRetries = 2
+	// answer that closed the connection is sent again without counting,
+	// up to pipeAttempts sends in all. Each such round answers one Get at
+	// least, so with n Gets at once a Get waits about n rounds, and 256
+	// leaves a busy client far from the bound; but a service that keeps
+	// closing connections unanswered must not keep a Get dialling without
+	// end.
+	pipeRetries  = 2
+	pipeAttempts = 256
 )
 
 // pipe is the connection of a Client's plain Gets, dialled when first
@@ -121,7 +127,7 @@ var getRequest = &http.Request{Method: http.MethodGet}
 // request sent again, as it is a read.
 func (p *pipe) get(ctx context.Context, path, token string) (*http.Response, []byte, error) {
 	req := p.request(path, token)
-	for retries := 0; ; {
+	for retries, attempts := 0, 1; ; attempts++ {
 		pc, err := p.connection(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -147,6 +153,8 @@ func (p *pipe) get(ctx context.Context, path, token string) (*http.Response, []b
 		switch {
 		case ctx.Err() != nil:
 			return nil, nil, ctx.Err()
+		case attempts == pipeAttempts:
+			return nil, nil, r.err
 		case r.free:
 		case r.retry && retries < pipeRetries:
 			retries++
