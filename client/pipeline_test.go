@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/slipstreamkv/slipstream/client"
+	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
 
 // TestPipelinedGets: many goroutines Get keys through one Client, whose
@@ -111,23 +112,7 @@ func TestPipelinedGets(t *testing.T) {
 // answered.
 func fastReads(t *testing.T, addr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, "slipstream_http_fast_reads_total "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return int(f)
-		}
-	}
-	t.Fatal("no slipstream_http_fast_reads_total in /metrics")
-	return 0
+	return testenv.Counter(t, testenv.Scrape(t, addr), "slipstream_http_fast_reads_total")
 }
 
 // TestPipelinedGetFailures: a plain Get fails at once, with the cause,

@@ -131,7 +131,7 @@ func fastReadsOver(t *testing.T, client *http.Client, addr, token string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return countOf(t, resp, "slipstream_http_fast_reads_total")
+	return testenv.Counter(t, testenv.Metrics(t, resp), "slipstream_http_fast_reads_total")
 }
 
 // TestAPIBadKeyPair: a tls_key that does not match tls_cert fails the

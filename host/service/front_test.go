@@ -135,27 +135,5 @@ func rawGet(t *testing.T, addr, first, uri string) answer {
 // fastReads is the service's count of the fast server's key reads.
 func fastReads(t *testing.T, addr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return countOf(t, resp, "slipstream_http_fast_reads_total")
-}
-
-// countOf reads the value of metric in the /metrics answer resp.
-func countOf(t *testing.T, resp *http.Response, metric string) int {
-	t.Helper()
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(line, metric+" "); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return int(n)
-		}
-	}
-	t.Fatalf("no %s in /metrics (status %d)", metric, resp.StatusCode)
-	return 0
+	return testenv.Counter(t, testenv.Scrape(t, addr), "slipstream_http_fast_reads_total")
 }

@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
 )
@@ -22,48 +19,8 @@ import (
 // apiTOML is foldTOML with the HTTP API on a free loopback port.
 var apiTOML = strings.Replace(foldTOML, `listen = "off"`, `listen = "127.0.0.1:0"`, 1)
 
-// scrape reads the service's /metrics: each series by name and labels
-// (name{k="v",...} as the text format writes them, labels sorted).
-func scrape(t *testing.T, addr string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for name, fam := range fams {
-		for _, m := range fam.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			key := name
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			out[key] = value(m)
-		}
-	}
-	return out
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Untyped != nil:
-		return m.Untyped.GetValue()
-	}
-	return -1
-}
+// scrape reads the service's /metrics (testenv.Scrape).
+func scrape(t *testing.T, addr string) map[string]float64 { return testenv.Scrape(t, addr) }
 
 // status reads GET /v1/folds/f and /readyz.
 func status(t *testing.T, addr string) (fold.Status, int) {
