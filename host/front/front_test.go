@@ -60,6 +60,22 @@ func fastSlow() Options {
 	}
 }
 
+// readAnswer reads the next answer on c, within 5 seconds, and its body.
+func readAnswer(t *testing.T, c net.Conn, br *bufio.Reader) (*http.Response, string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
 // TestPipelinedHandOver sends requests of both kinds pipelined on one
 // connection, in one write: each must be answered in order by the server
 // whose request it is until the first request net/http serves, and by
@@ -90,17 +106,8 @@ func TestPipelinedHandOver(t *testing.T) {
 		{"slow", "POST /slow/b abcde"},
 		{"slow", "GET //fast/../x "},
 	} {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("answer %d: %v", i, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatalf("answer %d: %v", i, err)
-		}
-		if got := resp.Header.Get("X-Server"); got != want.server || string(body) != want.body {
+		resp, body := readAnswer(t, c, br)
+		if got := resp.Header.Get("X-Server"); got != want.server || body != want.body {
 			t.Errorf("answer %d: %s server, %q; want %s server, %q", i, got, body, want.server, want.body)
 		}
 	}
@@ -170,13 +177,8 @@ func TestExpectContinueOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []string{"POST /slow ok", "GET /fast/after "} {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("answer %d: %v", i, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || string(body) != want {
+		resp, body := readAnswer(t, c, br)
+		if resp.StatusCode != http.StatusOK || body != want {
 			t.Errorf("answer %d: %d %q, want 200 %q", i, resp.StatusCode, body, want)
 		}
 	}
