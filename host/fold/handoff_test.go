@@ -7,8 +7,9 @@ import (
 )
 
 // TestHandoffWakesTheReader: a reader told the applier is busy is woken
-// when it becomes free, whatever the interleaving; one told it is free
-// needs no wake.
+// when it becomes free, whatever the interleaving; so is one told it is
+// free that still could not send (a batch was queued for the applier);
+// one that sent its batch needs no wake.
 func TestHandoffWakesTheReader(t *testing.T) {
 	var woken atomic.Int64
 	h := &handoff{wake: func() { woken.Add(1) }}
@@ -23,10 +24,21 @@ func TestHandoffWakesTheReader(t *testing.T) {
 	if !h.ready() {
 		t.Fatal("not ready while the applier waits")
 	}
+	// The reader could not send (another batch was queued): the applier's
+	// next free must wake it, as no poll will.
 	h.busy()
 	h.free()
-	if woken.Load() != 1 {
-		t.Fatalf("%d wakes: the applier woke a reader that held nothing", woken.Load())
+	if woken.Load() != 2 {
+		t.Fatalf("%d wakes after the applier became free for a reader that held its batch back, want 2", woken.Load())
+	}
+	if !h.ready() {
+		t.Fatal("not ready while the applier waits")
+	}
+	h.took()
+	h.busy()
+	h.free()
+	if woken.Load() != 2 {
+		t.Fatalf("%d wakes: the applier woke a reader that had sent its batch", woken.Load())
 	}
 
 	// Concurrently: every round the reader finds the applier not ready is
