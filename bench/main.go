@@ -206,21 +206,31 @@ func splitList(s string) []string {
 	return out
 }
 
+// startCPUProfile writes a CPU profile of this process to path until
+// stop is called.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
 // run measures every selected group and prints the table.
 func run(ctx context.Context, o *options) (err error) {
 	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer func() {
-			pprof.StopCPUProfile()
-			err = errors.Join(err, f.Close())
-		}()
+		defer func() { err = errors.Join(err, stop()) }()
 	}
 	b, err := newBench(ctx, o)
 	if err != nil {

@@ -72,8 +72,17 @@ func runChild(mode string, args []string) int {
 	config := fs.String("store-config", "{}", "store_config JSON")
 	file := fs.String("artifact", "", "artifact file: written by an export, read by an import")
 	verbose := fs.Bool("v", false, "log the fold's info records")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of this child to the file")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *profile != "" {
+		stop, err := startCPUProfile(*profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "slipstream-bench child:", err)
+			return 1
+		}
+		defer stop()
 	}
 	spec := foldSpec{
 		label: mode, url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
@@ -222,6 +231,9 @@ func (b *bench) runChildProc(ctx context.Context, label, mode, bucket, dir strin
 	args := append([]string{childFlag + mode, "-nats", b.url, "-bucket", bucket, "-dir", dir,
 		"-plugin", be.plugin, "-backend", be.name, "-wait", b.o.wait.String(),
 		"-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name], "-v=" + fmt.Sprint(b.o.verbose)}, extra...)
+	if b.o.cpuProfile != "" {
+		args = append(args, "-cpuprofile", b.o.cpuProfile+"."+label)
+	}
 	cmd := exec.CommandContext(cctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
