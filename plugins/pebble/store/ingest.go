@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/objstorage"
@@ -29,10 +30,11 @@ const ingestDir = "ingest"
 // pending holds the batches of a bulk load applied since the last ingest
 // (package doc, "Bulk load"): their mutations in arrival order, and the
 // cursor and metadata of the last. Its memory is kept from one ingest to
-// the next and dropped at the end of the load.
+// the next and returned at the end of the load (release).
 type pending struct {
 	buf     []byte  // every entry's data key, then its record (revision + value)
 	ents    []entry // in arrival order until sorted
+	mem     []byte  // the region buf and ents begin in (mapRegion), or nil
 	meta    map[string][]byte
 	cursor  uint64
 	batches int // batches held; 0 means nothing is pending
@@ -106,6 +108,33 @@ func (p *pending) mark() mark { return mark{len(p.buf), len(p.ents)} }
 // midway (add changes the cursor and metadata only once it cannot fail).
 func (p *pending) undo(m mark) {
 	p.buf, p.ents = p.buf[:m.buf], p.ents[:m.ents]
+}
+
+// alloc gives p room for bufSize bytes and n entries in one region outside
+// the Go heap (mapRegion); on failure, on the heap. Either grows by append
+// if a batch needs more, onto the heap.
+func (p *pending) alloc(bufSize, n int) {
+	entsSize := n * int(unsafe.Sizeof(entry{}))
+	mem, err := mapRegion(entsSize + bufSize)
+	if err != nil {
+		p.buf, p.ents = make([]byte, 0, bufSize), make([]entry, 0, n)
+		return
+	}
+	// The region is page-aligned, entry's alignment is at most 8, and an
+	// entry holds no pointers.
+	p.mem = mem
+	p.ents = unsafe.Slice((*entry)(unsafe.Pointer(&mem[0])), n)[:0]
+	p.buf = mem[entsSize:entsSize:len(mem)]
+}
+
+// release empties p and returns its memory. Nothing may keep a slice of
+// buf or ents past it.
+func (p *pending) release() {
+	mem := p.mem
+	*p = pending{}
+	if mem != nil {
+		_ = unmapRegion(mem) // only fails for a slice mapRegion did not give
+	}
 }
 
 // reset empties p and keeps its memory for the next batches.
@@ -333,8 +362,7 @@ func (s *Store) applyLoading(ctx context.Context, db *pebble.DB, b *sdk.Batch) e
 	if s.pending.buf == nil {
 		// Growing by doubling would copy a full buffer over and over, in
 		// copies the garbage collector cannot interrupt.
-		s.pending.buf = make([]byte, 0, s.loadBuffer+s.loadBuffer/8)
-		s.pending.ents = make([]entry, 0, s.loadBuffer/128)
+		s.pending.alloc(s.loadBuffer+s.loadBuffer/8, s.loadBuffer/128)
 	}
 	if s.pending.size() >= s.loadBuffer {
 		if err := s.ingestPending(ctx, db); err != nil {

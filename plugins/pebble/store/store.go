@@ -707,7 +707,7 @@ func (s *Store) EndLoad(ctx context.Context) error {
 		return fmt.Errorf("pebble: end load: %w", err)
 	}
 	s.loading = false
-	s.pending = pending{} // its memory is no longer needed
+	s.pending.release() // its memory is no longer needed
 	// applyMu is held: the snapshot is the state this batch left, whose
 	// stats record is zero.
 	s.startCount(db, db.NewSnapshot(), counts{})
@@ -838,7 +838,7 @@ func (s *Store) Close(context.Context) error {
 	if err := s.ingestPending(context.Background(), s.db); err != nil {
 		errs = append(errs, err)
 	}
-	s.pending = pending{}
+	s.pending.release()
 	s.hasPending.Store(false)
 	s.viewsMu.Lock()
 	views := s.views
