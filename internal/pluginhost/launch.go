@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"slices"
 	"time"
@@ -75,6 +76,8 @@ func Launch(ctx context.Context, cfg Config) (*Plugin, error) {
 		Level:      hclog.Debug,
 	})
 	cmd := exec.Command(cfg.Path, cfg.Args...)
+	// go-plugin appends the host's environment to this.
+	cmd.Env = pluginEnv(os.Environ())
 	setProcAttr(cmd)
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig: storepb.Handshake,
