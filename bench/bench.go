@@ -35,6 +35,7 @@ type bench struct {
 	logger    *slog.Logger
 	started   time.Time
 	loadStart string // load average when the run started
+	children  int    // child processes started, to name their profiles
 	rows      []row
 	phase     int // numbers live phases, so each uses its own hot key
 	// changeIndex is the value index of the next change phase's first

@@ -82,7 +82,11 @@ func runChild(mode string, args []string) int {
 			fmt.Fprintln(os.Stderr, "slipstream-bench child:", err)
 			return 1
 		}
-		defer stop()
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "slipstream-bench child: cpu profile:", err)
+			}
+		}()
 	}
 	spec := foldSpec{
 		label: mode, url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
@@ -232,7 +236,8 @@ func (b *bench) runChildProc(ctx context.Context, label, mode, bucket, dir strin
 		"-plugin", be.plugin, "-backend", be.name, "-wait", b.o.wait.String(),
 		"-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name], "-v=" + fmt.Sprint(b.o.verbose)}, extra...)
 	if b.o.cpuProfile != "" {
-		args = append(args, "-cpuprofile", b.o.cpuProfile+"."+label)
+		b.children++ // a label repeats from round to round
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%d", b.o.cpuProfile, label, b.children))
 	}
 	cmd := exec.CommandContext(cctx, exe, args...)
 	cmd.Stderr = os.Stderr

@@ -110,9 +110,9 @@ func (p *pending) undo(m mark) {
 	p.buf, p.ents = p.buf[:m.buf], p.ents[:m.ents]
 }
 
-// alloc gives p room for bufSize bytes and n entries in one region outside
-// the Go heap (mapRegion); on failure, on the heap. Either grows by append
-// if a batch needs more, onto the heap.
+// alloc gives p room for bufSize bytes and n entries in one region
+// (mapRegion: outside the Go heap on Linux); if mapping fails, on the heap.
+// Either grows by append, onto the heap, if a batch needs more.
 func (p *pending) alloc(bufSize, n int) {
 	entsSize := n * int(unsafe.Sizeof(entry{}))
 	mem, err := mapRegion(entsSize + bufSize)
@@ -361,8 +361,12 @@ func (s *Store) settle(ctx context.Context) error {
 func (s *Store) applyLoading(ctx context.Context, db *pebble.DB, b *sdk.Batch) error {
 	if s.pending.buf == nil {
 		// Growing by doubling would copy a full buffer over and over, in
-		// copies the garbage collector cannot interrupt.
-		s.pending.alloc(s.loadBuffer+s.loadBuffer/8, s.loadBuffer/128)
+		// copies the garbage collector cannot interrupt. A mapped region
+		// costs only the pages touched, so it is sized for the worst case:
+		// the buffer full and one batch more (of up to an eighth of it;
+		// a larger batch goes on the heap), and every entry as small as
+		// size counts it.
+		s.pending.alloc(s.loadBuffer+s.loadBuffer/8, s.loadBuffer/entryOverhead+1)
 	}
 	if s.pending.size() >= s.loadBuffer {
 		if err := s.ingestPending(ctx, db); err != nil {
