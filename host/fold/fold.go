@@ -34,6 +34,30 @@ var ErrNotReady = errors.New("fold has no complete generation yet")
 // store plugin is down; the fold is restarting it.
 var ErrStoreUnavailable = errors.New("store unavailable")
 
+// DefaultReadTimeout is Config.ReadTimeout's default.
+const DefaultReadTimeout = 10 * time.Second
+
+// errReadTimeout is the cause of a store read's context when the read
+// timeout ended it.
+var errReadTimeout = errors.New("read timeout")
+
+// storeRead runs read, a call to the store for a reader, bounded by the
+// read timeout. A read the timeout cut short fails with
+// ErrStoreUnavailable, saying so; one that ctx ended, with ctx's error.
+func (f *Fold) storeRead(ctx context.Context, read func(context.Context) error) error {
+	d := f.cfg.ReadTimeout
+	if d <= 0 {
+		d = DefaultReadTimeout
+	}
+	rctx, cancel := context.WithTimeoutCause(ctx, d, errReadTimeout)
+	defer cancel()
+	err := read(rctx)
+	if err != nil && ctx.Err() == nil && context.Cause(rctx) == errReadTimeout {
+		return fmt.Errorf("%w: the store plugin did not answer a read within %v", ErrStoreUnavailable, d)
+	}
+	return err
+}
+
 // Handle is an open store plugin process (a *pluginhost.Plugin), or a
 // store in this process made one with InProcess.
 type Handle interface {
@@ -139,6 +163,12 @@ type Config struct {
 	// subscribers to resume from; 0 is DefaultChangeBuffer, negative none
 	// (subscribers then resume only from the newest position).
 	ChangeBuffer int64
+	// ReadTimeout bounds each call a reader makes to the store (a read the
+	// cache does not answer, the key count of Status): a plugin that hangs,
+	// its process alive and its answer never coming, fails the read with
+	// ErrStoreUnavailable instead of holding the reader. 0 is
+	// DefaultReadTimeout.
+	ReadTimeout time.Duration
 	// RetryMin and RetryMax bound the jittered backoff between failed
 	// sessions; defaults 100ms and 30s. A session that committed something
 	// before failing starts the backoff over.
@@ -392,7 +422,12 @@ func (f *Fold) Status(ctx context.Context) Status {
 		st.NATS = strings.ToLower(f.js.Conn().Status().String())
 	}
 	if pub != nil {
-		if s, err := pub.h.Stats(ctx); err == nil {
+		var s sdk.Stats
+		err := f.storeRead(ctx, func(ctx context.Context) (err error) {
+			s, err = pub.h.Stats(ctx)
+			return err
+		})
+		if err == nil {
 			st.Keys, st.Bytes = s.Keys, s.Bytes
 		}
 		if p, ok := pub.h.(interface{ Info() sdk.Info }); ok {

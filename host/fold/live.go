@@ -200,6 +200,15 @@ func (f *Fold) WaitFor(ctx context.Context, cursor uint64) (Position, error) {
 	}
 }
 
+// storeGet is h.Get, bounded by the read timeout (storeRead).
+func (f *Fold) storeGet(ctx context.Context, h Handle, key []byte) (e sdk.Entry, err error) {
+	err = f.storeRead(ctx, func(ctx context.Context) error {
+		e, err = h.Get(ctx, key)
+		return err
+	})
+	return e, err
+}
+
 // Lookup reads one key of the published generation, through the read
 // cache, and returns it with the position it is at least as new as. An
 // absent key is sdk.ErrNotFound. The entry's value may be the cache's own:
@@ -214,7 +223,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 	at, h := Position{Generation: l.g.n, Cursor: l.cursor}, l.g.h
 	if l.cache == nil {
 		f.liveMu.Unlock()
-		e, err := h.Get(ctx, key)
+		e, err := f.storeGet(ctx, h, key)
 		return e, at, readError(err)
 	}
 	if c, ok := l.cache.get(string(key)); ok {
@@ -228,7 +237,7 @@ func (f *Fold) Lookup(ctx context.Context, key []byte) (sdk.Entry, Position, err
 	t := l.cache.begin(string(key))
 	f.liveMu.Unlock()
 	f.misses.Inc()
-	e, err := h.Get(ctx, key)
+	e, err := f.storeGet(ctx, h, key)
 	found := err == nil
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		f.liveMu.Lock()

@@ -147,3 +147,82 @@ func TestFailedReopenBacksOff(t *testing.T) {
 	refuse.Store(false)
 	h.waitSynced(last)
 }
+
+// TestReadsOfAHungStoreEnd stops the published generation's plugin with
+// SIGSTOP: its process is alive and its answers never come. A read the
+// cache cannot answer must fail with 503 and say why once the read timeout
+// passes, on the fast server and on net/http, a cached read still answers,
+// Status still answers (without the key count), and reads work again once
+// the plugin goes on.
+func TestReadsOfAHungStoreEnd(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx := context.Background()
+	for _, k := range []string{"route.a", "route.b"} {
+		if _, err := kv.Put(ctx, k, []byte("v-"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.cfg.ReadTimeout = 300 * time.Millisecond
+	h.start()
+	h.waitSynced(last)
+	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
+	if code, body := getWithin(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
+		t.Fatalf("before: %d %s", code, body)
+	}
+
+	pid := h.lastPlugin().Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
+	t.Cleanup(cont) // before the harness stops the fold, which needs the plugin
+
+	// The first on the fast server, the second (a query) on net/http.
+	for _, path := range []string{"/v1/folds/test/keys/route.b", "/v1/folds/test/keys/route.b?min_cursor=1"} {
+		code, body := getWithin(t, web+path)
+		var e api.Error
+		if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil ||
+			!strings.Contains(e.Error, "did not answer a read within 300ms") {
+			t.Errorf("GET %s of a hung store: %d %s, want 503 saying the store did not answer", path, code, body)
+		}
+	}
+	if code, body := getWithin(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
+		t.Errorf("a cached read of a hung store: %d %s, want 200 v-route.a", code, body)
+	}
+	status := make(chan fold.Status, 1)
+	go func() { status <- h.f.Status(ctx) }()
+	select {
+	case st := <-status:
+		if st.Keys != 0 {
+			t.Errorf("Status of a hung store counted %d keys", st.Keys)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Status waited for a hung store")
+	}
+
+	cont()
+	testenv.Eventually(t, 10*time.Second, "reads answered after the plugin went on", func() bool {
+		code, body := getWithin(t, web+"/v1/folds/test/keys/route.b")
+		return code == http.StatusOK && body == "v-route.b"
+	})
+}
+
+// getWithin is get with a bound: a read that hangs fails the test.
+func getWithin(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
