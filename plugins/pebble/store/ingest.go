@@ -111,13 +111,15 @@ func (p *pending) undo(m mark) {
 }
 
 // alloc gives p room for bufSize bytes and n entries in one region
-// (mapRegion: outside the Go heap on Linux); if mapping fails, on the heap.
-// Either grows by append, onto the heap, if a batch needs more.
+// (mapRegion: outside the Go heap on Linux). Where mapping fails, both are
+// allocated on the heap, which holds every byte it is given: the entries
+// then start at a quarter of n. Either grows by append, onto the heap, if
+// a batch needs more.
 func (p *pending) alloc(bufSize, n int) {
 	entsSize := n * int(unsafe.Sizeof(entry{}))
 	mem, err := mapRegion(entsSize + bufSize)
 	if err != nil {
-		p.buf, p.ents = make([]byte, 0, bufSize), make([]entry, 0, n)
+		p.buf, p.ents = make([]byte, 0, bufSize), make([]entry, 0, n/4)
 		return
 	}
 	// The region is page-aligned, entry's alignment is at most 8, and an

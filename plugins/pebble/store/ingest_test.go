@@ -305,3 +305,64 @@ func TestBlockSizeReachesTheTables(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingRegion fills a pending buffer in a mapped region past what
+// the region holds, then releases it. The mutations must read back whole
+// from the region, from the heap they spill onto, and after an undo.
+func TestPendingRegion(t *testing.T) {
+	var p pending
+	p.alloc(4096, 8)
+	if p.mem == nil && mapRegionWorks() {
+		t.Fatal("alloc did not map a region")
+	}
+	var want [][]byte
+	add := func(keys ...string) {
+		t.Helper()
+		b := &sdk.Batch{Cursor: uint64(len(want) + len(keys))}
+		for _, k := range keys {
+			v := bytes.Repeat([]byte(k[:1]), 300)
+			b.Mutations = append(b.Mutations, sdk.Mutation{Op: sdk.OpPut, Key: []byte(k), Value: v, Revision: 1})
+		}
+		if err := p.add(b); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			want = append(want, []byte(k))
+		}
+	}
+	add("a1", "b2", "c3")
+	m := p.mark()
+	add("x9")
+	p.undo(m)
+	want = want[:3]
+	// More entries and bytes than the region was given: both spill.
+	for i := range 20 {
+		add(fmt.Sprintf("k%02d", i))
+	}
+	if len(p.ents) != len(want) {
+		t.Fatalf("%d entries, want %d", len(p.ents), len(want))
+	}
+	for i := range p.ents {
+		e := &p.ents[i]
+		if k := p.keyOf(e); !bytes.Equal(k[len(dataPrefix):], want[i]) {
+			t.Errorf("entry %d: key %q, want %q", i, k, want[i])
+		}
+		if r := p.recOf(e); len(r) != 8+300 || r[8] != want[i][0] {
+			t.Errorf("entry %d: record of %d bytes starting %q", i, len(r), r[8:9])
+		}
+	}
+	p.release()
+	if p.mem != nil || p.buf != nil || p.ents != nil || p.batches != 0 {
+		t.Errorf("release left %+v", p)
+	}
+}
+
+// mapRegionWorks reports whether this system maps regions (Linux).
+func mapRegionWorks() bool {
+	b, err := mapRegion(4096)
+	if err != nil {
+		return false
+	}
+	_ = unmapRegion(b)
+	return true
+}

@@ -2,9 +2,11 @@
 
 package store
 
-// mapRegion is n bytes of zeroed memory for a bulk load's buffer: outside
-// Linux, from the Go heap.
-func mapRegion(n int) ([]byte, error) { return make([]byte, n), nil }
+import "errors"
 
-// unmapRegion leaves b to the garbage collector.
+// mapRegion maps no memory outside Linux: the bulk load's buffer is then
+// allocated on the Go heap (pending.alloc).
+func mapRegion(int) ([]byte, error) { return nil, errors.ErrUnsupported }
+
+// unmapRegion has nothing to return.
 func unmapRegion([]byte) error { return nil }
