@@ -43,7 +43,8 @@ var errReadTimeout = errors.New("read timeout")
 
 // storeRead runs read, a call to the store for a reader, bounded by the
 // read timeout. A read the timeout cut short fails with
-// ErrStoreUnavailable, saying so; one that ctx ended, with ctx's error.
+// ErrStoreUnavailable, saying so; one that ctx ended, with ctx's error; one
+// that failed otherwise, even at the deadline, with its own.
 func (f *Fold) storeRead(ctx context.Context, read func(context.Context) error) error {
 	d := f.cfg.ReadTimeout
 	if d <= 0 {
@@ -52,7 +53,7 @@ func (f *Fold) storeRead(ctx context.Context, read func(context.Context) error) 
 	rctx, cancel := context.WithTimeoutCause(ctx, d, errReadTimeout)
 	defer cancel()
 	err := read(rctx)
-	if err != nil && ctx.Err() == nil && context.Cause(rctx) == errReadTimeout {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && context.Cause(rctx) == errReadTimeout {
 		return fmt.Errorf("%w: the store plugin did not answer a read within %v", ErrStoreUnavailable, d)
 	}
 	return err
@@ -463,13 +464,15 @@ func (f *Fold) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 	return e, err
 }
 
-// Scan reads a range of the published generation.
+// Scan reads a range of the published generation for a reader, bounded by
+// the read timeout as Lookup's store reads are: a page, not a whole fold
+// (Export reads a view of its own, unbounded).
 func (f *Fold) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
 	h, err := f.published()
 	if err != nil {
 		return err
 	}
-	return readError(h.Scan(ctx, r, fn))
+	return readError(f.storeRead(ctx, func(ctx context.Context) error { return h.Scan(ctx, r, fn) }))
 }
 
 // readError is a read's error as the fold's callers see it: a plugin that

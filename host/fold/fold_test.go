@@ -101,6 +101,13 @@ func (h *harness) stop() {
 	h.cancel = nil
 }
 
+// launched is how many plugins the fold has launched.
+func (h *harness) launched() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.plugins)
+}
+
 func (h *harness) lastPlugin() *pluginhost.Plugin {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -164,7 +164,7 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	}
 	_, last := lastSeq(t, js, "cfg")
 	h := newHarness(t, js, "cfg", nil, t.TempDir())
-	h.cfg.ReadTimeout = 300 * time.Millisecond
+	h.cfg.ReadTimeout = time.Second
 	h.start()
 	h.waitSynced(last)
 	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
@@ -179,15 +179,17 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	cont := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
 	t.Cleanup(cont) // before the harness stops the fold, which needs the plugin
 
-	// A key never read nor written, which the cache cannot hold (it holds
-	// the keys applied live, and the answers of reads): the first read on
-	// the fast server, the second (a query) on net/http.
-	for _, path := range []string{"/v1/folds/test/keys/route.none", "/v1/folds/test/keys/route.none?min_cursor=1"} {
+	// A key never read, which the cache cannot hold (it keeps the answers
+	// of reads): the first read on the fast server, the second (a query)
+	// on net/http; then a page of a prefix scan.
+	for _, path := range []string{"/v1/folds/test/keys/route.none", "/v1/folds/test/keys/route.none?min_cursor=1",
+		"/v1/folds/test/keys?prefix=route."} {
 		code, body := getWithin(t, web+path)
 		var e api.Error
 		if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil ||
-			!strings.Contains(e.Error, "did not answer a read within 300ms") {
-			t.Errorf("GET %s of a hung store: %d %s, want 503 saying the store did not answer", path, code, body)
+			!strings.Contains(e.Error, "did not answer a read within 1s") {
+			t.Errorf("GET %s of a hung store: %d %s, want 503 saying the store did not answer (SIGSTOP sent to %d of %d plugins launched)",
+				path, code, body, pid, h.launched())
 		}
 	}
 	if code, body := getWithin(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
