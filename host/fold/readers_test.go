@@ -28,20 +28,8 @@ import (
 // either the value or 503 with a reason (never 502, never a wrong value),
 // and reads succeed again within seconds.
 func TestReadersSurvivePluginDeath(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
 	ctx := context.Background()
-	if _, err := kv.Put(ctx, "route.a", []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	_, last := lastSeq(t, js, "cfg")
-	h := newHarness(t, js, "cfg", nil, t.TempDir())
-	h.start()
-	h.waitSynced(last)
-	// Served as the service serves it: these plain key reads are the fast
-	// server's.
-	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
+	h, web, last := servedFold(t, "hello", nil)
 
 	for round := range 3 {
 		p := h.lastPlugin()
@@ -79,6 +67,29 @@ func TestReadersSurvivePluginDeath(t *testing.T) {
 	}
 }
 
+// servedFold runs a synced fold of a bucket "cfg" holding route.a =
+// value, with configure applied to its config first, behind the service's
+// HTTP front (so plain key reads are the fast server's), and returns its
+// harness, base URL and the bucket's last sequence.
+func servedFold(t *testing.T, value string, configure func(*fold.Config)) (*harness, string, uint64) {
+	t.Helper()
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	if _, err := kv.Put(context.Background(), "route.a", []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	if configure != nil {
+		configure(&h.cfg)
+	}
+	h.start()
+	h.waitSynced(last)
+	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
+	return h, web, last
+}
+
 // serveFront serves routes as the service does (host/front) on a loopback
 // port until the test ends, and returns its base URL.
 func serveFront(t *testing.T, routes api.Routes) string {
@@ -99,9 +110,10 @@ func serveFront(t *testing.T, routes api.Routes) string {
 	return "http://" + ln.Addr().String()
 }
 
+// get reads url, failing the test if no answer comes within 10 s.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,20 +167,9 @@ func TestFailedReopenBacksOff(t *testing.T) {
 // Status still answers (without the key count), and reads work again once
 // the plugin goes on.
 func TestReadsOfAHungStoreEnd(t *testing.T) {
-	srv := testenv.NATS(t)
-	_, js := testenv.JetStream(t, srv.ClientURL())
-	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
 	ctx := context.Background()
-	if _, err := kv.Put(ctx, "route.a", []byte("v-route.a")); err != nil {
-		t.Fatal(err)
-	}
-	_, last := lastSeq(t, js, "cfg")
-	h := newHarness(t, js, "cfg", nil, t.TempDir())
-	h.cfg.ReadTimeout = time.Second
-	h.start()
-	h.waitSynced(last)
-	web := serveFront(t, api.New([]*fold.Fold{h.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
-	if code, body := getWithin(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
+	h, web, _ := servedFold(t, "v-route.a", func(c *fold.Config) { c.ReadTimeout = time.Second })
+	if code, body := get(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
 		t.Fatalf("before: %d %s", code, body)
 	}
 
@@ -184,7 +185,7 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	// on net/http; then a page of a prefix scan.
 	for _, path := range []string{"/v1/folds/test/keys/route.none", "/v1/folds/test/keys/route.none?min_cursor=1",
 		"/v1/folds/test/keys?prefix=route."} {
-		code, body := getWithin(t, web+path)
+		code, body := get(t, web+path)
 		var e api.Error
 		if code != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil ||
 			!strings.Contains(e.Error, "did not answer a read within 1s") {
@@ -192,7 +193,7 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 				path, code, body, pid, h.launched())
 		}
 	}
-	if code, body := getWithin(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
+	if code, body := get(t, web+"/v1/folds/test/keys/route.a"); code != http.StatusOK || body != "v-route.a" {
 		t.Errorf("a cached read of a hung store: %d %s, want 200 v-route.a", code, body)
 	}
 	status := make(chan fold.Status, 1)
@@ -208,23 +209,7 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 
 	cont()
 	testenv.Eventually(t, 10*time.Second, "reads answered after the plugin went on", func() bool {
-		code, _ := getWithin(t, web+"/v1/folds/test/keys/route.none")
+		code, _ := get(t, web+"/v1/folds/test/keys/route.none")
 		return code == http.StatusNotFound
 	})
-}
-
-// getWithin is get with a bound: a read that hangs fails the test.
-func getWithin(t *testing.T, url string) (int, string) {
-	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }
