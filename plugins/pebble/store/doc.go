@@ -42,7 +42,10 @@
 // counts are unknown, and Apply reads nothing, which removes the per-key
 // lookups above. Nor does it commit the batch to pebble's log and
 // memtable: it copies the batch into a load buffer in memory (load_buffer
-// below, 64 MiB by default), and when the buffer is full, or before a read
+// below, 64 MiB by default; on Linux one mapped region outside the Go heap,
+// with transparent huge pages asked for, unmapped when the load ends: its
+// first touch cost a fifth of a load on the benchmark machine, whose page
+// faults are slow), and when the buffer is full, or before a read
 // (Get, Scan, Stats, Snapshot, Compact), BeginLoad, EndLoad or Close, it
 // ingests the buffer (DB.Ingest): the mutations, sorted by key (the later
 // of two mutations of a key wins), written to one table, and the cursor
