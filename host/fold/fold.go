@@ -165,7 +165,7 @@ type Config struct {
 	// (subscribers then resume only from the newest position).
 	ChangeBuffer int64
 	// ReadTimeout bounds each call a reader makes to the store (a read the
-	// cache does not answer, the key count of Status): a plugin that hangs,
+	// cache does not answer, a Scan, the key count of Status): a plugin that hangs,
 	// its process alive and its answer never coming, fails the read with
 	// ErrStoreUnavailable instead of holding the reader. 0 is
 	// DefaultReadTimeout.
