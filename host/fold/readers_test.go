@@ -213,3 +213,28 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 		return code == http.StatusNotFound
 	})
 }
+
+// TestListAnswersBesideAHungFold lists two folds whose first has a hung
+// plugin (SIGSTOP). The list must answer, with the second fold's key count:
+// the first's wait for its store must not use up the second's bound.
+func TestListAnswersBesideAHungFold(t *testing.T) {
+	hung, _, _ := servedFold(t, "a", func(c *fold.Config) { c.Name = "hung" })
+	fine, _, _ := servedFold(t, "b", func(c *fold.Config) { c.Name = "fine" })
+	web := serveFront(t, api.New([]*fold.Fold{hung.f, fine.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
+	pid := hung.lastPlugin().Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	code, body := get(t, web+"/v1/folds")
+	var list struct{ Folds []fold.Status }
+	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || len(list.Folds) != 2 {
+		t.Fatalf("GET /v1/folds: %d %s", code, body)
+	}
+	if got := list.Folds[1].Keys; got != 1 {
+		t.Errorf("the fold listed after a hung one counts %d keys, want 1", got)
+	}
+	if got := list.Folds[0].Keys; got != 0 {
+		t.Errorf("the hung fold counts %d keys, want 0 (unknown)", got)
+	}
+}
