@@ -2,6 +2,7 @@ package fold
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -18,7 +19,9 @@ import (
 // through one; any other with the fold's applies paused while it is read
 // (they queue, and the fold catches up once the export ends). A rebuild
 // that publishes another generation meanwhile waits (a while) for the
-// export to end. producer names the program in the manifest.
+// export to end. A store that sends nothing for the read timeout (a hung
+// plugin) ends the export with ErrStoreUnavailable; the time the writer
+// takes does not count. producer names the program in the manifest.
 func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m artifact.Manifest, err error) {
 	start := time.Now()
 	defer func() { f.cfg.Metrics.artifactDone(f.cfg.Name, "export", start, m.Records, err) }()
@@ -34,7 +37,15 @@ func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m arti
 	if err != nil {
 		return m, readError(err)
 	}
-	defer v.Close()
+	defer func() {
+		if errors.Is(err, ErrStoreUnavailable) {
+			// A store that stopped answering would hold the export in
+			// Close for Close's own bound as well.
+			go v.Close()
+			return
+		}
+		v.Close()
+	}()
 	head, err := manifestOf(v.State(), producer)
 	if err != nil {
 		return m, fmt.Errorf("generation %d: %w", g.n, err)
@@ -43,7 +54,7 @@ func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m arti
 	if err != nil {
 		return m, err
 	}
-	err = v.Scan(ctx, sdk.Range{}, func(e sdk.Entry) error {
+	err = f.scanRead(ctx, v.Scan, sdk.Range{}, func(e sdk.Entry) error {
 		return aw.Add(artifact.Record{Key: e.Key, Value: e.Value, Revision: e.Revision})
 	})
 	if err != nil {
@@ -62,7 +73,12 @@ func (f *Fold) Export(ctx context.Context, w io.Writer, producer string) (m arti
 // closed.
 func (f *Fold) view(ctx context.Context, g *generation) (sdk.Snapshot, error) {
 	if s, ok := g.h.Snapshotter(); ok {
-		return s.Snapshot(ctx)
+		var v sdk.Snapshot
+		err := f.storeRead(ctx, func(ctx context.Context) (err error) {
+			v, err = s.Snapshot(ctx)
+			return err
+		})
+		return v, err
 	}
 	f.log.Info("the store has no consistent views; applies pause while it is exported", "generation", g.n)
 	f.applyGate.Lock()

@@ -41,15 +41,62 @@ const DefaultReadTimeout = 10 * time.Second
 // timeout ended it.
 var errReadTimeout = errors.New("read timeout")
 
+func (f *Fold) readTimeout() time.Duration {
+	if f.cfg.ReadTimeout > 0 {
+		return f.cfg.ReadTimeout
+	}
+	return DefaultReadTimeout
+}
+
+// scanRead is scan(ctx, r, fn) for a reader that may read for long (an
+// export): its length is not bounded, but it ends, with
+// ErrStoreUnavailable saying so, when the store sends nothing for the read
+// timeout while fn is not running. fn's own time (a slow client taking
+// what fn writes) is not the store's.
+func (f *Fold) scanRead(ctx context.Context, scan func(context.Context, sdk.Range, func(sdk.Entry) error) error,
+	r sdk.Range, fn func(sdk.Entry) error) error {
+	d := f.readTimeout()
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var calls atomic.Uint64 // odd while fn runs
+	stop := make(chan struct{})
+	defer close(stop) // before cancel: the guard is gone when the scan's context ends
+	go func() {
+		tick := time.NewTicker(d / 4)
+		defer tick.Stop()
+		last, since := calls.Load(), time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-tick.C:
+				switch n := calls.Load(); {
+				case n != last || n%2 == 1:
+					last, since = n, now
+				case now.Sub(since) >= d:
+					cancel(errReadTimeout)
+					return
+				}
+			}
+		}
+	}()
+	err := scan(sctx, r, func(e sdk.Entry) error {
+		calls.Add(1)
+		defer calls.Add(1)
+		return fn(e)
+	})
+	if err != nil && ctx.Err() == nil && context.Cause(sctx) == errReadTimeout {
+		return fmt.Errorf("%w: the store plugin sent nothing for %v", ErrStoreUnavailable, d)
+	}
+	return err
+}
+
 // storeRead runs read, a call to the store for a reader, bounded by the
 // read timeout. A read the timeout cut short fails with
 // ErrStoreUnavailable, saying so; one that ctx ended, with ctx's error; one
 // that failed otherwise, even at the deadline, with its own.
 func (f *Fold) storeRead(ctx context.Context, read func(context.Context) error) error {
-	d := f.cfg.ReadTimeout
-	if d <= 0 {
-		d = DefaultReadTimeout
-	}
+	d := f.readTimeout()
 	rctx, cancel := context.WithTimeoutCause(ctx, d, errReadTimeout)
 	defer cancel()
 	err := read(rctx)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -236,5 +238,78 @@ func TestListAnswersBesideAHungFold(t *testing.T) {
 	}
 	if got := list.Folds[0].Keys; got != 0 {
 		t.Errorf("the hung fold counts %d keys, want 0 (unknown)", got)
+	}
+}
+
+// stopAfter is a writer that SIGSTOPs a process once n bytes went through.
+type stopAfter struct {
+	n, pid  int
+	stopped bool
+}
+
+func (s *stopAfter) Write(p []byte) (int, error) {
+	if s.n -= len(p); s.n <= 0 && !s.stopped {
+		s.stopped = true
+		if err := syscall.Kill(s.pid, syscall.SIGSTOP); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// TestExportOfAHungStoreEnds stops the plugin in the middle of an export
+// (its first megabyte written), then before one: each export must end with
+// ErrStoreUnavailable saying why, and one after SIGCONT succeed.
+func TestExportOfAHungStoreEnds(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx := context.Background()
+	// 24 MiB that compress little: far more than the transport holds in
+	// flight when the plugin stops after the artifact's first megabyte.
+	rng := rand.New(rand.NewPCG(1, 2))
+	value := make([]byte, 1024)
+	const keys = 24 << 10
+	for i := range keys {
+		for j := range value {
+			value[j] = 'a' + byte(rng.IntN(26))
+		}
+		if _, err := kv.Put(ctx, fmt.Sprintf("route.%06d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, last := lastSeq(t, js, "cfg")
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.cfg.ReadTimeout = time.Second
+	h.start()
+	h.waitSynced(last)
+	pid := h.lastPlugin().Pid()
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	for _, w := range []*stopAfter{{n: 1 << 20, pid: pid}, {n: 0, pid: pid}} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.f.Export(ctx, w, "test")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, fold.ErrStoreUnavailable) || !strings.Contains(err.Error(), "1s") {
+				t.Errorf("export with the plugin stopped after %d bytes: %v, want ErrStoreUnavailable naming the 1s timeout",
+					max(w.n, 0), err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the export of a hung store did not end")
+		}
+		if !w.stopped {
+			t.Fatal("the export never stopped the plugin")
+		}
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := h.f.Export(ctx, io.Discard, "test")
+	if err != nil || m.Records != keys {
+		t.Fatalf("export after SIGCONT: %d records, %v; want %d", m.Records, err, keys)
 	}
 }
