@@ -1,6 +1,7 @@
 package fold_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -176,9 +178,7 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	}
 
 	pid := h.lastPlugin().Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, pid)
 	cont := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
 	t.Cleanup(cont) // before the harness stops the fold, which needs the plugin
 
@@ -224,9 +224,7 @@ func TestListAnswersBesideAHungFold(t *testing.T) {
 	fine, _, _ := servedFold(t, "b", func(c *fold.Config) { c.Name = "fine" })
 	web := serveFront(t, api.New([]*fold.Fold{hung.f, fine.f}, prometheus.NewRegistry(), api.Options{Producer: "test", TempDir: t.TempDir()}))
 	pid := hung.lastPlugin().Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, pid)
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 	code, body := get(t, web+"/v1/folds")
 	var list struct{ Folds []fold.Status }
@@ -239,6 +237,42 @@ func TestListAnswersBesideAHungFold(t *testing.T) {
 	if got := list.Folds[0].Keys; got != 0 {
 		t.Errorf("the hung fold counts %d keys, want 0 (unknown)", got)
 	}
+}
+
+// stopProcess sends SIGSTOP to pid and waits until every thread of it has
+// stopped: a thread stops only when it next enters the kernel, and on a
+// loaded machine one may still answer a request sent right after the kill
+// returns (the likely cause of two CI failures, never seen on an idle
+// machine).
+func stopProcess(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("every thread of process %d stopped", pid), func() bool {
+		return allStopped(t, pid)
+	})
+}
+
+// allStopped reports whether every thread of pid is in state T (stopped).
+func allStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false // a thread that ended meanwhile: look again
+		}
+		// The state follows the command name, which is in parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 // stopAfter is a writer that SIGSTOPs a process once n bytes went through.
