@@ -593,6 +593,18 @@ func (f *Fold) verifyTransform(ctx context.Context) (Transform, func(), error) {
 }
 
 // lockedTransform serializes the calls of two goroutines on one Transform.
+// guardedScans is a store whose Scan is scanRead's: a reader's whole-store
+// scan (Verify's) that ends when the store sends nothing for the read
+// timeout.
+type guardedScans struct {
+	sdk.Store
+	f *Fold
+}
+
+func (g guardedScans) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	return readError(g.f.scanRead(ctx, g.Store.Scan, r, fn))
+}
+
 type lockedTransform struct {
 	Transform
 	mu *sync.Mutex
@@ -633,7 +645,7 @@ func (f *Fold) Verify(ctx context.Context) (reconcile.Summary, []reconcile.Diffe
 	}
 	var diffs []reconcile.Difference
 	var inFlight reconcile.Summary
-	sum, err := reconcile.Compare(ctx, src, pub.h, func(d reconcile.Difference) error {
+	sum, err := reconcile.Compare(ctx, src, guardedScans{pub.h, f}, func(d reconcile.Difference) error {
 		if d.BucketRev > cursor {
 			switch d.Kind {
 			case reconcile.Missing:

@@ -208,6 +208,19 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Status waited for a hung store")
 	}
+	verified := make(chan error, 1)
+	go func() {
+		_, _, err := h.f.Verify(ctx)
+		verified <- err
+	}()
+	select {
+	case err := <-verified:
+		if !errors.Is(err, fold.ErrStoreUnavailable) || !strings.Contains(err.Error(), "sent nothing for 1s") {
+			t.Errorf("Verify of a hung store: %v, want ErrStoreUnavailable naming the 1s timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Verify waited for a hung store")
+	}
 
 	cont()
 	testenv.Eventually(t, 10*time.Second, "reads answered after the plugin went on", func() bool {
