@@ -212,9 +212,10 @@ type Config struct {
 	// (subscribers then resume only from the newest position).
 	ChangeBuffer int64
 	// ReadTimeout bounds each call a reader makes to the store (a read the
-	// cache does not answer, a Scan, the key count of Status): a plugin that hangs,
-	// its process alive and its answer never coming, fails the read with
-	// ErrStoreUnavailable instead of holding the reader. 0 is
+	// cache does not answer, a Scan, the key count of Status), and the
+	// silence of the store in an export's or a verify's scan: a plugin that
+	// hangs, its process alive and its answer never coming, fails the read
+	// with ErrStoreUnavailable instead of holding the reader. 0 is
 	// DefaultReadTimeout.
 	ReadTimeout time.Duration
 	// RetryMin and RetryMax bound the jittered backoff between failed
@@ -512,8 +513,8 @@ func (f *Fold) Get(ctx context.Context, key []byte) (sdk.Entry, error) {
 }
 
 // Scan reads a range of the published generation for a reader, bounded by
-// the read timeout as Lookup's store reads are: a page, not a whole fold
-// (Export reads a view of its own, unbounded).
+// the read timeout as a whole, as Lookup's store reads are: a page, not a
+// whole fold (Export and Verify, which read whole folds, use scanRead).
 func (f *Fold) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
 	h, err := f.published()
 	if err != nil {
@@ -592,7 +593,6 @@ func (f *Fold) verifyTransform(ctx context.Context) (Transform, func(), error) {
 	return lockedTransform{f.cfg.Transform, &f.transformMu}, func() {}, nil
 }
 
-// lockedTransform serializes the calls of two goroutines on one Transform.
 // guardedScans is a store whose Scan is scanRead's: a reader's whole-store
 // scan (Verify's) that ends when the store sends nothing for the read
 // timeout.
@@ -605,6 +605,7 @@ func (g guardedScans) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) 
 	return readError(g.f.scanRead(ctx, g.Store.Scan, r, fn))
 }
 
+// lockedTransform serializes the calls of two goroutines on one Transform.
 type lockedTransform struct {
 	Transform
 	mu *sync.Mutex
