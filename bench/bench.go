@@ -38,6 +38,7 @@ type bench struct {
 	children  int    // child processes started, to name their profiles
 	rows      []row
 	phase     int // numbers live phases, so each uses its own hot key
+	dumps     int // latency phases written to -latency-dump
 	// changeIndex is the value index of the next change phase's first
 	// put: each phase's values are told from those of the phases before.
 	changeIndex int
@@ -54,7 +55,7 @@ type bench struct {
 func newBench(ctx context.Context, o *options) (b *bench, err error) {
 	b = &bench{
 		o: o, vals: newValues(1), started: time.Now(), loadStart: loadAverage(),
-		logger:   newLogger(o.verbose),
+		logger:   newLogger(o.verbose, o.debug),
 		foldDirs: map[string]string{},
 	}
 	defer func() {
@@ -338,11 +339,15 @@ func (b *bench) close() {
 	}
 }
 
-// newLogger logs warnings (a stall, a pebble write stall) on stderr, and
-// with verbose the info records that time each step of a fold.
-func newLogger(verbose bool) *slog.Logger {
+// newLogger logs warnings (a stall, a pebble write stall) on stderr, with
+// verbose the info records that time each step of a fold, and with debug
+// also the plugins' debug records (pebble's flushes and compactions).
+func newLogger(verbose, debug bool) *slog.Logger {
 	level := slog.LevelWarn
-	if verbose {
+	switch {
+	case debug:
+		level = slog.LevelDebug
+	case verbose:
 		level = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))

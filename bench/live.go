@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -36,15 +39,16 @@ type probe struct {
 	base time.Time
 	t0   []atomic.Int64 // ns since base + 1 at which put i started; 0: not yet
 	lat  []time.Duration
-	next int // the observer's first unresolved put
-	lost int // puts seen before their start was recorded (must stay 0)
+	rev  []uint64 // the revision of put i, once made
+	next int      // the observer's first unresolved put
+	lost int      // puts seen before their start was recorded (must stay 0)
 	// made is how many puts the phase makes: len(t0), until a phase that
 	// ends early sets what it made.
 	made atomic.Int64
 }
 
 func newProbe(n int) *probe {
-	p := &probe{base: time.Now(), t0: make([]atomic.Int64, n), lat: make([]time.Duration, n)}
+	p := &probe{base: time.Now(), t0: make([]atomic.Int64, n), lat: make([]time.Duration, n), rev: make([]uint64, n)}
 	p.made.Store(int64(n))
 	return p
 }
@@ -80,16 +84,42 @@ type observer func(ctx context.Context, p *probe) error
 // latencyPhase puts indexed values to key hot at -live-rate for -live-for
 // (after half a second of warm-up that is not counted) and returns the
 // put-to-observed latencies sorted.
-func (b *bench) latencyPhase(ctx context.Context, hot string, observe observer) ([]time.Duration, error) {
+func (b *bench) latencyPhase(ctx context.Context, name, hot string, observe observer) ([]time.Duration, error) {
 	o := b.o
 	warm := b.warmPuts()
 	p, err := b.putPhase(ctx, hot, observe, warm+max(1, int(float64(o.liveRate)*o.liveFor.Seconds())), nil)
 	if err != nil {
 		return nil, err
 	}
+	if err := b.dumpLatencies(name, p); err != nil {
+		return nil, err
+	}
 	lat := slices.Clone(p.lat[warm:])
 	slices.Sort(lat)
 	return lat, nil
+}
+
+// dumpLatencies writes each put of p to a CSV file in -latency-dump (if
+// set): when it started (Unix ns) and how long it took to be observed, so
+// that a phase's slow puts can be laid beside other logs of the run (a
+// plugin's at debug level, GODEBUG=gctrace=1). Warm-up puts are included.
+func (b *bench) dumpLatencies(name string, p *probe) error {
+	if b.o.latencyDump == "" {
+		return nil
+	}
+	b.dumps++
+	path := filepath.Join(b.o.latencyDump, fmt.Sprintf("%03d-%s.csv", b.dumps, name))
+	var buf bytes.Buffer
+	buf.WriteString("start_unix_ns,latency_ns,revision\n")
+	for i := range p.total() {
+		if t, ok := p.started(i); ok {
+			fmt.Fprintf(&buf, "%d,%d,%d\n", p.base.Add(t).UnixNano(), p.lat[i], p.rev[i])
+		}
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("-latency-dump: %w", err)
+	}
+	return nil
 }
 
 // warmPuts is the number of puts of a phase's warm-up, half a second's.
@@ -119,7 +149,9 @@ func (b *bench) putPhase(ctx context.Context, hot string, observe observer, limi
 			time.Sleep(d)
 		}
 		p.put(i)
-		if _, err := kv.Put(ctx, hot, b.vals.indexed(i)); err != nil {
+		rev, err := kv.Put(ctx, hot, b.vals.indexed(i))
+		p.rev[i] = rev
+		if err != nil {
 			cancel()
 			return nil, errors.Join(fmt.Errorf("put %d: %w", i, err), <-obsDone)
 		}
@@ -276,7 +308,7 @@ func (b *bench) rawLive(ctx context.Context) (rawLiveResult, error) {
 		if err != nil {
 			return err
 		}
-		lat, err := b.latencyPhase(ctx, hot, watchObserver(w))
+		lat, err := b.latencyPhase(ctx, "raw-live", hot, watchObserver(w))
 		_ = w.Stop()
 		if err != nil {
 			return fmt.Errorf("raw live latency: %w", err)
@@ -399,7 +431,7 @@ func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiS
 	s0 := r.applyStats()
 	var httpLat, directLat []time.Duration
 	err := labelled(ctx, "live-http-"+be.name, func(ctx context.Context) (err error) {
-		httpLat, err = b.latencyPhase(ctx, hot, waitObserver(client, api.keyURL(hot)))
+		httpLat, err = b.latencyPhase(ctx, "live-http-"+be.name, hot, waitObserver(client, api.keyURL(hot)))
 		return err
 	})
 	if err != nil {
@@ -411,7 +443,7 @@ func (b *bench) foldLive(ctx context.Context, be *backend, r *foldRun, api *apiS
 	if direct {
 		hot = b.hotKey()
 		err = labelled(ctx, "live-direct-"+be.name, func(ctx context.Context) (err error) {
-			directLat, err = b.latencyPhase(ctx, hot, b.foldGetObserver(r.f, hot))
+			directLat, err = b.latencyPhase(ctx, "live-direct-"+be.name, hot, b.foldGetObserver(r.f, hot))
 			return err
 		})
 		if err != nil {
@@ -446,7 +478,7 @@ func (b *bench) inProcessLatency(ctx context.Context, be *backend) (p50, p99 tim
 	s0 := f.r.applyStats()
 	var lat []time.Duration
 	err = labelled(ctx, "live-inproc-"+be.name, func(ctx context.Context) (err error) {
-		lat, err = b.latencyPhase(ctx, hot, waitObserver(client, f.api.keyURL(hot)))
+		lat, err = b.latencyPhase(ctx, "live-inproc-"+be.name, hot, waitObserver(client, f.api.keyURL(hot)))
 		return err
 	})
 	if err != nil {

@@ -40,6 +40,7 @@ type options struct {
 	artifactRuns  int
 	liveRate      int
 	liveFor       time.Duration
+	latencyDump   string
 	liveUpdates   int
 	resumeUpdates int
 	readFor       time.Duration
@@ -60,6 +61,7 @@ type options struct {
 	cpuProfile    string
 	smoke         bool
 	verbose       bool
+	debug         bool
 	batch         int
 	storeConfig   map[string]string // backend -> store_config JSON
 }
@@ -123,11 +125,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.transform, "transform", "", "keep-all WASM module (default BIN/transforms/keepall.wasm)")
 	fs.StringVar(&o.workDir, "dir", "", "work directory for NATS and fold data (default: a new temp dir, removed at exit)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	fs.StringVar(&o.latencyDump, "latency-dump", "", "write each live latency phase's puts (start, latency, revision) as CSV files into this directory")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process to the file; scenarios carry a pprof label")
 	fs.BoolVar(&o.smoke, "smoke", false, "tiny sizes and short phases, to prove the program works")
 	fs.IntVar(&o.batch, "batch", 0, "the folds' batch.max_entries (0: the fold's default)")
 	pebbleConfig := fs.String("pebble-config", "{}", "store_config of the pebble folds, as JSON")
 	sqliteConfig := fs.String("sqlite-config", "{}", "store_config of the sqlite folds, as JSON")
+	fs.BoolVar(&o.debug, "debug", false, "log debug records too, the plugins' among them (pebble's flushes and compactions), on stderr")
 	fs.BoolVar(&o.verbose, "v", false, "log the folds' and plugins' info records (timestamps of each step) on stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: slipstream-bench [flags]")

@@ -90,7 +90,7 @@ func runChild(mode string, args []string) int {
 	}
 	spec := foldSpec{
 		label: mode, url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
-		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(*verbose),
+		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(*verbose, false),
 		batch: *batch, config: *config,
 	}
 	var res childResult

@@ -387,7 +387,9 @@ func (r *reader) check() (bool, error) {
 	if _, down := f.offline(); down {
 		return true, nil // a check would only wait out its timeout
 	}
+	began := time.Now()
 	bookmark, err := r.w.Check(r.rctx)
+	f.log.Debug("live check", "took", time.Since(began), "bookmark", bookmark, "err", err)
 	f.sawLast(r.w.StreamLast())
 	// Said once while it lasts: a filtered fold without bookmarks falls
 	// behind the stream, and expires, when only other keys change.

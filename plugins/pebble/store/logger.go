@@ -58,6 +58,17 @@ func eventListener(l *slog.Logger) *pebble.EventListener {
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			l.Warn("pebble disk is slow", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
 		},
+		// At debug level, what pebble does in the background: a write's
+		// latency that jumps is read against these.
+		CompactionBegin: func(info pebble.CompactionInfo) {
+			l.Debug("pebble compaction began", "job", info.JobID, "reason", info.Reason, "input", info.Input)
+		},
+		CompactionEnd: func(info pebble.CompactionInfo) {
+			l.Debug("pebble compaction ended", "job", info.JobID, "took", info.TotalDuration, "err", info.Err)
+		},
+		FlushEnd: func(info pebble.FlushInfo) {
+			l.Debug("pebble flush ended", "job", info.JobID, "reason", info.Reason, "bytes", info.InputBytes, "took", info.TotalDuration, "ingest", info.Ingest, "err", info.Err)
+		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
 			stalls.do(func(suppressed int64) {
 				l.Warn("pebble write stall", "reason", info.Reason, "suppressed", suppressed)
