@@ -440,16 +440,29 @@ and the reason of a stalled fold.
 			_, err = stdout.Write(append(out, '\n'))
 			return err
 		}
-		fmt.Fprintf(stdout, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
-		for _, s := range list {
-			fmt.Fprintf(stdout, "%-20s %-14s %-6t %-4d %12d %10d %10d %12d\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, s.Keys)
-			if s.Reason != "" {
-				fmt.Fprintf(stdout, "  reason: %s\n", s.Reason)
-			}
-		}
+		printStatus(stdout, list)
 		return nil
 	}
 	return c
+}
+
+// printStatus prints list as status's table. A fold whose store did not
+// report its keys shows "?" and why, not a 0 that reads as an empty fold.
+func printStatus(w io.Writer, list []client.Status) {
+	fmt.Fprintf(w, "%-20s %-14s %-6s %-4s %12s %10s %10s %12s\n", "FOLD", "STATE", "READY", "GEN", "CURSOR", "LAG", "PENDING", "KEYS")
+	for _, s := range list {
+		keys := strconv.FormatUint(s.Keys, 10)
+		if s.StoreError != "" {
+			keys = "?" // not counted: an empty fold would also show 0
+		}
+		fmt.Fprintf(w, "%-20s %-14s %-6t %-4d %12d %10d %10d %12s\n", s.Name, s.State, s.Ready, s.Generation, s.Cursor, s.Lag, s.Pending, keys)
+		if s.Reason != "" {
+			fmt.Fprintf(w, "  reason: %s\n", s.Reason)
+		}
+		if s.StoreError != "" {
+			fmt.Fprintf(w, "  keys not counted: %s\n", s.StoreError)
+		}
+	}
 }
 
 func verifyCmd() *cobra.Command {

@@ -264,20 +264,24 @@ const (
 
 // Status is a snapshot of a fold for the API, metrics and the CLI.
 type Status struct {
-	Name       string    `json:"name"`
-	Bucket     string    `json:"bucket"`
-	Scope      []string  `json:"scope"`
-	State      State     `json:"state"`
-	Reason     string    `json:"reason,omitempty"`
-	Ready      bool      `json:"ready"`
-	Stale      bool      `json:"stale"`
-	Generation int       `json:"generation"`
-	Cursor     uint64    `json:"cursor"`
-	StreamLast uint64    `json:"stream_last_seq"`
-	Lag        uint64    `json:"lag"`
-	Pending    uint64    `json:"pending"`
-	Keys       uint64    `json:"keys"`
-	Bytes      uint64    `json:"bytes"`
+	Name       string   `json:"name"`
+	Bucket     string   `json:"bucket"`
+	Scope      []string `json:"scope"`
+	State      State    `json:"state"`
+	Reason     string   `json:"reason,omitempty"`
+	Ready      bool     `json:"ready"`
+	Stale      bool     `json:"stale"`
+	Generation int      `json:"generation"`
+	Cursor     uint64   `json:"cursor"`
+	StreamLast uint64   `json:"stream_last_seq"`
+	Lag        uint64   `json:"lag"`
+	Pending    uint64   `json:"pending"`
+	Keys       uint64   `json:"keys"`
+	Bytes      uint64   `json:"bytes"`
+	// StoreError is why the store did not report Keys and Bytes (a plugin
+	// that does not answer within the read timeout, one that exited): they
+	// are 0 then, which alone would read as an empty fold.
+	StoreError string    `json:"store_error,omitempty"`
 	Store      string    `json:"store,omitempty"`
 	SyncedAt   time.Time `json:"synced_at,omitzero"`
 	// StreamCreated is the creation time of the stream the published
@@ -478,6 +482,8 @@ func (f *Fold) Status(ctx context.Context) Status {
 		})
 		if err == nil {
 			st.Keys, st.Bytes = s.Keys, s.Bytes
+		} else {
+			st.StoreError = err.Error()
 		}
 		if p, ok := pub.h.(interface{ Info() sdk.Info }); ok {
 			st.Store = p.Info().Name

@@ -202,8 +202,8 @@ func TestReadsOfAHungStoreEnd(t *testing.T) {
 	go func() { status <- h.f.Status(ctx) }()
 	select {
 	case st := <-status:
-		if st.Keys != 0 {
-			t.Errorf("Status of a hung store counted %d keys", st.Keys)
+		if st.Keys != 0 || !strings.Contains(st.StoreError, "did not answer a read within 1s") {
+			t.Errorf("Status of a hung store: %d keys, store error %q; want 0 and the timeout named", st.Keys, st.StoreError)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Status waited for a hung store")
@@ -244,11 +244,11 @@ func TestListAnswersBesideAHungFold(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &list); code != http.StatusOK || err != nil || len(list.Folds) != 2 {
 		t.Fatalf("GET /v1/folds: %d %s", code, body)
 	}
-	if got := list.Folds[1].Keys; got != 1 {
-		t.Errorf("the fold listed after a hung one counts %d keys, want 1", got)
+	if got := list.Folds[1]; got.Keys != 1 || got.StoreError != "" {
+		t.Errorf("the fold listed after a hung one counts %d keys (store error %q), want 1", got.Keys, got.StoreError)
 	}
-	if got := list.Folds[0].Keys; got != 0 {
-		t.Errorf("the hung fold counts %d keys, want 0 (unknown)", got)
+	if got := list.Folds[0]; got.Keys != 0 || got.StoreError == "" {
+		t.Errorf("the hung fold counts %d keys with store error %q, want 0 and why they are unknown", got.Keys, got.StoreError)
 	}
 }
 
