@@ -468,6 +468,15 @@ func (s *server) OpenSnapshot(ctx context.Context, _ *storepb.SnapshotRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// A caller that gave up (its deadline passed while the store opened the
+	// view, or while this process was not running) will never learn the
+	// view's id and so never close it, and an open view pins the store's
+	// old versions (pebble) or its WAL (SQLite) until the store closes.
+	// What remains is a caller giving up between here and the answer.
+	if err := ctx.Err(); err != nil {
+		_ = snap.Close()
+		return nil, toStatus(err)
+	}
 	st := snap.State()
 	s.viewsMu.Lock()
 	defer s.viewsMu.Unlock()

@@ -65,6 +65,9 @@ func (v *fixedView) seen() (ranges []sdk.Range, closes int) {
 type viewStore struct {
 	batchRecorder
 	gate, entered chan struct{}
+	// With a snapGate, Snapshot signals snapEntered and waits for the gate
+	// to close.
+	snapGate, snapEntered chan struct{}
 
 	mu    sync.Mutex
 	views []*fixedView
@@ -79,6 +82,10 @@ func (s *viewStore) Apply(ctx context.Context, b *sdk.Batch) error {
 }
 
 func (s *viewStore) Snapshot(context.Context) (sdk.Snapshot, error) {
+	if s.snapGate != nil {
+		close(s.snapEntered)
+		<-s.snapGate
+	}
 	n := uint64(len(s.applied()))
 	v := &fixedView{
 		state:   sdk.State{Cursor: n, Meta: map[string][]byte{"n": fmt.Append(nil, n)}},
@@ -313,5 +320,44 @@ func TestSnapshotOfDeadPlugin(t *testing.T) {
 	}
 	if err := v.Close(); err != nil {
 		t.Errorf("a second Close = %v; want nil", err)
+	}
+}
+
+// TestSnapshotOpenedTooLateIsClosed: a view the store opens after the
+// caller's deadline passed (a slow store, a plugin that was stopped) is
+// closed by the plugin, since no caller will ever close it.
+func TestSnapshotOpenedTooLateIsClosed(t *testing.T) {
+	s := &viewStore{snapGate: make(chan struct{}), snapEntered: make(chan struct{})}
+	p, _ := opened(t, s)
+	sn := snapshotterOf(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	opened := make(chan error, 1)
+	go func() {
+		v, err := sn.Snapshot(ctx)
+		if err == nil {
+			_ = v.Close()
+		}
+		opened <- err
+	}()
+	<-s.snapEntered
+	if err := <-opened; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Snapshot past its deadline = %v; want DeadlineExceeded", err)
+	}
+	close(s.snapGate) // the store opens the view now
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.views)
+		s.mu.Unlock()
+		if n == 1 {
+			if _, closes := s.view(0).seen(); closes == 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the view opened after the caller gave up is still open (%d views)", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
