@@ -213,9 +213,10 @@ type Config struct {
 	ChangeBuffer int64
 	// ReadTimeout bounds each call a reader makes to the store (a read the
 	// cache does not answer, a Scan, the key count of Status), and the
-	// silence of the store in an export's or a verify's scan: a plugin that
-	// hangs, its process alive and its answer never coming, fails the read
-	// with ErrStoreUnavailable instead of holding the reader. 0 is
+	// silence of the store in an export's, a verify's or a reconcile's
+	// scan: a plugin that hangs, its process alive and its answer never
+	// coming, fails the read with ErrStoreUnavailable instead of holding
+	// the reader (a reconcile's ends the session with that reason). 0 is
 	// DefaultReadTimeout.
 	ReadTimeout time.Duration
 	// RetryMin and RetryMax bound the jittered backoff between failed
@@ -599,9 +600,9 @@ func (f *Fold) verifyTransform(ctx context.Context) (Transform, func(), error) {
 	return lockedTransform{f.cfg.Transform, &f.transformMu}, func() {}, nil
 }
 
-// guardedScans is a store whose Scan is scanRead's: a reader's whole-store
-// scan (Verify's) that ends when the store sends nothing for the read
-// timeout.
+// guardedScans is a store whose Scan is scanRead's: a whole-store scan
+// (Verify's, a reconcile's) that ends when the store sends nothing for the
+// read timeout.
 type guardedScans struct {
 	sdk.Store
 	f *Fold

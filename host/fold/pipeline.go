@@ -433,7 +433,10 @@ func (r *reader) repair() error {
 	f.setState(StateReconciling, "")
 	var muts []sdk.Mutation
 	src := reconcile.Source{JS: f.js, Bucket: f.cfg.Bucket, Filters: f.cfg.Filters}
-	sum, err := reconcile.Repair(r.rctx, src, r.tgt.h, r.sent, func(m sdk.Mutation) error {
+	// The scan of the store ends, as a verify's does, once the store sends
+	// nothing for the read timeout: a hung plugin would otherwise leave the
+	// fold reconciling, with no reason shown, until it is stopped.
+	sum, err := reconcile.Repair(r.rctx, src, guardedScans{r.tgt.h, f}, r.sent, func(m sdk.Mutation) error {
 		if muts = append(muts, m); len(muts) < f.cfg.MaxEntries {
 			return nil
 		}

@@ -22,7 +22,9 @@ import (
 	"github.com/slipstreamkv/slipstream/host/api"
 	"github.com/slipstreamkv/slipstream/host/fold"
 	"github.com/slipstreamkv/slipstream/host/front"
+	"github.com/slipstreamkv/slipstream/internal/pluginhost"
 	"github.com/slipstreamkv/slipstream/internal/testenv"
+	"github.com/slipstreamkv/slipstream/sdk"
 )
 
 // TestReadersSurvivePluginDeath SIGKILLs the store plugin of a synced,
@@ -359,4 +361,55 @@ func TestExportOfAHungStoreEnds(t *testing.T) {
 	if err != nil || m.Records != keys {
 		t.Fatalf("export after SIGCONT: %d records, %v; want %d", m.Records, err, keys)
 	}
+}
+
+// hungScans is a store whose scans, while armed, send nothing until their
+// context ends: a plugin that stopped answering mid-scan.
+type hungScans struct {
+	fold.Handle
+	armed *atomic.Bool
+}
+
+func (s hungScans) Scan(ctx context.Context, r sdk.Range, fn func(sdk.Entry) error) error {
+	if s.armed.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Handle.Scan(ctx, r, fn)
+}
+
+// TestReconcileOfAHungStoreEnds: a reconcile whose scan of the store gets
+// nothing for the read timeout ends the session with that reason, instead
+// of leaving the fold reconciling for good; once the store answers again
+// the fold catches up.
+func TestReconcileOfAHungStoreEnds(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.JetStream(t, srv.ClientURL())
+	kv := testenv.Bucket(t, js, jetstream.KeyValueConfig{Bucket: "cfg"})
+	ctx := context.Background()
+	h := newHarness(t, js, "cfg", nil, t.TempDir())
+	h.cfg.ReadTimeout = time.Second
+	h.cfg.RetryMin, h.cfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	armed := &atomic.Bool{}
+	h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return hungScans{Handle: p, armed: armed} })
+	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	_, last := lastSeq(t, js, "cfg")
+	h.waitSynced(last)
+
+	armed.Store(true)
+	h.f.RequestReconcile()
+	if _, err := kv.Put(ctx, "b", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the reconcile of a hung store ended with the timeout as its reason", func() bool {
+		st := h.f.Status(ctx)
+		return strings.Contains(st.Reason, "sent nothing for 1s")
+	})
+	armed.Store(false)
+	_, last = lastSeq(t, js, "cfg")
+	h.waitSynced(last)
+	diff(t, h.contents(), testenv.Contents(t, kv, ""))
 }
