@@ -246,8 +246,8 @@ type Status struct {
 	Pending    uint64 `json:"pending"`
 	Keys       uint64 `json:"keys"`
 	Bytes      uint64 `json:"bytes"`
-	// StoreError is why Keys and Bytes are unknown (0): the store did not
-	// answer; empty when they were counted.
+	// StoreError is why Keys and Bytes are unknown (0): the store was asked
+	// and did not answer. A fold with no generation yet has neither.
 	StoreError string `json:"store_error,omitempty"`
 	Store      string `json:"store,omitempty"`
 	// SyncedAt is when the fold was last caught up.

@@ -65,9 +65,8 @@ func (v *fixedView) seen() (ranges []sdk.Range, closes int) {
 type viewStore struct {
 	batchRecorder
 	gate, entered chan struct{}
-	// With a snapGate, Snapshot signals snapEntered and waits for the gate
-	// to close.
-	snapGate, snapEntered chan struct{}
+	// With slowSnap, Snapshot opens its view only once its context ended.
+	slowSnap bool
 
 	mu    sync.Mutex
 	views []*fixedView
@@ -81,10 +80,9 @@ func (s *viewStore) Apply(ctx context.Context, b *sdk.Batch) error {
 	return s.batchRecorder.Apply(ctx, b)
 }
 
-func (s *viewStore) Snapshot(context.Context) (sdk.Snapshot, error) {
-	if s.snapGate != nil {
-		close(s.snapEntered)
-		<-s.snapGate
+func (s *viewStore) Snapshot(ctx context.Context) (sdk.Snapshot, error) {
+	if s.slowSnap {
+		<-ctx.Done() // the view opens only once the caller has given up
 	}
 	n := uint64(len(s.applied()))
 	v := &fixedView{
@@ -327,24 +325,14 @@ func TestSnapshotOfDeadPlugin(t *testing.T) {
 // caller's deadline passed (a slow store, a plugin that was stopped) is
 // closed by the plugin, since no caller will ever close it.
 func TestSnapshotOpenedTooLateIsClosed(t *testing.T) {
-	s := &viewStore{snapGate: make(chan struct{}), snapEntered: make(chan struct{})}
+	s := &viewStore{slowSnap: true}
 	p, _ := opened(t, s)
 	sn := snapshotterOf(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	opened := make(chan error, 1)
-	go func() {
-		v, err := sn.Snapshot(ctx)
-		if err == nil {
-			_ = v.Close()
-		}
-		opened <- err
-	}()
-	<-s.snapEntered
-	if err := <-opened; !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := sn.Snapshot(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Snapshot past its deadline = %v; want DeadlineExceeded", err)
 	}
-	close(s.snapGate) // the store opens the view now
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()

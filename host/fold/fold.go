@@ -483,6 +483,10 @@ func (f *Fold) Status(ctx context.Context) Status {
 		})
 		if err == nil {
 			st.Keys, st.Bytes = s.Keys, s.Bytes
+		} else if ctx.Err() != nil && !errors.Is(err, ErrStoreUnavailable) {
+			// The caller's own bound ran out first (the API's is shorter
+			// than the read timeout).
+			st.StoreError = "the store plugin did not report its key count in the time the status request had"
 		} else {
 			st.StoreError = err.Error()
 		}

@@ -448,6 +448,7 @@ func (r *reader) repair() error {
 		return nil
 	})
 	if err != nil {
+		f.reconcileReq.Store(true) // the next session tries again
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	if !r.sendAndWait(&batch{cursor: r.sent, muts: muts}) {

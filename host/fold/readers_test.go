@@ -389,7 +389,10 @@ func TestReconcileOfAHungStoreEnds(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t, js, "cfg", nil, t.TempDir())
 	h.cfg.ReadTimeout = time.Second
-	h.cfg.RetryMin, h.cfg.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	// Each session while the store hangs reconciles again (the request
+	// stands until a reconcile ends) and shows the reason between
+	// sessions for the backoff, 200-400 ms.
+	h.cfg.RetryMin, h.cfg.RetryMax = 200*time.Millisecond, 400*time.Millisecond
 	armed := &atomic.Bool{}
 	h.wrapLaunch(func(p *pluginhost.Plugin) fold.Handle { return hungScans{Handle: p, armed: armed} })
 	if _, err := kv.Put(ctx, "a", []byte("1")); err != nil {
