@@ -72,6 +72,7 @@ func runChild(mode string, args []string) int {
 	config := fs.String("store-config", "{}", "store_config JSON")
 	file := fs.String("artifact", "", "artifact file: written by an export, read by an import")
 	verbose := fs.Bool("v", false, "log the fold's info records")
+	debug := fs.Bool("debug", false, "log debug records too, the plugin's among them")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of this child to the file")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -90,7 +91,7 @@ func runChild(mode string, args []string) int {
 	}
 	spec := foldSpec{
 		label: mode, url: *url, bucket: *bucket, dir: *dir, filters: splitList(*scope),
-		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(*verbose, false),
+		be: &backend{name: *name, plugin: *plugin}, mode: viaPlugin, logger: newLogger(*verbose, *debug),
 		batch: *batch, config: *config,
 	}
 	var res childResult
@@ -234,7 +235,7 @@ func (b *bench) runChildProc(ctx context.Context, label, mode, bucket, dir strin
 	defer cancel()
 	args := append([]string{childFlag + mode, "-nats", b.url, "-bucket", bucket, "-dir", dir,
 		"-plugin", be.plugin, "-backend", be.name, "-wait", b.o.wait.String(),
-		"-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name], "-v=" + fmt.Sprint(b.o.verbose)}, extra...)
+		"-batch", fmt.Sprint(b.o.batch), "-store-config", b.o.storeConfig[be.name], "-v=" + fmt.Sprint(b.o.verbose), "-debug=" + fmt.Sprint(b.o.debug)}, extra...)
 	if b.o.cpuProfile != "" {
 		b.children++ // a label repeats from round to round
 		args = append(args, "-cpuprofile", fmt.Sprintf("%s.%s.%d", b.o.cpuProfile, label, b.children))

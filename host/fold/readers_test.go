@@ -249,7 +249,8 @@ func TestListAnswersBesideAHungFold(t *testing.T) {
 	if got := list.Folds[1]; got.Keys != 1 || got.StoreError != "" {
 		t.Errorf("the fold listed after a hung one counts %d keys (store error %q), want 1", got.Keys, got.StoreError)
 	}
-	if got := list.Folds[0]; got.Keys != 0 || got.StoreError == "" {
+	// The list's own bound (5s) runs out before the read timeout (10s).
+	if got := list.Folds[0]; got.Keys != 0 || !strings.Contains(got.StoreError, "did not report its key count in the time the status request had") {
 		t.Errorf("the hung fold counts %d keys with store error %q, want 0 and why they are unknown", got.Keys, got.StoreError)
 	}
 }
